@@ -1,0 +1,226 @@
+"""Algorithm hyper-parameters (typed) and building SB3 models on a trunk.
+
+stable-baselines3 runs the RL algorithms; this module only turns a validated config into an SB3
+``PPO``/``A2C``/``DQN`` whose features extractor is a :class:`~policyshare.trunks.TrunkExtractor`.
+
+Learning rates and PPO's clip range accept a number or ``"lin_<start>"`` (linear decay from
+``start`` to 0 over training, rl-baselines3-zoo's notation, parsed — never evaluated).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from stable_baselines3.common.utils import LinearSchedule
+
+from policyshare.config import (
+    check_non_negative,
+    check_positive,
+    check_unit_interval,
+    from_dict,
+    to_dict,
+)
+from policyshare.errors import ConfigError
+from policyshare.trunks import TrunkExtractor
+
+_LIN = re.compile(r"^lin_([0-9.eE+-]+)$")
+
+
+def parse_schedule(value: float | str, name: str) -> float | LinearSchedule:
+    """A constant or ``"lin_<start>"`` (linear decay to 0) as SB3 expects it.
+
+    Raises:
+        ConfigError: a string that is not ``lin_<number>``, or a value <= 0.
+    """
+    if isinstance(value, str):
+        m = _LIN.match(value)
+        try:
+            start = float(m.group(1)) if m else float("nan")
+        except ValueError:
+            start = float("nan")
+        if not m or not start > 0:
+            raise ConfigError(f"{name}: expected a positive number or 'lin_<number>', got {value!r}")
+        return LinearSchedule(start, 0.0, 1.0)
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0, got {value}")
+    return float(value)
+
+
+@dataclass
+class PPOParams:
+    """PPO hyper-parameters (SB3 names). Units: ``n_steps`` env steps per env per rollout;
+    ``batch_size`` transitions per minibatch; ``n_epochs`` passes over each rollout."""
+
+    learning_rate: float | str = 2.5e-4
+    n_steps: int = 128
+    batch_size: int = 256
+    n_epochs: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float | str = 0.1
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantage: bool = True
+    target_kl: float | None = None
+
+    def __post_init__(self) -> None:
+        parse_schedule(self.learning_rate, "learning_rate")
+        parse_schedule(self.clip_range, "clip_range")
+        check_positive("", n_steps=self.n_steps, batch_size=self.batch_size,
+                       n_epochs=self.n_epochs, max_grad_norm=self.max_grad_norm)
+        check_unit_interval("", gamma=self.gamma, gae_lambda=self.gae_lambda)
+        check_non_negative("", ent_coef=self.ent_coef, vf_coef=self.vf_coef)
+
+
+@dataclass
+class A2CParams:
+    """A2C hyper-parameters (SB3 names). ``n_steps``: env steps per env per update."""
+
+    learning_rate: float | str = 7e-4
+    n_steps: int = 5
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    ent_coef: float = 0.01
+    vf_coef: float = 0.25
+    max_grad_norm: float = 0.5
+    use_rms_prop: bool = True
+    rms_prop_eps: float = 1e-5
+    normalize_advantage: bool = False
+
+    def __post_init__(self) -> None:
+        parse_schedule(self.learning_rate, "learning_rate")
+        check_positive("", n_steps=self.n_steps, max_grad_norm=self.max_grad_norm,
+                       rms_prop_eps=self.rms_prop_eps)
+        check_unit_interval("", gamma=self.gamma, gae_lambda=self.gae_lambda)
+        check_non_negative("", ent_coef=self.ent_coef, vf_coef=self.vf_coef)
+
+
+@dataclass
+class DQNParams:
+    """DQN hyper-parameters (SB3 names). Units: ``buffer_size`` transitions; ``learning_starts``,
+    ``train_freq`` and ``target_update_interval`` env steps; ``exploration_fraction`` a fraction
+    of the total env steps; ε values in [0, 1]."""
+
+    learning_rate: float | str = 1e-4
+    buffer_size: int = 100_000
+    learning_starts: int = 5_000
+    batch_size: int = 32
+    tau: float = 1.0
+    gamma: float = 0.99
+    train_freq: int = 4
+    gradient_steps: int = 1
+    target_update_interval: int = 1_000
+    exploration_fraction: float = 0.1
+    exploration_initial_eps: float = 1.0
+    exploration_final_eps: float = 0.01
+    max_grad_norm: float = 10.0
+    optimize_memory_usage: bool = False
+
+    def __post_init__(self) -> None:
+        parse_schedule(self.learning_rate, "learning_rate")
+        check_positive("", buffer_size=self.buffer_size, batch_size=self.batch_size,
+                       train_freq=self.train_freq, target_update_interval=self.target_update_interval,
+                       max_grad_norm=self.max_grad_norm)
+        check_non_negative("", learning_starts=self.learning_starts)
+        check_unit_interval("", tau=self.tau, gamma=self.gamma,
+                            exploration_fraction=self.exploration_fraction,
+                            exploration_initial_eps=self.exploration_initial_eps,
+                            exploration_final_eps=self.exploration_final_eps)
+
+
+PARAMS: dict[str, type] = {"ppo": PPOParams, "a2c": A2CParams, "dqn": DQNParams}
+
+
+@dataclass
+class PolicyConfig:
+    """The layers above the trunk.
+
+    Attributes:
+        net_arch: hidden layer widths of the policy/value (or Q) heads above the trunk's
+            features; ``[]`` gives linear heads, as in the MinAtar paper network.
+        ortho_init: SB3's orthogonal initialisation (PPO/A2C).
+    """
+
+    net_arch: list[int] = field(default_factory=list)
+    ortho_init: bool = True
+
+    def __post_init__(self) -> None:
+        for w in self.net_arch:
+            check_positive("", net_arch=w)
+
+
+@dataclass
+class TrunkConfig:
+    """Which trunk and activation (see :mod:`policyshare.trunks`).
+
+    Attributes:
+        spec: named trunk spec; ``null`` takes the suite's default (MinAtar: ``minatar``,
+            Atari: ``nature``).
+        activation: ``relu``, ``trec`` or ``tlin``.
+        theta: threshold θ of TRec/TLin.
+        alignment: input alignment ``pad``/``stem``/``none``; ``null`` takes the suite's.
+    """
+
+    spec: str | None = None
+    activation: Literal["relu", "trec", "tlin"] = "relu"
+    theta: float = 0.5
+    alignment: Literal["pad", "stem", "none"] | None = None
+
+    def __post_init__(self) -> None:
+        check_non_negative("", theta=self.theta)
+
+
+def algo_params(algo: str, raw: Any, where: str) -> Any:
+    """Validate ``hyperparams`` for ``algo`` into its typed object.
+
+    Raises:
+        ConfigError: unknown algorithm, unknown key, wrong type, out of range.
+    """
+    if algo not in PARAMS:
+        raise ConfigError(f"unknown algorithm {algo!r}; choose one of {', '.join(PARAMS)}")
+    return from_dict(PARAMS[algo], raw, where)
+
+
+def extractor_kwargs(trunk: TrunkConfig, suite: Any) -> dict[str, Any]:
+    """Plain-data kwargs of :class:`TrunkExtractor` for a trunk config and suite."""
+    return {"trunk": {"name": trunk.spec or suite.trunk, "activation": trunk.activation,
+                      "theta": trunk.theta},
+            "alignment": suite.alignment_kwargs(trunk.alignment)}
+
+
+def build_model(algo: str, env: Any, params: Any, policy: PolicyConfig, trunk: TrunkConfig,
+                suite: Any, seed: int, device: str = "cpu", verbose: int = 0) -> Any:
+    """An SB3 model on a trunk.
+
+    Args:
+        algo: ``ppo``, ``a2c`` or ``dqn``.
+        env: the (vectorised) training env.
+        params: typed hyper-parameters (:data:`PARAMS`).
+        policy: heads above the trunk.
+        trunk: trunk config.
+        suite: the task's :class:`~policyshare.envs.Suite` (alignment, default trunk).
+        seed: SB3 seed.
+        device: torch device.
+
+    Returns:
+        The SB3 ``BaseAlgorithm``.
+    """
+    from policyshare.checkpoints import algo_class
+
+    kwargs = to_dict(params)
+    kwargs["learning_rate"] = parse_schedule(params.learning_rate, "learning_rate")
+    if algo == "ppo":
+        kwargs["clip_range"] = parse_schedule(params.clip_range, "clip_range")
+    policy_kwargs: dict[str, Any] = {
+        "features_extractor_class": TrunkExtractor,
+        "features_extractor_kwargs": extractor_kwargs(trunk, suite),
+        "net_arch": list(policy.net_arch),
+    }
+    if algo in ("ppo", "a2c"):
+        policy_kwargs["ortho_init"] = policy.ortho_init
+    cls = algo_class(algo)
+    return cls("CnnPolicy", env, policy_kwargs=policy_kwargs, seed=seed, device=device,
+               verbose=verbose, **kwargs)

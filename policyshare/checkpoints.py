@@ -1,0 +1,409 @@
+"""Checkpoints: atomic writes, verified SB3 zips, and safetensors trunk files.
+
+Two kinds of files:
+
+* **SB3 models** (``*.zip``) — what ``model.save`` writes, loadable with plain
+  ``stable_baselines3.PPO.load`` once policyshare is installed. policyshare adds one entry,
+  ``policyshare.json``, holding the algorithm, env id, spaces, policy description and a SHA-256
+  of every other entry; SB3 ignores it, :func:`load_sb3` verifies it.
+* **Tensor files** (``*.safetensors``) — trunks, progressive columns, students: tensors plus
+  a JSON header in the safetensors metadata (spec, input alignment, observation shape, source
+  run, versions, SHA-256 of the tensors). Loading never unpickles anything.
+
+Every write goes to a temporary file in the same folder, is flushed to disk and renamed over
+the target, so a crash or a full disk leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from policyshare.errors import CheckpointError, UserError
+from policyshare.trunks import Trunk, TrunkSpec
+
+SB3_HEADER = "policyshare.json"
+TRUNK_FORMAT = "policyshare.trunk"
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename).
+
+    Raises:
+        CheckpointError: if the write fails (e.g. no space left); the previous file at
+            ``path``, if any, is left as it was and the temporary file is removed.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except OSError as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise CheckpointError(f"could not write {p}: {e.strerror or e}; free space or fix "
+                              f"permissions, then rerun with --resume (the previous file is kept)"
+                              ) from e
+    return p
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write text (UTF-8) atomically; see :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically; see :func:`atomic_write_bytes`."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """Read a JSON file.
+
+    Raises:
+        CheckpointError: missing or not valid JSON.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{what} {p} not found")
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{what} {p} is corrupt ({e}); restore it or rerun the step that "
+                              "writes it") from e
+
+
+# --------------------------------------------------------------------------------------------
+# Versions
+
+
+def versions() -> dict[str, str]:
+    """Versions of policyshare and the libraries whose behaviour a result depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str] = {}
+    for pkg in ("policyshare", "torch", "stable-baselines3", "gymnasium", "numpy", "minatar",
+                "ale-py", "safetensors"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    import platform
+    import sys
+
+    out["python"] = sys.version.split()[0]
+    out["platform"] = platform.platform()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Tensor files (safetensors + JSON header)
+
+
+def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of ``tensors`` in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor],
+                 header: Mapping[str, Any]) -> Path:
+    """Save tensors and a JSON header as one safetensors file, atomically.
+
+    The header gains ``sha256`` (of the tensors) and ``versions``.
+
+    Raises:
+        CheckpointError: if the write fails.
+    """
+    from safetensors.torch import save
+
+    clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    full = dict(header)
+    full["sha256"] = tensors_sha256(clean)
+    full.setdefault("versions", versions())
+    data = save(clean, metadata={"policyshare": json.dumps(full, default=_json_default)})
+    return atomic_write_bytes(path, data)
+
+
+def load_tensors(path: str | Path, expected_format: str | None = None
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load a file written by :func:`save_tensors`, verifying its checksum. Never unpickles.
+
+    Args:
+        path: the ``.safetensors`` file.
+        expected_format: if given, the header's ``format`` must equal it.
+
+    Returns:
+        ``(tensors, header)``.
+
+    Raises:
+        CheckpointError: missing file, not a safetensors file, corrupt (checksum mismatch),
+            or of another format.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} not found; check the path")
+    raw = p.read_bytes()
+    try:
+        tensors = load(raw)
+        n = int.from_bytes(raw[:8], "little")
+        meta = json.loads(raw[8:8 + n]).get("__metadata__", {})
+    except (SafetensorError, ValueError, OSError, RuntimeError) as e:
+        raise CheckpointError(f"{p} is not a readable safetensors file ({e}); it may be "
+                              "truncated or corrupt — use another checkpoint") from e
+    try:
+        header = json.loads(meta["policyshare"])
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{p} has no policyshare header; it was not written by "
+                              "policyshare (use save_trunk / policyshare train)") from e
+    if header.get("sha256") != tensors_sha256(tensors):
+        raise CheckpointError(f"{p} is corrupt: its checksum does not match its contents; "
+                              "use another checkpoint")
+    if expected_format is not None and header.get("format") != expected_format:
+        raise CheckpointError(f"{p} is a {header.get('format')!r} file, expected "
+                              f"{expected_format!r}")
+    return tensors, header
+
+
+def save_trunk(trunk: Trunk, path: str | Path, *, alignment: Mapping[str, Any] | None = None,
+               observation_shape: tuple[int, ...] | None = None,
+               source: Mapping[str, Any] | None = None) -> Path:
+    """Export a trunk as safetensors + JSON header (spec, alignment, observation shape, source).
+
+    Args:
+        trunk: the trunk module.
+        path: target ``.safetensors`` file (written atomically).
+        alignment: the input alignment it was trained with (``InputAlignment.describe()``).
+        observation_shape: the observation shape of the task it was trained on.
+        source: provenance, e.g. ``{"run": "runs/train/…", "env_id": …, "algo": …}``.
+
+    Raises:
+        CheckpointError: if the write fails.
+    """
+    header = {"format": TRUNK_FORMAT, "format_version": 1, "spec": trunk.spec.to_dict(),
+              "alignment": dict(alignment or {}),
+              "observation_shape": list(observation_shape) if observation_shape else None,
+              "source": dict(source or {})}
+    return save_tensors(path, trunk.state_dict(), header)
+
+
+def load_trunk(path: str | Path) -> Trunk:
+    """Rebuild a trunk from a trunk file without unpickling anything.
+
+    Example:
+        >>> trunk = load_trunk("runs/train/MinAtar-Breakout-v1__ppo__s0/trunk.safetensors")  # doctest: +SKIP
+        >>> trunk(torch.zeros(1, 10, 10, 10)).shape  # doctest: +SKIP
+        torch.Size([1, 128])
+
+    Returns:
+        A :class:`~policyshare.trunks.Trunk` in eval mode, with the file's header as
+        ``trunk.header``.
+
+    Raises:
+        CheckpointError: missing, corrupt, not a trunk file, or of an unknown spec.
+    """
+    tensors, header = load_tensors(path, TRUNK_FORMAT)
+    try:
+        spec = TrunkSpec.from_dict(header["spec"])
+    except (KeyError, UserError) as e:
+        raise CheckpointError(f"{path}: unusable trunk spec ({e})") from None
+    trunk = Trunk(spec)
+    load_state_checked(trunk, tensors, f"trunk file {path}")
+    trunk.header = header
+    return trunk.eval()
+
+
+def load_state_checked(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor],
+                       what: str) -> None:
+    """Load a state dict, refusing missing/unexpected keys and shape mismatches by name.
+
+    Raises:
+        CheckpointError: naming the parameter and both shapes.
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    if missing or extra:
+        raise CheckpointError(f"{what} does not fit this network: missing {missing or 'none'}, "
+                              f"unexpected {extra or 'none'}")
+    for k, t in tensors.items():
+        if tuple(t.shape) != tuple(own[k].shape):
+            raise CheckpointError(
+                f"{what} does not fit this network: {k} has shape {tuple(t.shape)} in the file "
+                f"but {tuple(own[k].shape)} in the network; use a trunk of the same spec and "
+                "input alignment")
+    module.load_state_dict(dict(tensors))
+
+
+def load_trunk_weights(target: Trunk, path: str | Path) -> dict[str, Any]:
+    """Copy a trunk file's weights into an existing trunk (e.g. inside an SB3 policy).
+
+    Call it *after* the SB3 model is built: SB3's ``ortho_init`` re-initialises extractors
+    at construction.
+
+    Returns:
+        The file's header.
+
+    Raises:
+        CheckpointError: missing/corrupt file, another spec or activation, or other shapes
+            (the message names both shapes).
+    """
+    tensors, header = load_tensors(path, TRUNK_FORMAT)
+    spec = header.get("spec", {})
+    if spec.get("name") != target.spec.name:
+        raise CheckpointError(f"trunk file {path} holds a {spec.get('name')!r} trunk but the "
+                              f"network uses {target.spec.name!r}; pass a trunk of that spec or "
+                              f"set trunk.spec: {spec.get('name')}")
+    if spec.get("activation") != target.spec.activation:
+        raise CheckpointError(f"trunk file {path} uses activation {spec.get('activation')!r}, "
+                              f"the network {target.spec.activation!r}; set trunk.activation "
+                              "to match")
+    load_state_checked(target, tensors, f"trunk file {path}")
+    return header
+
+
+# --------------------------------------------------------------------------------------------
+# SB3 zips
+
+
+def _entries_sha256(zf: zipfile.ZipFile) -> dict[str, str]:
+    return {name: hashlib.sha256(zf.read(name)).hexdigest()
+            for name in sorted(zf.namelist()) if name != SB3_HEADER}
+
+
+def save_sb3(model: Any, path: str | Path, header: Mapping[str, Any]) -> Path:
+    """Save an SB3 model atomically with an embedded, checksummed ``policyshare.json``.
+
+    Args:
+        model: an SB3 ``BaseAlgorithm``.
+        path: target ``.zip``.
+        header: plain-data description (algo, env id, …) stored in the zip.
+
+    Raises:
+        CheckpointError: if the write fails (the previous file is kept).
+    """
+    buf = io.BytesIO()
+    model.save(buf)
+    with zipfile.ZipFile(buf, "a") as zf:
+        full = dict(header)
+        full["entries_sha256"] = _entries_sha256(zf)
+        full.setdefault("versions", versions())
+        zf.writestr(SB3_HEADER, json.dumps(full, indent=2, default=_json_default))
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def read_sb3_header(path: str | Path, verify: bool = True) -> dict[str, Any]:
+    """Read (and verify) the ``policyshare.json`` of an SB3 zip without unpickling.
+
+    Zips saved by plain SB3 have no header: the algorithm is then inferred from the zip's
+    JSON ``data`` entry and ``{"algo": …}`` is returned.
+
+    Raises:
+        CheckpointError: missing, not a zip, truncated, or a checksum mismatch.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} not found; check the path")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            names = zf.namelist()
+            if SB3_HEADER not in names:
+                data = json.loads(zf.read("data"))
+                return {"algo": _infer_algo(data), "plain_sb3": True}
+            header: dict[str, Any] = json.loads(zf.read(SB3_HEADER))
+            if verify and header.get("entries_sha256") != _entries_sha256(zf):
+                raise CheckpointError(f"{p} is corrupt: its checksum does not match its "
+                                      "contents; use an earlier checkpoint")
+            return header
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
+        raise CheckpointError(f"{p} is not a readable SB3 checkpoint ({e}); it may be truncated "
+                              "or corrupt — use an earlier checkpoint") from e
+
+
+def _infer_algo(data: Mapping[str, Any]) -> str:
+    if "exploration_rate" in data or "target_update_interval" in data:
+        return "dqn"
+    if "clip_range" in data or "n_epochs" in data:
+        return "ppo"
+    return "a2c"
+
+
+ALGOS = ("ppo", "a2c", "dqn")
+
+
+def algo_class(algo: str) -> Any:
+    """The SB3 class for ``ppo``, ``a2c`` or ``dqn``.
+
+    Raises:
+        UserError: unknown algorithm.
+    """
+    from stable_baselines3 import A2C, DQN, PPO
+
+    classes = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
+    if algo not in classes:
+        raise UserError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
+    return classes[algo]
+
+
+def load_sb3(path: str | Path, env: Any = None, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """Load an SB3 checkpoint after verifying its header.
+
+    Note: SB3 zips contain pickled objects; load only files you trust (see the README's
+    table of safe loads).
+
+    Returns:
+        ``(model, header)``.
+
+    Raises:
+        CheckpointError: missing, corrupt, or unloadable.
+    """
+    header = read_sb3_header(path)
+    cls = algo_class(str(header.get("algo", "ppo")))
+    try:
+        model = cls.load(str(path), env=env, device=device)
+    except (zipfile.BadZipFile, KeyError, ValueError, RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f"could not load {path} ({type(e).__name__}: {e}); use another "
+                              "checkpoint") from e
+    return model, header

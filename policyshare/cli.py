@@ -1,0 +1,158 @@
+"""The ``policyshare`` command.
+
+Every subcommand that writes follows one convention: ``--run-dir DIR`` chooses the run folder,
+``--seed``/``--seeds`` the seeds, and the default folder is ``runs/<command>/<env>…__s<seed>``.
+A user error (bad flag, unknown env id, bad config, missing or corrupt checkpoint, mismatched
+shapes, a run folder that would be overwritten) prints one line on stderr and exits with
+status 2; nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from policyshare.errors import UserError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_run_options(p: argparse.ArgumentParser, seeds: bool = False) -> None:
+    p.add_argument("--run-dir", default=None, metavar="DIR",
+                   help="run folder (default: runs/<command>/<env>__<method>__s<seed>)")
+    if seeds:
+        p.add_argument("--seeds", nargs="+", default=["0"], metavar="S",
+                       help="seeds: integers or ranges such as 0-4 (default: 0)")
+    else:
+        p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the unfinished run in the run folder from its last checkpoint")
+
+
+# --------------------------------------------------------------------------------------------
+# train
+
+
+def _train_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train", help="train a policy for one env from a config",
+        description="Train one policy (PPO, A2C or DQN from stable-baselines3) on a shared-trunk "
+        "network for one Gymnasium env. Writes a run folder: config.yaml, meta.json, tb/ "
+        "(TensorBoard), checkpoints/, model.zip (loads with plain SB3), trunk.safetensors "
+        "(policyshare.load_trunk) and metrics.json.")
+    p.add_argument("--env", required=True, metavar="ID", help="Gymnasium id, e.g. MinAtar/Breakout-v1")
+    p.add_argument("--algo", default="ppo", choices=["ppo", "a2c", "dqn"], help="algorithm (default: ppo)")
+    p.add_argument("--config", default=None, metavar="YAML",
+                   help="config keyed by env id with a default: entry (default: configs/<algo>.yaml)")
+    p.add_argument("--timesteps", type=int, default=None, metavar="N",
+                   help="env steps to train, summed over envs (default: from the config)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set hyperparams.learning_rate=1e-4 (repeatable)")
+    p.add_argument("--init-trunk", default=None, metavar="FILE",
+                   help="initialise the trunk from a trunk file (.safetensors); heads start fresh")
+    p.add_argument("--freeze-trunk", action="store_true", help="keep the initialised trunk fixed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    _add_run_options(p)
+    p.set_defaults(handler=_cmd_train)
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from policyshare.config import parse_overrides
+    from policyshare.train import train
+
+    train(a.env, a.algo, config=a.config, timesteps=a.timesteps, seed=a.seed, run_dir=a.run_dir,
+          overrides=parse_overrides(a.overrides), resume=a.resume, init_trunk=a.init_trunk,
+          freeze_trunk=a.freeze_trunk, quiet=a.quiet)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+
+
+def _evaluate_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "evaluate", help="evaluate a run folder or checkpoint",
+        description="Evaluate a checkpoint (a run folder, an SB3 zip, a progressive network or "
+        "a student) with greedy actions: prints mean ± std return over N episodes next to the "
+        "random-policy return on the same env and seeds.")
+    p.add_argument("path", metavar="PATH", help="run folder or checkpoint file")
+    p.add_argument("--env", "--task", dest="env", default=None, metavar="ID",
+                   help="env to evaluate in (required for multi-task checkpoints)")
+    p.add_argument("--episodes", type=int, default=20, metavar="N", help="episodes (default: 20)")
+    p.add_argument("--seed", type=int, default=10_000, help="evaluation seed (default: 10000)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--video", default=None, metavar="FILE.gif", help="also write one episode as a GIF")
+    p.set_defaults(handler=_cmd_evaluate)
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from policyshare.evaluate import evaluate, load_policy, random_return, record_video
+
+    if a.episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {a.episodes}")
+    agent, env_id, _ = load_policy(a.path, a.env)
+    result = evaluate(agent, env_id, a.episodes, a.seed)
+    rand = random_return(env_id, a.episodes, a.seed)
+    out: dict[str, Any] = {"path": str(a.path), "env_id": env_id, "episodes": a.episodes,
+                           "seed": a.seed, "mean_return": result.mean, "std_return": result.std,
+                           "random_mean_return": rand.mean, "random_std_return": rand.std}
+    if a.video:
+        video, ret = record_video(agent, env_id, a.video, a.seed)
+        out["video"] = str(video)
+        out["video_return"] = ret
+    if a.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{env_id}: {result.mean:.2f} ± {result.std:.2f} over {a.episodes} episodes "
+              f"(random policy: {rand.mean:.2f} ± {rand.std:.2f})")
+        if a.video:
+            print(f"video: {out['video']} (return {out['video_return']:.1f})")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+
+#: Subcommand parser builders. Other modules' commands are added here as they land.
+COMMANDS: list[Callable[[Any], None]] = [_train_parser, _evaluate_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``policyshare`` argument parser with every subcommand."""
+    parser = _Parser(prog="policyshare", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def _version() -> str:
+    from policyshare import __version__
+
+    return f"policyshare {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return handler(args)
+    except UserError as e:
+        print(f"policyshare {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code

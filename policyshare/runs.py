@@ -1,0 +1,141 @@
+"""Run folders: one folder per run, reproducible and never silently overwritten.
+
+Layout (see ``runs/README.md``)::
+
+    <run>/config.yaml        the resolved config
+    <run>/meta.json          command line(s), versions, git commit, seed, start times
+    <run>/tb/                TensorBoard event files
+    <run>/checkpoints/       periodic checkpoints (SB3 zips with a policyshare.json header)
+    <run>/model.zip          final model (plain ``PPO.load`` works)
+    <run>/best_model.zip     best model under periodic evaluation
+    <run>/trunk.safetensors  the trunk, loadable with ``policyshare.load_trunk``
+    <run>/evaluations.json   periodic evaluation curve (env steps, mean, std)
+    <run>/metrics.json       final figures; its presence marks the run finished
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from policyshare.checkpoints import atomic_write_json, atomic_write_text, read_json, versions
+from policyshare.errors import UserError
+from policyshare.paths import ROOT, runs_dir
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of an env id or label (``MinAtar/Breakout-v1`` → ``MinAtar-Breakout-v1``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def default_run_dir(command: str, name: str, seed: int | None = None,
+                    method: str | None = None) -> Path:
+    """``runs/<command>/<name>[__<method>][__s<seed>]``, the default of every writing command."""
+    parts = [slug(name)]
+    if method:
+        parts.append(slug(method))
+    if seed is not None:
+        parts.append(f"s{seed}")
+    return runs_dir() / command / "__".join(parts)
+
+
+def git_commit() -> dict[str, Any]:
+    """The source tree's commit and whether it had uncommitted changes (empty if not a repo)."""
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip() != ""
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def command_line() -> str:
+    """The current command line, as a user would type it."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("policyshare", "__main__.py", "cli.py")):
+        argv[0] = "policyshare"
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+@dataclass
+class RunFolder:
+    """A run's folder and the paths inside it."""
+
+    path: Path
+
+    @property
+    def tb_dir(self) -> Path:
+        return self.path / "tb"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / "meta.json"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run completed (its ``metrics.json`` exists)."""
+        return self.metrics_path.is_file()
+
+    @classmethod
+    def open(cls, path: str | Path, *, command: str, config: Mapping[str, Any],
+             seed: int | None = None, resume: bool = False) -> RunFolder:
+        """Create a run folder, or reopen one to resume; never overwrite a run.
+
+        Args:
+            path: the folder.
+            command: the writing command (``train``, ``progressive`` …).
+            config: the resolved config (written as ``config.yaml``).
+            seed: the run's seed (recorded in ``meta.json``).
+            resume: continue an unfinished run in ``path``.
+
+        Raises:
+            UserError: the folder holds a finished run; holds an unfinished one and
+                ``resume`` is off; or ``resume`` is on and there is nothing to resume.
+        """
+        run = cls(Path(path))
+        exists = run.path.is_dir() and any(run.path.iterdir())
+        if run.finished:
+            raise UserError(f"run folder {run.path} holds a finished run (metrics.json); choose "
+                            "another --run-dir or delete that folder")
+        if exists and not resume:
+            raise UserError(f"run folder {run.path} holds an unfinished run; add --resume to "
+                            "continue it, or choose another --run-dir")
+        if resume and not run.meta_path.is_file():
+            raise UserError(f"nothing to resume in {run.path}; drop --resume to start a new run")
+        run.path.mkdir(parents=True, exist_ok=True)
+        meta = read_json(run.meta_path, "run metadata") if resume else {
+            "command": command, "seed": seed, "invocations": []}
+        meta["invocations"].append({"command_line": command_line(), "cwd": str(Path.cwd()),
+                                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                    "versions": versions(), "git": git_commit()})
+        if not resume:
+            atomic_write_text(run.config_path, yaml.safe_dump(dict(config), sort_keys=False))
+        atomic_write_json(run.meta_path, meta)
+        return run
+
+    def write_metrics(self, metrics: Mapping[str, Any]) -> Path:
+        """Write ``metrics.json`` atomically (marks the run finished)."""
+        return atomic_write_json(self.metrics_path, dict(metrics))

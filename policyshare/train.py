@@ -1,0 +1,343 @@
+"""Training one policy per env from a config: ``policyshare train``.
+
+One loop, read top to bottom in :func:`train`: resolve the config → open the run folder →
+build the vectorised env and the SB3 model on a trunk → ``model.learn`` with periodic
+evaluation, checkpoints and a finite-value guard → save the final model and trunk →
+evaluate the final model and the random policy → ``metrics.json``.
+
+Units: ``timesteps``, ``eval.freq`` and ``checkpoint_freq`` are env steps summed over the
+parallel envs; evaluation is in complete episodes.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+import torch
+
+from policyshare.algos import PolicyConfig, TrunkConfig, algo_params, build_model
+from policyshare.callbacks import (
+    AtomicCheckpoint,
+    FiniteGuard,
+    PeriodicEvaluation,
+    checkpoint_step,
+    save_checkpoint,
+)
+from policyshare.checkpoints import (
+    ALGOS,
+    load_sb3,
+    load_trunk_weights,
+    save_sb3,
+    save_trunk,
+)
+from policyshare.config import (
+    check_non_negative,
+    check_positive,
+    deep_merge,
+    from_dict,
+    read_yaml,
+    resolve_env_entry,
+    to_dict,
+)
+from policyshare.envs import Suite, check_env_id, make_vec_env
+from policyshare.errors import UserError
+from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate, random_return
+from policyshare.paths import default_config
+from policyshare.runs import RunFolder, default_run_dir
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings.
+
+    Attributes:
+        freq: env steps between periodic evaluations (``eval/mean_reward``); 0 turns them off.
+        episodes: episodes per periodic evaluation.
+        final_episodes: episodes of the final evaluation in ``metrics.json``.
+        random_episodes: episodes of the random-policy baseline.
+    """
+
+    freq: int = 25_000
+    episodes: int = 10
+    final_episodes: int = 20
+    random_episodes: int = 20
+
+    def __post_init__(self) -> None:
+        check_non_negative("", freq=self.freq)
+        check_positive("", episodes=self.episodes, final_episodes=self.final_episodes,
+                       random_episodes=self.random_episodes)
+
+
+@dataclass
+class TrainConfig:
+    """A resolved training config (one entry of ``configs/<algo>.yaml`` after merging).
+
+    Attributes:
+        timesteps: total env steps to train (summed over envs).
+        n_envs: parallel envs.
+        vec_env: ``dummy`` (one process) or ``subproc``.
+        torch_threads: torch intra-op threads.
+        device: torch device (``cpu``, ``cuda``, ``auto``).
+        checkpoint_freq: env steps between checkpoints; 0 turns them off.
+        progress_bar: show a progress bar (tqdm + rich, through SB3).
+        trunk: trunk spec, activation and input alignment.
+        policy: heads above the trunk.
+        eval: evaluation settings.
+        hyperparams: the algorithm's hyper-parameters (validated per algorithm).
+    """
+
+    timesteps: int = 1_000_000
+    n_envs: int = 8
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+    torch_threads: int = 1
+    device: str = "cpu"
+    checkpoint_freq: int = 100_000
+    progress_bar: bool = True
+    trunk: TrunkConfig = field(default_factory=TrunkConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_positive("", timesteps=self.timesteps, n_envs=self.n_envs,
+                       torch_threads=self.torch_threads)
+        check_non_negative("", checkpoint_freq=self.checkpoint_freq)
+
+
+def load_train_config(env_id: str, algo: str, path: str | Path | None = None,
+                      overrides: Mapping[str, Any] | None = None) -> tuple[TrainConfig, Any]:
+    """Resolve ``configs/<algo>.yaml`` for ``env_id``: default ← patterns ← id ← overrides.
+
+    Returns:
+        ``(config, hyperparams)``; ``hyperparams`` is the algorithm's typed object
+        (:class:`~policyshare.algos.PPOParams` …).
+
+    Raises:
+        ConfigError: missing/malformed file, unknown key, wrong type, out-of-range value.
+    """
+    p = Path(path) if path is not None else default_config(algo)
+    raw = resolve_env_entry(read_yaml(p), env_id, p)
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    where = f"{p} [{env_id}]"
+    cfg = from_dict(TrainConfig, raw, where)
+    params = algo_params(algo, cfg.hyperparams, f"{where}.hyperparams")
+    if algo == "ppo" and params.batch_size > params.n_steps * cfg.n_envs:
+        from policyshare.errors import ConfigError
+
+        raise ConfigError(f"{where}: hyperparams.batch_size ({params.batch_size}) exceeds the "
+                          f"rollout size n_steps*n_envs ({params.n_steps * cfg.n_envs})")
+    return cfg, params
+
+
+def _resolved(cfg: TrainConfig, params: Any, env_id: str, algo: str, seed: int) -> dict[str, Any]:
+    d = to_dict(cfg)
+    d["hyperparams"] = to_dict(params)
+    return {"env_id": env_id, "algo": algo, "seed": seed, **d}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    run_dir: Path
+    model_path: Path
+    trunk_path: Path
+    metrics: dict[str, Any]
+    model: Any = None
+
+
+def latest_checkpoint(run: RunFolder) -> Path | None:
+    """The newest ``ckpt_<step>.zip`` of a run, or ``None``."""
+    ckpts = sorted(run.checkpoints_dir.glob("ckpt_*.zip"), key=checkpoint_step)
+    return ckpts[-1] if ckpts else None
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise _Interrupted(signal.Signals(signum).name)
+
+
+def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
+          timesteps: int | None = None, seed: int = 0, run_dir: str | Path | None = None,
+          overrides: Mapping[str, Any] | None = None, resume: bool = False,
+          init_trunk: str | Path | None = None, freeze_trunk: bool = False,
+          run_name: str | None = None, quiet: bool = False) -> TrainResult:
+    """Train one policy on one env and write a complete run folder.
+
+    Args:
+        env_id: Gymnasium id of a suite (``MinAtar/Breakout-v1``, ``ALE/Pong-v5`` …).
+        algo: ``ppo``, ``a2c`` or ``dqn``.
+        config: YAML keyed by env id (default ``configs/<algo>.yaml``).
+        timesteps: env steps (overrides the config).
+        seed: seed of the model and training envs (evaluation uses ``seed + 10000``).
+        run_dir: run folder (default ``runs/train/<env>__<algo>__s<seed>``).
+        overrides: nested config overrides (from ``--set``).
+        resume: continue the unfinished run in ``run_dir`` from its latest checkpoint.
+        init_trunk: a trunk file whose weights initialise the trunk (fresh heads).
+        freeze_trunk: keep the initialised trunk fixed (excluded from the optimizer).
+        run_name: label recorded in ``metrics.json`` (method name for comparisons).
+        quiet: no progress bar or prints.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        UserError: unknown env or algorithm, bad config, a run folder that would be
+            overwritten, a trunk file that does not fit, a non-finite loss.
+    """
+    if algo not in ALGOS:
+        raise UserError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
+    suite: Suite = check_env_id(env_id)
+    cfg, params = load_train_config(env_id, algo, config, overrides)
+    if timesteps is not None:
+        if timesteps <= 0:
+            raise UserError(f"--timesteps must be > 0, got {timesteps}")
+        cfg = replace(cfg, timesteps=timesteps)
+    if freeze_trunk and init_trunk is None:
+        raise UserError("--freeze-trunk needs a trunk to freeze: pass --init-trunk FILE")
+    resolved = _resolved(cfg, params, env_id, algo, seed)
+    if init_trunk is not None:
+        resolved["init_trunk"] = str(init_trunk)
+        resolved["freeze_trunk"] = freeze_trunk
+    run = RunFolder.open(run_dir or default_run_dir("train", env_id, seed, algo), command="train",
+                         config=resolved, seed=seed, resume=resume)
+    torch.set_num_threads(cfg.torch_threads)
+    header = {"format": "policyshare.sb3", "algo": algo, "env_id": env_id, "seed": seed,
+              "run": str(run.path), "trunk": resolved["trunk"], "policy": resolved["policy"]}
+
+    env = make_vec_env(env_id, cfg.n_envs, seed, cfg.vec_env)
+    ckpt = latest_checkpoint(run) if resume else None
+    if ckpt is not None:
+        model, _ = load_sb3(ckpt, env=env, device=cfg.device)
+        if freeze_trunk:
+            _freeze_trunk(model)
+        replay = run.checkpoints_dir / "replay_buffer.pkl"
+        if algo == "dqn" and replay.is_file():
+            model.load_replay_buffer(str(replay))
+    else:
+        model = build_model(algo, env, params, cfg.policy, cfg.trunk, suite, seed, cfg.device)
+        if init_trunk is not None:
+            # After construction: SB3's ortho_init re-initialises extractors when it builds them.
+            load_trunk_weights(model.policy.features_extractor.trunk, init_trunk)
+            if algo == "dqn":
+                model.q_net_target.load_state_dict(model.q_net.state_dict())
+        if freeze_trunk:
+            _freeze_trunk(model)
+    from stable_baselines3.common.logger import configure
+
+    model.set_logger(configure(str(run.tb_dir), ["tensorboard", "csv"]))
+
+    callbacks: list[Any] = [FiniteGuard()]
+    evaluator = None
+    if cfg.eval.freq > 0:
+        evaluator = PeriodicEvaluation(env_id, cfg.eval.freq, cfg.eval.episodes,
+                                       seed + EVAL_SEED_OFFSET, run.path / "evaluations.json",
+                                       run.path / "best_model.zip", header)
+        callbacks.append(evaluator)
+    checkpointer = AtomicCheckpoint(run.checkpoints_dir, cfg.checkpoint_freq or cfg.timesteps,
+                                    header, save_replay_buffer=algo == "dqn")
+    if cfg.checkpoint_freq > 0:
+        callbacks.append(checkpointer)
+
+    remaining = cfg.timesteps - model.num_timesteps
+    started = time.perf_counter()
+    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if remaining > 0:
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=ckpt is None,
+                        progress_bar=cfg.progress_bar and not quiet, tb_log_name="")
+    except (_Interrupted, KeyboardInterrupt) as e:
+        path = save_checkpoint(model, run.checkpoints_dir, header, algo == "dqn")
+        raise UserError(f"interrupted ({e or 'SIGINT'}) at env step {model.num_timesteps}; saved "
+                        f"{path}; continue with the same command and --resume") from None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    train_wall = time.perf_counter() - started
+    trained_steps = max(0, remaining)
+
+    model_path = save_sb3(model, run.path / "model.zip", {**header, "timesteps": model.num_timesteps})
+    extractor = model.policy.features_extractor if algo != "dqn" else model.q_net.features_extractor
+    trunk_path = save_trunk(extractor.trunk, run.path / "trunk.safetensors",
+                            alignment=extractor.alignment.describe(),
+                            observation_shape=tuple(env.observation_space.shape),
+                            source={"run": str(run.path), "env_id": env_id, "algo": algo,
+                                    "seed": seed, "timesteps": model.num_timesteps})
+    env.close()
+    if evaluator is not None and (not evaluator.curve["timesteps"]
+                                  or evaluator.curve["timesteps"][-1] < model.num_timesteps):
+        evaluator.run_evaluation()
+    final = evaluate(model, env_id, cfg.eval.final_episodes, seed + EVAL_SEED_OFFSET)
+    rand = random_return(env_id, cfg.eval.random_episodes, seed + EVAL_SEED_OFFSET)
+    metrics = {
+        "env_id": env_id, "algo": algo, "seed": seed, "run_name": run_name or algo,
+        "timesteps": int(model.num_timesteps),
+        "eval_episodes": cfg.eval.final_episodes,
+        "eval_mean_return": final.mean, "eval_std_return": final.std,
+        "eval_returns": final.returns,
+        "random_mean_return": rand.mean, "random_std_return": rand.std,
+        "train_wall_s": round(train_wall, 3),
+        "train_steps_per_s": round(trained_steps / train_wall, 1) if train_wall > 0 else None,
+        "n_parameters": sum(p.numel() for p in model.policy.parameters()),
+        "trunk_parameters": extractor.trunk.n_parameters(),
+        "init_trunk": str(init_trunk) if init_trunk else None,
+        "freeze_trunk": freeze_trunk,
+    }
+    run.write_metrics(metrics)
+    if not quiet:
+        print(f"{env_id} {algo} seed {seed}: eval return {final.mean:.2f} ± {final.std:.2f} over "
+              f"{cfg.eval.final_episodes} episodes (random policy {rand.mean:.2f})")
+        print(f"run folder:   {run.path}")
+        print(f"checkpoint:   {model_path}  (stable_baselines3.{algo.upper()}.load works)")
+        print(f"trunk:        {trunk_path}  (policyshare.load_trunk)")
+        print(f"TensorBoard:  tensorboard --logdir {run.tb_dir}")
+    return TrainResult(run.path, model_path, trunk_path, metrics, model)
+
+
+def _freeze_trunk(model: Any) -> None:
+    """Keep the trunk fixed: its parameters get no gradients, so the optimizer never steps them.
+
+    The optimizer is not rebuilt (PyTorch optimizers skip parameters whose ``grad`` is
+    ``None``), so checkpoints of a frozen run load and resume with plain SB3.
+    """
+    extractors = [model.policy.features_extractor]
+    if hasattr(model, "q_net_target"):
+        extractors = [model.q_net.features_extractor, model.q_net_target.features_extractor]
+    for ex in extractors:
+        for p in ex.trunk.parameters():
+            p.requires_grad_(False)
+
+
+def parse_seeds(items: Sequence[str]) -> list[int]:
+    """Seeds from ``["0", "1", "5-7"]`` → ``[0, 1, 5, 6, 7]``.
+
+    Raises:
+        UserError: a value that is not an integer or a range ``a-b`` with ``a <= b``.
+    """
+    seeds: list[int] = []
+    for item in items:
+        for part in str(item).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            lo_text, _, hi_text = part.partition("-")
+            try:
+                lo, hi = int(lo_text), int(hi_text or lo_text)
+            except ValueError:
+                raise UserError(f"bad seed {part!r}: use integers >= 0 or ranges like 0-4") from None
+            if lo > hi:
+                raise UserError(f"bad seed range {part!r}: the start exceeds the end")
+            seeds.extend(range(lo, hi + 1))
+    if not seeds:
+        raise UserError("no seeds given: use integers >= 0 or ranges like 0-4")
+    return list(dict.fromkeys(seeds))
