@@ -16,6 +16,7 @@ the target, so a crash or a full disk leaves the previous file intact.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -47,19 +48,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             ``path``, if any, is left as it was and the temporary file is removed.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
+        p.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
     except OSError as e:
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink()
-        except OSError:
-            pass
         raise CheckpointError(f"could not write {p}: {e.strerror or e}; free space or fix "
                               f"permissions, then rerun with --resume (the previous file is kept)"
                               ) from e
@@ -115,10 +114,8 @@ def versions() -> dict[str, str]:
     out: dict[str, str] = {}
     for pkg in ("policyshare", "torch", "stable-baselines3", "gymnasium", "numpy", "minatar",
                 "ale-py", "safetensors"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
     import platform
     import sys
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -92,7 +92,7 @@ class MinAtarEnv(gym.Env[np.ndarray, np.int64]):
         reward, done = self.game.act(self.action_set[int(action)])
         return self.game.state().astype(bool), float(reward), bool(done), False, {}
 
-    def render(self) -> np.ndarray | None:  # type: ignore[override]
+    def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
         state = self.game.state()
@@ -201,7 +201,7 @@ def suite_files() -> list[Path]:
     return sorted(ENVS_DIR.glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_suite(name: str) -> Suite:
     """Load ``envs/<name>.yaml`` into a :class:`Suite`.
 
@@ -263,18 +263,22 @@ def _atari_single(env_id: str, opts: AtariOptions, render_mode: str | None = Non
     from stable_baselines3.common.atari_wrappers import AtariWrapper
 
     register_atari()
-    env = gym.make(env_id, render_mode=render_mode)
+    # ALE v5 skips 4 frames itself; AtariWrapper does the skipping (and max-pooling) instead.
+    env = gym.make(env_id, render_mode=render_mode, frameskip=1)
+    # Episodic life is a training device: it turns a lost life into a fake episode end and
+    # makes reset() continue the game, which breaks reset(seed=...) on purpose. It is applied by
+    # make_vec_env for training, not here.
     return AtariWrapper(env, noop_max=opts.noop_max, frame_skip=opts.frame_skip,
-                        screen_size=opts.screen_size,
-                        terminal_on_life_loss=opts.terminal_on_life_loss,
+                        screen_size=opts.screen_size, terminal_on_life_loss=False,
                         clip_reward=opts.clip_reward)
 
 
 def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     """One (unvectorised) env with the suite's per-env wrappers, for checks and videos.
 
-    MinAtar: the registered env. Atari: the ALE env under SB3's ``AtariWrapper`` (frame stacking
-    is done on the vectorised env by :func:`make_vec_env`).
+    MinAtar: the registered env. Atari: the ALE env (``frameskip=1``) under SB3's
+    ``AtariWrapper`` without episodic life (frame stacking and episodic life are applied to
+    the vectorised training env by :func:`make_vec_env`).
 
     Raises:
         UserError: unknown env id.
@@ -316,7 +320,7 @@ def make_vec_env(env_id: str, n_envs: int, seed: int, vec_env: str = "dummy",
     if suite.kind == "atari":
         o = suite.atari
         venv = make_atari_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=cls,
-                              env_kwargs={"render_mode": render_mode},
+                              env_kwargs={"render_mode": render_mode, "frameskip": 1},
                               wrapper_kwargs={"noop_max": o.noop_max, "frame_skip": o.frame_skip,
                                               "screen_size": o.screen_size,
                                               "terminal_on_life_loss": o.terminal_on_life_loss,
@@ -343,6 +347,6 @@ def task_action_map(env_id: str) -> list[int]:
         action_set = getattr(base, "_action_set", None)
         if action_set is None:
             raise ConfigError(f"cannot tell how {env_id}'s actions map to its suite's actions")
-        return [int(a) for a in action_set]
+        return [int(getattr(a, "value", a)) for a in action_set]
     finally:
         env.close()

@@ -24,7 +24,6 @@ and DQN can use it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -56,7 +55,7 @@ class TRec(nn.Module):
         self.theta = float(theta)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return z * (z > self.theta).to(z.dtype)
+        return torch.where(z > self.theta, z, torch.zeros_like(z))
 
     def extra_repr(self) -> str:
         return f"theta={self.theta}"
@@ -77,7 +76,7 @@ class TLin(nn.Module):
         self.theta = float(theta)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return z * (z.abs() > self.theta).to(z.dtype)
+        return torch.where(z.abs() > self.theta, z, torch.zeros_like(z))
 
     def extra_repr(self) -> str:
         return f"theta={self.theta}"
@@ -324,14 +323,6 @@ class Trunk(nn.Module):
     def n_parameters(self) -> int:
         """Number of scalar parameters."""
         return sum(p.numel() for p in self.parameters())
-
-
-def init_trunk_(trunk: Trunk, gain: float = math.sqrt(2)) -> None:
-    """Orthogonal initialisation with zero biases, as SB3 applies to its extractors."""
-    for layer in trunk.layers:
-        nn.init.orthogonal_(layer.weight, gain=gain)
-        if layer.bias is not None:
-            nn.init.zeros_(layer.bias)
 
 
 class TrunkExtractor(BaseFeaturesExtractor):

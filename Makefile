@@ -1,0 +1,37 @@
+# policyshare: the two commands of the README, and their parts.
+#   make quickstart   install, then run the main job on the embedded default (MinAtar)
+#   make test         install, then lint, type-check and run the fast tests
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: install quickstart test test-slow lint typecheck clean
+
+# torch==2.13.0 first: the CPU wheel that lies on disk; pyproject's bound (<2.14) then keeps
+# pip from pulling a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+quickstart: install
+	$(BIN)/policyshare train --env MinAtar/Breakout-v1 --timesteps 500000
+
+lint: install
+	$(BIN)/ruff check policyshare tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+test-slow: install
+	$(BIN)/pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,137 @@
+"""Scores and interval estimates used to compare sharing methods.
+
+* Expert-normalised score: (score − random) / (expert − random) (Parisotto et al. 2016).
+* Transfer %: area under the target task's learning curve ÷ that of the from-scratch baseline,
+  × 100, per seed (Rusu et al. 2016, Table 1). Curves are mean evaluation returns at the same
+  env steps; the area is the trapezoid rule over env steps.
+* Aggregates over seeds (and tasks): interquartile mean with a stratified bootstrap confidence
+  interval (Agarwal et al. 2021, via ``rliable``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def expert_normalised(score: float, random: float, expert: float) -> float:
+    """(score − random) / (expert − random); ``nan`` if the expert is no better than random."""
+    gap = expert - random
+    if not gap > 0:
+        return float("nan")
+    return float((score - random) / gap)
+
+
+def auc(timesteps: ArrayLike, values: ArrayLike) -> float:
+    """Area under a learning curve (trapezoid rule over env steps).
+
+    Args:
+        timesteps: env steps of each evaluation, increasing, shape ``(n,)``.
+        values: mean evaluation return at each, shape ``(n,)``.
+
+    Raises:
+        ValueError: mismatched lengths or fewer than 2 points.
+    """
+    t = np.asarray(timesteps, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if t.shape != v.shape or t.size < 2:
+        raise ValueError(f"a learning curve needs >= 2 matching points, got {t.size} and {v.size}")
+    return float(np.sum((t[1:] - t[:-1]) * (v[1:] + v[:-1]) / 2.0))
+
+
+def align_curves(a: tuple[ArrayLike, ArrayLike],
+                 b: tuple[ArrayLike, ArrayLike]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Put two curves on the env steps they share (interpolating within each curve's range).
+
+    Returns:
+        ``(steps, values_a, values_b)`` over the overlapping range, using the union of their
+        evaluation points inside it.
+    """
+    ta, va = np.asarray(a[0], float), np.asarray(a[1], float)
+    tb, vb = np.asarray(b[0], float), np.asarray(b[1], float)
+    lo, hi = max(ta[0], tb[0]), min(ta[-1], tb[-1])
+    steps = np.union1d(ta[(ta >= lo) & (ta <= hi)], tb[(tb >= lo) & (tb <= hi)])
+    return steps, np.interp(steps, ta, va), np.interp(steps, tb, vb)
+
+
+def transfer_percent(curve: tuple[ArrayLike, ArrayLike],
+                     baseline: tuple[ArrayLike, ArrayLike]) -> float:
+    """Transfer % = 100 · AUC(curve) / AUC(baseline) (Rusu et al. 2016, Table 1).
+
+    Both curves are ``(env steps, mean return)``; they are compared over the env steps they
+    share. 100 % means no better than training from scratch.
+
+    Returns:
+        The percentage, or ``nan`` if the baseline's area is not positive (the ratio is then
+        meaningless).
+    """
+    steps, v, vb = align_curves(curve, baseline)
+    base = auc(steps, vb)
+    if not base > 0:
+        return float("nan")
+    return 100.0 * auc(steps, v) / base
+
+
+@dataclass
+class Interval:
+    """A point estimate with a confidence interval."""
+
+    point: float
+    low: float
+    high: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"point": self.point, "low": self.low, "high": self.high}
+
+    def __str__(self) -> str:
+        return f"{self.point:.3g} [{self.low:.3g}, {self.high:.3g}]"
+
+
+def iqm(values: np.ndarray) -> float:
+    """Interquartile mean over all entries (mean of the middle 50 %, ``scipy.stats.trim_mean``)."""
+    from scipy.stats import trim_mean
+
+    return float(trim_mean(np.asarray(values, float).ravel(), proportiontocut=0.25))
+
+
+def iqm_intervals(scores: Mapping[str, np.ndarray], reps: int = 2000, confidence: float = 0.95,
+                  seed: int = 0, task_bootstrap: bool = False) -> dict[str, Interval]:
+    """IQM with stratified bootstrap confidence intervals, per method (rliable).
+
+    Args:
+        scores: method → array ``(runs, tasks)`` (a 1-D array is one task over runs).
+        reps: bootstrap replications.
+        confidence: interval size.
+        seed: bootstrap seed (the interval is reproducible).
+        task_bootstrap: also resample tasks (use when there is a single run per task).
+
+    Returns:
+        method → :class:`Interval`. Non-finite scores are dropped; a method with none left
+        gets ``nan``.
+    """
+    from rliable import library as rly
+    from rliable import metrics as rmetrics
+
+    out: dict[str, Interval] = {}
+    for name, arr in scores.items():
+        a = np.asarray(arr, float)
+        if a.ndim == 1:
+            a = a[:, None]
+        finite_cols = [j for j in range(a.shape[1]) if np.isfinite(a[:, j]).all()]
+        a = a[:, finite_cols]
+        if a.size == 0:
+            out[name] = Interval(float("nan"), float("nan"), float("nan"))
+            continue
+        if a.shape[0] == 1 and a.shape[1] == 1:
+            v = float(a[0, 0])
+            out[name] = Interval(v, v, v)
+            continue
+        point, ci = rly.get_interval_estimates(
+            {name: a}, lambda x: np.array([rmetrics.aggregate_iqm(x)]), reps=reps,
+            confidence_interval_size=confidence, random_state=np.random.RandomState(seed),
+            task_bootstrap=task_bootstrap or a.shape[0] == 1)
+        out[name] = Interval(float(point[name][0]), float(ci[name][0, 0]), float(ci[name][1, 0]))
+    return out

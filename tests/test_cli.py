@@ -1,0 +1,143 @@
+"""The command line: smoke tests per command, and every bad input → one line, exit 2, nothing lost."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import TINY, run_cli
+
+from policyshare.checkpoints import save_trunk
+from policyshare.trunks import Trunk, TrunkSpec
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Hash of every file under ``folder`` (to prove nothing was overwritten)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_user_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_train_and_evaluate_smoke(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = run_cli("train", "--env", "MinAtar/Freeway-v1", "--timesteps", "1024", "--run-dir", str(run),
+                   "--set", "eval.freq=512", "--set", "eval.episodes=1",
+                   "--set", "eval.final_episodes=2", "--set", "eval.random_episodes=2",
+                   "--set", "checkpoint_freq=512")
+    assert proc.returncode == 0, proc.stderr
+    assert "TensorBoard:" in proc.stdout and str(run / "model.zip") in proc.stdout
+    for name in ("config.yaml", "meta.json", "model.zip", "best_model.zip", "trunk.safetensors",
+                 "metrics.json", "evaluations.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (run / "checkpoints").glob("ckpt_*.zip"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("env_id", "algo", "seed", "timesteps", "eval_mean_return", "eval_std_return",
+                "random_mean_return"):
+        assert key in metrics
+    assert metrics["timesteps"] >= 1024 and metrics["eval_episodes"] == 2
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["invocations"][0]["command_line"].startswith("policyshare train")
+    assert "torch" in meta["invocations"][0]["versions"]
+
+    proc = run_cli("evaluate", str(run), "--episodes", "2", "--json", "--video", str(tmp_path / "ep.gif"))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["env_id"] == "MinAtar/Freeway-v1" and "random_mean_return" in out
+    assert (tmp_path / "ep.gif").read_bytes()[:3] == b"GIF"
+
+
+def test_tensorboard_has_sb3_and_eval_tags(breakout_run: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "tb"
+    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--timesteps", "2048", "--run-dir", str(run),
+                   "--set", "eval.freq=1024", "--set", "eval.episodes=1", "--set", "eval.final_episodes=1",
+                   "--set", "eval.random_episodes=1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    acc = EventAccumulator(str(run / "tb")).Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"eval/mean_reward", "train/loss", "time/fps"} <= tags, tags
+    assert [e.step for e in acc.Scalars("eval/mean_reward")] == [1024, 2048]
+
+
+def test_unknown_env_id(tmp_path: Path) -> None:
+    proc = run_cli("train", "--env", "MinAtar/Breakot-v1", "--run-dir", str(tmp_path / "r"))
+    assert_user_error(proc, "unknown env id 'MinAtar/Breakot-v1'", "did you mean 'MinAtar/Breakout-v1'")
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_config_key_in_file_and_in_set(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("default:\n  hyperparams: {learnin_rate: 0.001}\n")
+    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--config", str(cfg), "--run-dir", str(tmp_path / "r"))
+    assert_user_error(proc, "unknown key 'learnin_rate'", "did you mean 'learning_rate'")
+    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--set", "hyperparams.n_step=64",
+                   "--run-dir", str(tmp_path / "r"))
+    assert_user_error(proc, "unknown key 'n_step'", "did you mean 'n_steps'")
+    assert not (tmp_path / "r").exists()
+
+
+def test_mistyped_config_value(tmp_path: Path) -> None:
+    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--set", "n_envs=eight",
+                   "--run-dir", str(tmp_path / "r"))
+    assert_user_error(proc, "n_envs: expected an integer")
+
+
+def test_missing_and_corrupt_checkpoints(breakout_run: Path, tmp_path: Path) -> None:
+    proc = run_cli("evaluate", str(tmp_path / "nope.zip"))
+    assert_user_error(proc, "not found")
+    bad = tmp_path / "bad.zip"
+    raw = (breakout_run / "model.zip").read_bytes()
+    bad.write_bytes(raw[: len(raw) // 3])
+    proc = run_cli("evaluate", str(bad), "--env", "MinAtar/Breakout-v1")
+    assert_user_error(proc, "truncated or corrupt")
+
+
+def test_trunk_of_other_shape_is_refused(tmp_path: Path) -> None:
+    trunk_file = save_trunk(Trunk(TrunkSpec("minatar", 4, 10, 10)), tmp_path / "t4.safetensors")
+    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--init-trunk", str(trunk_file),
+                   "--timesteps", "1024", "--run-dir", str(tmp_path / "r"), *TINY)
+    assert_user_error(proc, "(16, 4, 3, 3) in the file but (16, 10, 3, 3) in the network")
+
+
+def test_finished_run_is_never_overwritten(breakout_run: Path) -> None:
+    before = snapshot(breakout_run)
+    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--timesteps", "1024", "--run-dir",
+                   str(breakout_run), *TINY)
+    assert_user_error(proc, "holds a finished run")
+    assert snapshot(breakout_run) == before
+
+
+def test_unfinished_run_needs_resume(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--run-dir", str(run), *TINY)
+    assert_user_error(proc, "add --resume")
+    assert snapshot(run) == {"notes.txt": hashlib.sha256(b"mine").hexdigest()}
+
+
+@pytest.mark.parametrize("args", [
+    ["train"],                                      # missing --env
+    ["train", "--env", "MinAtar/Breakout-v1", "--algo", "sac"],
+    ["train", "--env", "MinAtar/Breakout-v1", "--timesteps", "many"],
+])
+def test_argument_errors_are_one_line(args: list[str]) -> None:
+    assert_user_error(run_cli(*args), "error:")
+
+
+def test_negative_timesteps(tmp_path: Path) -> None:
+    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--timesteps", "-5", "--run-dir", str(tmp_path / "r"))
+    assert_user_error(proc, "--timesteps must be > 0")
