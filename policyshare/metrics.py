@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -129,9 +130,11 @@ def iqm_intervals(scores: Mapping[str, np.ndarray], reps: int = 2000, confidence
             v = float(a[0, 0])
             out[name] = Interval(v, v, v)
             continue
-        point, ci = rly.get_interval_estimates(
-            {name: a}, lambda x: np.array([rmetrics.aggregate_iqm(x)]), reps=reps,
-            confidence_interval_size=confidence, random_state=np.random.RandomState(seed),
-            task_bootstrap=task_bootstrap or a.shape[0] == 1)
+        with warnings.catch_warnings():  # arch's notice about RandomState, which rliable passes
+            warnings.simplefilter("ignore", FutureWarning)
+            point, ci = rly.get_interval_estimates(
+                {name: a}, lambda x: np.array([rmetrics.aggregate_iqm(x)]), reps=reps,
+                confidence_interval_size=confidence, random_state=np.random.RandomState(seed),
+                task_bootstrap=task_bootstrap or a.shape[0] == 1)
         out[name] = Interval(float(point[name][0]), float(ci[name][0, 0]), float(ci[name][1, 0]))
     return out
