@@ -10,6 +10,7 @@ Learning rates and PPO's clip range accept a number or ``"lin_<start>"`` (linear
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -192,7 +193,9 @@ def extractor_kwargs(trunk: TrunkConfig, suite: Any) -> dict[str, Any]:
 
 
 def build_model(algo: str, env: Any, params: Any, policy: PolicyConfig, trunk: TrunkConfig,
-                suite: Any, seed: int, device: str = "cpu", verbose: int = 0) -> Any:
+                suite: Any, seed: int, device: str = "cpu", verbose: int = 0,
+                policy_class: str | type = "CnnPolicy",
+                features_extractor: tuple[type, Mapping[str, Any]] | None = None) -> Any:
     """An SB3 model on a trunk.
 
     Args:
@@ -204,6 +207,9 @@ def build_model(algo: str, env: Any, params: Any, policy: PolicyConfig, trunk: T
         suite: the task's :class:`~policyshare.envs.Suite` (alignment, default trunk).
         seed: SB3 seed.
         device: torch device.
+        policy_class: SB3 policy (name or class); the default is SB3's ``CnnPolicy``.
+        features_extractor: ``(class, plain-data kwargs)`` of another features extractor
+            (e.g. a progressive network's); default: :class:`TrunkExtractor` for ``trunk``.
 
     Returns:
         The SB3 ``BaseAlgorithm``.
@@ -214,13 +220,14 @@ def build_model(algo: str, env: Any, params: Any, policy: PolicyConfig, trunk: T
     kwargs["learning_rate"] = parse_schedule(params.learning_rate, "learning_rate")
     if algo == "ppo":
         kwargs["clip_range"] = parse_schedule(params.clip_range, "clip_range")
+    extractor_class, extractor_kw = features_extractor or (TrunkExtractor, extractor_kwargs(trunk, suite))
     policy_kwargs: dict[str, Any] = {
-        "features_extractor_class": TrunkExtractor,
-        "features_extractor_kwargs": extractor_kwargs(trunk, suite),
+        "features_extractor_class": extractor_class,
+        "features_extractor_kwargs": dict(extractor_kw),
         "net_arch": list(policy.net_arch),
     }
     if algo in ("ppo", "a2c"):
         policy_kwargs["ortho_init"] = policy.ortho_init
     cls = algo_class(algo)
-    return cls("CnnPolicy", env, policy_kwargs=policy_kwargs, seed=seed, device=device,
+    return cls(policy_class, env, policy_kwargs=policy_kwargs, seed=seed, device=device,
                verbose=verbose, **kwargs)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -171,7 +171,10 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
           timesteps: int | None = None, seed: int = 0, run_dir: str | Path | None = None,
           overrides: Mapping[str, Any] | None = None, resume: bool = False,
           init_trunk: str | Path | None = None, freeze_trunk: bool = False,
-          run_name: str | None = None, quiet: bool = False) -> TrainResult:
+          run_name: str | None = None, quiet: bool = False,
+          model_factory: Callable[[Any, TrainConfig, Any, Suite, int], Any] | None = None,
+          extra_callbacks: Sequence[Any] = (),
+          extra_config: Mapping[str, Any] | None = None) -> TrainResult:
     """Train one policy on one env and write a complete run folder.
 
     Args:
@@ -187,6 +190,12 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         freeze_trunk: keep the initialised trunk fixed (excluded from the optimizer).
         run_name: label recorded in ``metrics.json`` (method name for comparisons).
         quiet: no progress bar or prints.
+        model_factory: builds the SB3 model of a new run instead of
+            :func:`~policyshare.algos.build_model`, called as ``(env, config, hyperparams,
+            suite, seed)`` (e.g. a progressive column); a resumed run loads its checkpoint.
+        extra_callbacks: SB3 callbacks added to the run's own (e.g. logging of extra tags).
+        extra_config: entries added to the recorded ``config.yaml`` (describe what
+            ``model_factory`` builds).
 
     Returns:
         A :class:`TrainResult`.
@@ -209,6 +218,7 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
     if init_trunk is not None:
         resolved["init_trunk"] = str(init_trunk)
         resolved["freeze_trunk"] = freeze_trunk
+    resolved.update(extra_config or {})
     run = RunFolder.open(run_dir or default_run_dir("train", env_id, seed, algo), command="train",
                          config=resolved, seed=seed, resume=resume)
     torch.set_num_threads(cfg.torch_threads)
@@ -225,7 +235,8 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         if algo == "dqn" and replay.is_file():
             model.load_replay_buffer(str(replay))
     else:
-        model = build_model(algo, env, params, cfg.policy, cfg.trunk, suite, seed, cfg.device)
+        model = (build_model(algo, env, params, cfg.policy, cfg.trunk, suite, seed, cfg.device)
+                 if model_factory is None else model_factory(env, cfg, params, suite, seed))
         if init_trunk is not None:
             # After construction: SB3's ortho_init re-initialises extractors when it builds them.
             load_trunk_weights(model.policy.features_extractor.trunk, init_trunk)
@@ -237,7 +248,7 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
 
     model.set_logger(configure(str(run.tb_dir), ["tensorboard", "csv"]))
 
-    callbacks: list[Any] = [FiniteGuard()]
+    callbacks: list[Any] = [FiniteGuard(), *extra_callbacks]
     evaluator = None
     if cfg.eval.freq > 0:
         evaluator = PeriodicEvaluation(env_id, cfg.eval.freq, cfg.eval.episodes,
