@@ -122,9 +122,84 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# distill
+
+
+def _distill_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "distill", help="distill several experts into one shared-trunk student (Actor-Mimic)",
+        description="Distill SB3 experts, one per task of a suite, into one student with a shared "
+        "trunk (Actor-Mimic, Parisotto et al. 2016; Policy Distillation, Rusu et al. 2015). The "
+        "student acts epsilon-greedily in every task; each update mixes minibatches of all tasks. "
+        "Writes a run folder: tb/ (distill/<task>/... tags), checkpoints/, student.safetensors "
+        "(policyshare evaluate STUDENT --task ID), trunk.safetensors (policyshare transfer), "
+        "evaluation/ and metrics.json (per-task returns, expert-normalised IQM, parameter counts).")
+    p.add_argument("--teachers", nargs="+", required=True, metavar="CKPT",
+                   help="one SB3 checkpoint (or run folder) per task; TASK=PATH for plain SB3 files")
+    p.add_argument("--config", default=None, metavar="YAML",
+                   help="distillation config (default: configs/actor_mimic.yaml)")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="env steps per task the student acts for (default: from the config)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set tau=0.5 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress or summary")
+    _add_run_options(p)
+    p.set_defaults(handler=_cmd_distill)
+
+
+def _cmd_distill(a: argparse.Namespace) -> int:
+    from policyshare.config import parse_overrides
+    from policyshare.distill import distill
+
+    distill(a.teachers, config=a.config, steps=a.steps, seed=a.seed, run_dir=a.run_dir,
+            overrides=parse_overrides(a.overrides), resume=a.resume, quiet=a.quiet)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# transfer
+
+
+def _transfer_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "transfer", help="train on a new env from a saved trunk, against scratch",
+        description="For each seed, train one agent whose trunk starts from a trunk file (fresh "
+        "heads; fine-tuned, or frozen with --freeze-trunk) and one from scratch, with the same "
+        "config, seed and evaluation steps. Prints transfer % (area under the learning curve "
+        "relative to scratch) per seed with its IQM and bootstrap interval, and the final "
+        "returns; writes curves.png, summary.json and report.md; TensorBoard overlays the runs.")
+    p.add_argument("--trunk", required=True, metavar="TRUNK_FILE",
+                   help="a trunk file (trunk.safetensors of a distill, train or progressive run)")
+    p.add_argument("--env", required=True, metavar="ID", help="target Gymnasium id, e.g. MinAtar/Seaquest-v1")
+    p.add_argument("--algo", default="ppo", choices=["ppo", "a2c", "dqn"], help="algorithm (default: ppo)")
+    p.add_argument("--config", default=None, metavar="YAML",
+                   help="config keyed by env id with a default: entry (default: configs/<algo>.yaml)")
+    p.add_argument("--timesteps", type=int, default=None, metavar="N",
+                   help="env steps per run, summed over envs (default: from the config)")
+    p.add_argument("--freeze-trunk", action="store_true", help="keep the loaded trunk fixed")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key of every run, e.g. --set eval.freq=25000 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress or summary")
+    _add_run_options(p, seeds=True)
+    p.set_defaults(handler=_cmd_transfer)
+
+
+def _cmd_transfer(a: argparse.Namespace) -> int:
+    from policyshare.config import parse_overrides
+    from policyshare.train import parse_seeds
+    from policyshare.transfer import transfer
+
+    transfer(a.trunk, a.env, algo=a.algo, config=a.config, timesteps=a.timesteps,
+             seeds=parse_seeds(a.seeds), freeze_trunk=a.freeze_trunk, run_dir=a.run_dir,
+             overrides=parse_overrides(a.overrides), resume=a.resume, quiet=a.quiet)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 
 #: Subcommand parser builders. Other modules' commands are added here as they land.
-COMMANDS: list[Callable[[Any], None]] = [_train_parser, _evaluate_parser]
+COMMANDS: list[Callable[[Any], None]] = [_train_parser, _evaluate_parser, _distill_parser,
+                                          _transfer_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

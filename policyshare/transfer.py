@@ -1,0 +1,192 @@
+"""Transfer of a saved trunk to a new game, against training from scratch: ``policyshare transfer``.
+
+For every seed, two agents are trained on the target env with the same config, seed and
+evaluation steps (:func:`policyshare.train.train`): one whose trunk starts from a trunk file
+(a distilled student's, an expert's, a progressive column's) with fresh heads — fine-tuned, or
+frozen with ``--freeze-trunk`` — and one from scratch. Their learning curves
+(``evaluations.json``) give transfer % = 100 · AUC(trunk) / AUC(scratch) per seed (Rusu et al.
+2016, Table 1; :mod:`policyshare.curves`), aggregated over seeds as an interquartile mean with
+a stratified bootstrap interval (Agarwal et al. 2021).
+
+Layout of the experiment folder (``runs/transfer/<env>__<method>`` by default)::
+
+    <root>/<method>__s<seed>/   the trunk-initialised run of each seed (a train run folder)
+    <root>/scratch__s<seed>/    the from-scratch run of each seed
+    <root>/curves.png           mean learning curves with 95 % bootstrap bands
+    <root>/summary.json         transfer % per seed and IQM interval, final returns
+    <root>/report.md            the same as a table
+    <root>/metrics.json         = summary.json; marks the experiment finished
+
+The sub-runs share TensorBoard tags (``eval/mean_reward``, ``rollout/ep_rew_mean`` …) and differ
+by run name, so ``tensorboard --logdir <root>`` overlays them. A resumed experiment
+(``--resume``) skips finished sub-runs and continues unfinished ones from their checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from policyshare.checkpoints import (
+    atomic_write_json,
+    atomic_write_text,
+    load_tensors,
+    load_trunk_weights,
+    read_json,
+)
+from policyshare.config import to_dict
+from policyshare.curves import Curve, load_curve, plot_curves, transfer_summary
+from policyshare.envs import check_env_id, make_vec_env
+from policyshare.errors import ConfigError, UserError
+from policyshare.runs import RunFolder, default_run_dir
+from policyshare.train import load_train_config, train
+
+SCRATCH = "scratch"
+
+
+def check_trunk_fits(trunk_file: str | Path, env_id: str, algo: str = "ppo",
+                     config: str | Path | None = None,
+                     overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Build the target agent exactly as :func:`~policyshare.train.train` will and load the trunk
+    file into it, before any run folder is written.
+
+    Returns:
+        The trunk file's header.
+
+    Raises:
+        CheckpointError: missing or corrupt file, not a trunk file, another trunk spec or
+            activation, or other shapes (naming both).
+        UserError: unknown env id or algorithm, bad config.
+    """
+    from policyshare.algos import build_model
+
+    load_tensors(trunk_file, "policyshare.trunk")
+    suite = check_env_id(env_id)
+    cfg, params = load_train_config(env_id, algo, config, overrides)
+    env = make_vec_env(env_id, cfg.n_envs, 0)
+    try:
+        model = build_model(algo, env, params, cfg.policy, cfg.trunk, suite, seed=0)
+        extractor = (model.q_net.features_extractor if algo == "dqn"
+                     else model.policy.features_extractor)
+        return load_trunk_weights(extractor.trunk, trunk_file)
+    finally:
+        env.close()
+
+
+@dataclass
+class TransferResult:
+    """What :func:`transfer` produced."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
+             config: str | Path | None = None, timesteps: int | None = None,
+             seeds: Sequence[int] = (0,), freeze_trunk: bool = False,
+             run_dir: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+             resume: bool = False, quiet: bool = False) -> TransferResult:
+    """Train trunk-initialised and from-scratch agents per seed; report transfer %.
+
+    Args:
+        trunk_file: a ``policyshare.trunk`` file (``trunk.safetensors`` of a distill, train or
+            progressive run).
+        env_id: the target Gymnasium id.
+        algo: ``ppo``, ``a2c`` or ``dqn``.
+        config: the algorithm's config keyed by env id (default ``configs/<algo>.yaml``); it
+            must evaluate periodically (``eval.freq > 0``) to give learning curves.
+        timesteps: env steps per run (overrides the config).
+        seeds: one trunk-initialised and one from-scratch run per seed.
+        freeze_trunk: keep the loaded trunk fixed (method ``frozen``; else ``finetune``).
+        run_dir: experiment folder (default ``runs/transfer/<env>__<method>``).
+        overrides: nested config overrides (``--set``).
+        resume: continue an unfinished experiment: finished sub-runs are kept as they are.
+        quiet: no prints.
+
+    Returns:
+        A :class:`TransferResult`; ``summary`` is also written as ``summary.json`` and
+        ``metrics.json``.
+
+    Raises:
+        UserError: a trunk file of another spec, activation or shape (checked before anything
+            is written), unknown env id, bad config, no periodic evaluation, a folder that would
+            be overwritten.
+    """
+    if not seeds:
+        raise UserError("no seeds given: pass --seeds 0 1 2")
+    if timesteps is not None and timesteps <= 0:
+        raise UserError(f"--timesteps must be > 0, got {timesteps}")
+    cfg, params = load_train_config(env_id, algo, config, overrides)
+    if cfg.eval.freq <= 0:
+        raise ConfigError("transfer compares learning curves: set eval.freq > 0 (env steps "
+                          "between evaluations), e.g. --set eval.freq=25000")
+    header = check_trunk_fits(trunk_file, env_id, algo, config, overrides)
+    method = "frozen" if freeze_trunk else "finetune"
+    budget = timesteps or cfg.timesteps
+    resolved = {"env_id": env_id, "algo": algo, "trunk": str(trunk_file),
+                "trunk_source": header.get("source", {}), "method": method,
+                "freeze_trunk": freeze_trunk, "seeds": list(seeds), "timesteps": budget,
+                "config": str(config) if config else None, "overrides": dict(overrides or {}),
+                "train_config": {**to_dict(cfg), "hyperparams": to_dict(params)}}
+    root = RunFolder.open(run_dir or default_run_dir("transfer", env_id, method=method),
+                          command="transfer", config=resolved, resume=resume)
+    curves: dict[str, dict[int, Curve]] = {method: {}, SCRATCH: {}}
+    finals: dict[str, dict[str, float]] = {method: {}, SCRATCH: {}}
+    for seed in seeds:
+        for name in (method, SCRATCH):
+            sub = RunFolder(root.path / f"{name}__s{seed}")
+            if not sub.finished:
+                if not quiet:
+                    print(f"training {name} seed {seed} ({budget} env steps) → {sub.path}", flush=True)
+                train(env_id, algo, config=config, timesteps=timesteps, seed=seed, run_dir=sub.path,
+                      overrides=overrides, resume=sub.meta_path.is_file(),
+                      init_trunk=None if name == SCRATCH else trunk_file,
+                      freeze_trunk=freeze_trunk and name != SCRATCH, run_name=name, quiet=True)
+            curves[name][seed] = load_curve(sub.path)
+            finals[name][str(seed)] = float(read_json(sub.metrics_path, "run metrics")["eval_mean_return"])
+    summary_by_method = transfer_summary(curves, SCRATCH, seed=0)
+    plot = plot_curves({m: [curves[m][s] for s in seeds] for m in (method, SCRATCH)},
+                       root.path / "curves.png",
+                       title=f"{env_id}: trunk from {Path(trunk_file).name} ({method}) vs scratch")
+    summary: dict[str, Any] = {
+        "env_id": env_id, "algo": algo, "trunk": str(trunk_file), "method": method,
+        "seeds": list(seeds), "timesteps": budget,
+        "transfer_percent": summary_by_method[method],
+        "final_returns": finals,
+        "final_return_mean": {m: sum(v.values()) / len(v) for m, v in finals.items()},
+        "plot": str(plot), "runs": {m: {str(s): str(root.path / f"{m}__s{s}") for s in seeds}
+                                    for m in (method, SCRATCH)},
+    }
+    atomic_write_json(root.path / "summary.json", summary)
+    atomic_write_text(root.path / "report.md", report(summary))
+    root.write_metrics(summary)
+    if not quiet:
+        print(report(summary))
+        print(f"experiment folder: {root.path}")
+        print(f"TensorBoard:       tensorboard --logdir {root.path}")
+    return TransferResult(root.path, summary)
+
+
+def report(summary: Mapping[str, Any]) -> str:
+    """Markdown: transfer % and final returns per seed, the IQM with its interval."""
+    method = summary["method"]
+    t = summary["transfer_percent"]
+    lines = [f"# Transfer to {summary['env_id']} ({method}, {summary['algo']}, "
+             f"{summary['timesteps']} env steps per run)", "",
+             f"Trunk: `{summary['trunk']}`", "",
+             f"| seed | transfer % | final return {method} | final return scratch |",
+             "|---:|---:|---:|---:|"]
+    for seed in summary["seeds"]:
+        s = str(seed)
+        lines.append(f"| {seed} | {t['per_seed'].get(s, float('nan')):.1f} | "
+                     f"{summary['final_returns'][method][s]:.2f} | "
+                     f"{summary['final_returns'][SCRATCH][s]:.2f} |")
+    lines += ["", f"Transfer % (area under the learning curve ÷ scratch's, × 100; 100 = no "
+              f"transfer), IQM over {len(summary['seeds'])} seeds: **{t['iqm']:.1f}** "
+              f"[{t['low']:.1f}, {t['high']:.1f}] (95 % stratified bootstrap).", "",
+              f"Mean final return: {method} {summary['final_return_mean'][method]:.2f}, "
+              f"scratch {summary['final_return_mean'][SCRATCH]:.2f}.", "",
+              f"![learning curves]({Path(summary['plot']).name})", ""]
+    return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""Transfer of a trunk file to a new env against scratch: the command, its figures, resume, and
+trunk files that do not fit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from test_cli import assert_user_error
+
+from policyshare.checkpoints import save_trunk
+from policyshare.errors import CheckpointError, ConfigError
+from policyshare.trunks import Trunk, TrunkSpec
+
+# Two seeds, 1024 env steps each, evaluated every 512 (two points per curve).
+TINY = ["--timesteps", "1024", "--set", "n_envs=4", "--set", "hyperparams.n_steps=64",
+        "--set", "hyperparams.batch_size=128", "--set", "eval.freq=512", "--set", "eval.episodes=3",
+        "--set", "eval.final_episodes=2", "--set", "eval.random_episodes=2", "--set", "checkpoint_freq=0",
+        "--set", "progress_bar=false"]
+
+
+def area(curve: tuple[list[float], list[float]]) -> float:
+    t, v = np.asarray(curve[0]), np.asarray(curve[1])
+    return float(np.sum(np.diff(t) * (v[1:] + v[:-1]) / 2))
+
+
+def read_curve(run: Path) -> tuple[list[float], list[float]]:
+    data = json.loads((run / "evaluations.json").read_text())
+    return data["timesteps"], data["mean"]
+
+
+def test_transfer_smoke_and_resume(breakout_run: Path, tmp_path: Path) -> None:
+    """An expert's trunk to Asterix vs scratch, 2 seeds; transfer % = 100 · AUC ratio per seed."""
+    root = tmp_path / "exp"
+    proc = run_cli("transfer", "--trunk", str(breakout_run / "trunk.safetensors"), "--env", "MinAtar/Asterix-v1",
+                   "--seeds", "0", "1", "--run-dir", str(root), *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert "IQM over 2 seeds" in proc.stdout
+    for name in ("summary.json", "report.md", "curves.png", "metrics.json", "config.yaml"):
+        assert (root / name).is_file(), name
+    assert (root / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["method"] == "finetune" and summary["seeds"] == [0, 1]
+    for seed in ("0", "1"):
+        ft, sc = root / f"finetune__s{seed}", root / f"scratch__s{seed}"
+        ft_metrics = json.loads((ft / "metrics.json").read_text())
+        assert ft_metrics["init_trunk"] and not json.loads((sc / "metrics.json").read_text())["init_trunk"]
+        a, b = read_curve(ft), read_curve(sc)
+        assert a[0] == b[0] == [512, 1024]  # same evaluation steps
+        expected = 100 * area(a) / area(b) if area(b) > 0 else float("nan")
+        got = summary["transfer_percent"]["per_seed"][seed]
+        assert (np.isnan(expected) and np.isnan(got)) or got == pytest.approx(expected), seed
+        assert summary["final_returns"]["scratch"][seed] == json.loads((sc / "metrics.json").read_text())[
+            "eval_mean_return"]
+        # TensorBoard: the same tags in both runs, told apart by the folder (run) name.
+        assert list((ft / "tb").glob("events.out.tfevents.*")) and list((sc / "tb").glob("events.out.tfevents.*"))
+
+    # Resume: the finished sub-runs are kept bit for bit; only the missing one is trained.
+    kept = {p: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in (root / "finetune__s0").rglob("*") if p.is_file()}
+    shutil.rmtree(root / "scratch__s1")
+    for name in ("metrics.json", "summary.json"):
+        (root / name).unlink()
+    proc = run_cli("transfer", "--trunk", str(breakout_run / "trunk.safetensors"), "--env", "MinAtar/Asterix-v1",
+                   "--seeds", "0", "1", "--run-dir", str(root), "--resume", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in kept} == kept
+    assert (root / "scratch__s1" / "metrics.json").is_file() and (root / "metrics.json").is_file()
+    # A finished experiment is never overwritten.
+    proc = run_cli("transfer", "--trunk", str(breakout_run / "trunk.safetensors"), "--env", "MinAtar/Asterix-v1",
+                   "--run-dir", str(root), *TINY)
+    assert_user_error(proc, "holds a finished run")
+
+
+def test_trunk_file_of_another_spec_is_refused(tmp_path: Path) -> None:
+    trunk = save_trunk(Trunk(TrunkSpec("minatar_deep", 10, 10, 10)), tmp_path / "deep.safetensors")
+    proc = run_cli("transfer", "--trunk", str(trunk), "--env", "MinAtar/Seaquest-v1", "--run-dir",
+                   str(tmp_path / "r"), *TINY)
+    assert_user_error(proc, "holds a 'minatar_deep' trunk but the network uses 'minatar'")
+    assert not (tmp_path / "r").exists()
+
+
+def test_trunk_of_other_shape_or_format(tmp_path: Path, breakout_run: Path) -> None:
+    from policyshare.transfer import check_trunk_fits, transfer
+
+    narrow = save_trunk(Trunk(TrunkSpec("minatar", 4, 10, 10)), tmp_path / "narrow.safetensors")
+    with pytest.raises(CheckpointError, match=r"\(16, 4, 3, 3\) in the file but \(16, 10, 3, 3\)"):
+        check_trunk_fits(narrow, "MinAtar/Seaquest-v1")
+    with pytest.raises(CheckpointError, match="expected 'policyshare.trunk'"):
+        check_trunk_fits(_student_like(tmp_path), "MinAtar/Seaquest-v1")
+    with pytest.raises(ConfigError, match="eval.freq > 0"):
+        transfer(breakout_run / "trunk.safetensors", "MinAtar/Seaquest-v1", overrides={"eval": {"freq": 0}},
+                 run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def _student_like(tmp_path: Path) -> Path:
+    """A tensor file of another format (not a trunk)."""
+    from policyshare.checkpoints import save_tensors
+
+    trunk = Trunk(TrunkSpec("minatar", 10, 10, 10))
+    return save_tensors(tmp_path / "other.safetensors", trunk.state_dict(), {"format": "policyshare.student"})
