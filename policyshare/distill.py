@@ -788,10 +788,12 @@ class TaskMemory:
 
     def add(self, obs: np.ndarray) -> None:
         """Append a batch ``(n, *obs_shape)``."""
-        for row in obs:
-            self.obs[self.pos] = row
-            self.pos = (self.pos + 1) % self.capacity
-            self.size = min(self.size + 1, self.capacity)
+        n = len(obs)
+        keep = obs[-self.capacity:]  # a batch larger than the memory keeps its newest rows
+        start = self.pos + n - len(keep)
+        self.obs[(start + np.arange(len(keep))) % self.capacity] = keep
+        self.pos = int((self.pos + n) % self.capacity)
+        self.size = min(self.size + n, self.capacity)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` observations drawn uniformly with replacement, ``(n, *obs_shape)``.
@@ -935,9 +937,13 @@ def train_student(student: Student, teachers: Sequence[Teacher], cfg: DistillCon
     torch.manual_seed(seed + env_steps)
     logger = configure(str(run.tb_dir), ["tensorboard", "csv"])
     curves_path = run.path / "evaluations.json"
-    curves: dict[str, dict[str, list[float]]] = (
-        read_json(curves_path, "evaluation curves") if curves_path.is_file() else
-        {t.task: {"timesteps": [], "mean": [], "std": []} for t in teachers})
+    curves: dict[str, dict[str, list[float]]] = {t.task: {"timesteps": [], "mean": [], "std": []}
+                                                 for t in teachers}
+    if resume and curves_path.is_file():
+        # Keep the evaluations up to the checkpoint the run continues from.
+        for task, curve in read_json(curves_path, "evaluation curves").items():
+            keep = sum(1 for t in curve["timesteps"] if t <= env_steps)
+            curves[task] = {key: list(values[:keep]) for key, values in curve.items()}
     tags = [_task_tag(t.task) for t in teachers]
     venvs = [policy_vec_env(t.task, cfg.n_envs, seed + 1000 * k, cfg.vec_env)
              for k, t in enumerate(teachers)]

@@ -21,6 +21,7 @@ from policyshare.distill import (
     Student,
     StudentAgent,
     TaskInfo,
+    TaskMemory,
     build_student,
     distill,
     feature_regression_loss,
@@ -207,6 +208,19 @@ def test_student_file_that_does_not_fit_its_header_is_refused(tmp_path: Path) ->
     path = save_tensors(tmp_path / "s.safetensors", other.state_dict(), header)
     with pytest.raises(CheckpointError, match="does not fit this network"):
         load_student(path)
+
+
+def test_replay_memory_wraps_around_and_samples_only_what_it_holds() -> None:
+    memory = TaskMemory(5, (2,), np.int64)
+    memory.add(np.array([[1, 1], [2, 2], [3, 3]]))
+    assert len(memory) == 3
+    assert set(memory.sample(200, np.random.default_rng(0))[:, 0].tolist()) == {1, 2, 3}
+    memory.add(np.array([[4, 4], [5, 5], [6, 6]]))  # 6 overwrites 1
+    assert len(memory) == 5 and memory.obs[:, 0].tolist() == [6, 2, 3, 4, 5]
+    memory.add(np.arange(14).reshape(7, 2))  # larger than the memory: its newest 5 rows stay
+    assert sorted(memory.obs[:, 0].tolist()) == [4, 6, 8, 10, 12]
+    with pytest.raises(ValueError, match="empty"):
+        TaskMemory(3, (2,), np.int64).sample(1, np.random.default_rng(0))
 
 
 # ---------------------------------------------------------------------------------------------

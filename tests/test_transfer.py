@@ -14,14 +14,15 @@ from conftest import run_cli
 from test_cli import assert_user_error
 
 from policyshare.checkpoints import save_trunk
-from policyshare.errors import CheckpointError, ConfigError
+from policyshare.config import parse_overrides
+from policyshare.errors import CheckpointError, ConfigError, UserError
+from policyshare.transfer import check_trunk_fits, transfer
 from policyshare.trunks import Trunk, TrunkSpec
 
 # Two seeds, 1024 env steps each, evaluated every 512 (two points per curve).
-TINY = ["--timesteps", "1024", "--set", "n_envs=4", "--set", "hyperparams.n_steps=64",
-        "--set", "hyperparams.batch_size=128", "--set", "eval.freq=512", "--set", "eval.episodes=3",
-        "--set", "eval.final_episodes=2", "--set", "eval.random_episodes=2", "--set", "checkpoint_freq=0",
-        "--set", "progress_bar=false"]
+SETTINGS = ["n_envs=4", "hyperparams.n_steps=64", "hyperparams.batch_size=128", "eval.freq=512", "eval.episodes=3",
+            "eval.final_episodes=1", "eval.random_episodes=1", "checkpoint_freq=0", "progress_bar=false"]
+TINY = ["--timesteps", "1024", *[arg for item in SETTINGS for arg in ("--set", item)]]
 
 
 def area(curve: tuple[list[float], list[float]]) -> float:
@@ -66,15 +67,16 @@ def test_transfer_smoke_and_resume(breakout_run: Path, tmp_path: Path) -> None:
     shutil.rmtree(root / "scratch__s1")
     for name in ("metrics.json", "summary.json"):
         (root / name).unlink()
-    proc = run_cli("transfer", "--trunk", str(breakout_run / "trunk.safetensors"), "--env", "MinAtar/Asterix-v1",
-                   "--seeds", "0", "1", "--run-dir", str(root), "--resume", *TINY)
-    assert proc.returncode == 0, proc.stderr
+    result = transfer(breakout_run / "trunk.safetensors", "MinAtar/Asterix-v1", seeds=[0, 1], run_dir=root,
+                      resume=True, timesteps=1024, overrides=parse_overrides(SETTINGS), quiet=True)
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in kept} == kept
     assert (root / "scratch__s1" / "metrics.json").is_file() and (root / "metrics.json").is_file()
+    np.testing.assert_equal(result.summary["transfer_percent"]["per_seed"]["0"],
+                            summary["transfer_percent"]["per_seed"]["0"])
     # A finished experiment is never overwritten.
-    proc = run_cli("transfer", "--trunk", str(breakout_run / "trunk.safetensors"), "--env", "MinAtar/Asterix-v1",
-                   "--run-dir", str(root), *TINY)
-    assert_user_error(proc, "holds a finished run")
+    with pytest.raises(UserError, match="holds a finished run"):
+        transfer(breakout_run / "trunk.safetensors", "MinAtar/Asterix-v1", run_dir=root, timesteps=1024,
+                 overrides=parse_overrides(SETTINGS), quiet=True)
 
 
 def test_trunk_file_of_another_spec_is_refused(tmp_path: Path) -> None:
@@ -86,8 +88,6 @@ def test_trunk_file_of_another_spec_is_refused(tmp_path: Path) -> None:
 
 
 def test_trunk_of_other_shape_or_format(tmp_path: Path, breakout_run: Path) -> None:
-    from policyshare.transfer import check_trunk_fits, transfer
-
     narrow = save_trunk(Trunk(TrunkSpec("minatar", 4, 10, 10)), tmp_path / "narrow.safetensors")
     with pytest.raises(CheckpointError, match=r"\(16, 4, 3, 3\) in the file but \(16, 10, 3, 3\)"):
         check_trunk_fits(narrow, "MinAtar/Seaquest-v1")
