@@ -1,0 +1,33 @@
+"""The vision side: the same trunk classifies images and guides their generation.
+
+Background (DESIGN.md): Gatys et al. 2015 synthesise textures by matching the Gram matrices of
+a classification network; Berger & Memisevic 2016 (arXiv 1606.01286) add Gramians between
+features and spatially shifted copies of themselves; classifier guidance (Dhariwal & Nichol
+2021) steers a diffusion model with a classifier's gradient. Here the network that classifies
+and guides is a policyshare :class:`~policyshare.trunks.Trunk` — random, trained on RL tasks,
+trained by classification, or pretrained generatively as a denoising autoencoder.
+
+Modules, in data-flow order:
+
+* :mod:`~policyshare.vision.config` — the typed ``configs/vision.yaml``.
+* :mod:`~policyshare.vision.data` — images with no download (scikit-learn digits, scikit-image
+  textures, scikit-learn sample photos, the user's files and folders, MNIST / CIFAR-10 from
+  local standard-format files) and PNG writing.
+* :mod:`~policyshare.vision.inputs` — how images enter a trunk (:class:`ImageInput`) and how a
+  trunk is named on the command line (``random``, ``random:SPEC``, a trunk file).
+* :mod:`~policyshare.vision.probe` — classifier heads on a trunk: linear probe, fine-tuning and
+  classification pretraining.
+* :mod:`~policyshare.vision.autoencoder` — generative pretraining of a trunk as a denoising
+  autoencoder (optionally with zero-bias TRec/TLin units).
+* :mod:`~policyshare.vision.texture` — Gram and shifted-Gram losses and texture synthesis.
+* :mod:`~policyshare.vision.diffusion` — a small DDPM prior on the digits, trained once and
+  cached.
+* :mod:`~policyshare.vision.guidance` — the noisy-image classifier on a trunk and classifier
+  guidance.
+* :mod:`~policyshare.vision.evaluators` — the held-out judges: a fixed-seed random evaluator
+  network for texture distances and an independent SVM for generated digits.
+* :mod:`~policyshare.vision.compare` — the thesis table over trunks.
+* :mod:`~policyshare.vision.cli` — ``policyshare vision probe|pretrain|texture|generate|compare``.
+"""
+
+from __future__ import annotations

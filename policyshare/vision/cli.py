@@ -1,0 +1,340 @@
+"""``policyshare vision probe|pretrain|texture|generate|compare``.
+
+Each subcommand writes one run folder (``--run-dir``, default ``runs/vision/<sub>__<trunk>__s<seed>``)
+holding ``config.yaml``, ``meta.json``, ``metrics.json``, PNGs and TensorBoard events under
+``tb/`` with ``vision/`` tags. Bad input (an image that does not decode, a trunk file of an
+unknown spec, a layer the trunk does not have, a shift larger than the feature map) ends with
+one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from policyshare.errors import UserError
+
+TRUNK_HELP = ("random (the configured spec, seeded), random:SPEC (minatar, minatar_deep, nature), classify or "
+              "autoencoder (trained here on the digits' training split), or a trunk file (.safetensors, e.g. "
+              "runs/train/…/trunk.safetensors)")
+
+
+def add_vision_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    """Add ``vision`` and its subcommands to the ``policyshare`` subparsers ``sub``."""
+    p = sub.add_parser(
+        "vision", help="reuse a trunk for images: probe, pretrain, texture, generate, compare",
+        description="The vision side: the same trunk classifies digits (linear probe), synthesises textures from "
+        "its Gramians and guides a diffusion model's class-conditional samples. Metrics never use the guiding "
+        "trunk: a held-out random evaluator network for textures, an independent SVM for digits.")
+    vsub = p.add_subparsers(dest="vision_command", metavar="SUBCOMMAND", parser_class=parser_class, required=True)
+    _probe(vsub)
+    _pretrain(vsub)
+    _texture(vsub)
+    _generate(vsub)
+    _compare(vsub)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, metavar="YAML", help="vision config (default: configs/vision.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set guidance.scale=2 (repeatable)")
+    p.add_argument("--run-dir", default=None, metavar="DIR",
+                   help="run folder (default: runs/vision/<subcommand>__<trunk>__s<seed>)")
+    p.add_argument("--seed", type=int, default=0, help="seed of trunks, heads, samplers, noise (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="print only the final figures")
+
+
+def _probe(sub: Any) -> None:
+    p = sub.add_parser(
+        "probe", help="classification accuracy of a linear probe (or fine-tuning) on a trunk",
+        description="Fit a linear classifier on the frozen trunk's features (and, with --finetune, train trunk and "
+        "head together) on the training split; report held-out test accuracy. Writes metrics.json and TensorBoard "
+        "scalars vision/probe/accuracy; with --finetune also the fine-tuned trunk.safetensors.")
+    p.add_argument("--trunk", required=True, metavar="TRUNK", help=TRUNK_HELP)
+    p.add_argument("--data", default=None, metavar="SOURCE",
+                   help="digits (default), mnist:DIR, cifar10:DIR (binary version) or a folder of class sub-folders")
+    p.add_argument("--layer", default=None, metavar="NAME", help="trunk layer to read (default: the last)")
+    p.add_argument("--finetune", action="store_true", help="also fine-tune trunk and head; save the trunk")
+    _common(p)
+    p.set_defaults(handler=_cmd_probe)
+
+
+def _pretrain(sub: Any) -> None:
+    p = sub.add_parser(
+        "pretrain", help="train a trunk on digits by classification or as a denoising autoencoder",
+        description="Train a fresh trunk (trunk.* of the config) on the digits' training split — by classification "
+        "(cross-entropy with a linear head) or generatively as a denoising autoencoder (optionally with zero-bias "
+        "TRec/TLin units via --activation) — and save it as trunk.safetensors, usable by every command that takes "
+        "a trunk file. Also writes the linear-probe accuracy of the result to metrics.json.")
+    p.add_argument("--method", required=True, choices=["classify", "autoencoder"], help="how to train")
+    p.add_argument("--activation", default=None, choices=["relu", "trec", "tlin"],
+                   help="the trunk's activation (default: trunk.activation of the config)")
+    _common(p)
+    p.set_defaults(handler=_cmd_pretrain)
+
+
+def _texture(sub: Any) -> None:
+    p = sub.add_parser(
+        "texture", help="synthesise a texture from a trunk's Gram and shifted-Gram matrices",
+        description="Match the Gram matrices (Gatys et al. 2015) and, with --shifts, the shifted Gram matrices "
+        "(Berger & Memisevic 2016) of the trunk's conv layers, optimising the pixels with L-BFGS or Adam (pixels "
+        "stay in [0, 1]). Writes <image>_source.png and <image>_result.png, the loss curve and the Gram / "
+        "shifted-Gram distances under a held-out evaluator network to metrics.json, and TensorBoard.")
+    p.add_argument("--trunk", required=True, metavar="TRUNK", help=TRUNK_HELP)
+    p.add_argument("--image", nargs="+", default=None, metavar="NAME|PATH",
+                   help="brick, grass, gravel, china, flower or image files (default: texture.images)")
+    p.add_argument("--layers", nargs="+", default=None, metavar="NAME", help="conv layers (default: all)")
+    p.add_argument("--shifts", nargs="*", default=None, metavar="S|LAYER:S,S",
+                   help="shifts for every layer (2 4 8) or per layer (conv1:2,4 conv2:4); none given: no shifts "
+                   "(default: texture.shifts)")
+    p.add_argument("--steps", type=int, default=None, metavar="N", help="optimiser iterations")
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=None, help="optimiser (default: lbfgs)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--size", type=int, default=None, metavar="PX", help="source crop and result size")
+    _common(p)
+    p.set_defaults(handler=_cmd_texture)
+
+
+def _generate(sub: Any) -> None:
+    p = sub.add_parser(
+        "generate", help="class-conditional digits from the diffusion prior guided by a classifier on the trunk",
+        description="Train a noisy-image classifier on the frozen trunk and use its gradient to guide the cached "
+        "DDPM prior (trained once per config) towards each class (Dhariwal & Nichol 2021); --scale 0 is the "
+        "unguided baseline. Writes samples.png and unguided.png (one row per class) and metrics.json: accuracy of "
+        "an independent SVM on the samples and the classification accuracy score (train on generated, test on "
+        "real).")
+    p.add_argument("--trunk", required=True, metavar="TRUNK", help=TRUNK_HELP)
+    p.add_argument("--scale", type=float, default=None, help="guidance scale (default: guidance.scale)")
+    p.add_argument("--per-class", type=int, default=None, metavar="N", help="samples per class")
+    _common(p)
+    p.set_defaults(handler=_cmd_generate)
+
+
+def _compare(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare", help="the thesis table: probe, guided generation and texture per trunk",
+        description="For each trunk: linear-probe accuracy, guided-generation accuracy and classification accuracy "
+        "score, and texture distances (Gram only and Gram + shifted Gram) under a held-out evaluator. Writes "
+        "metrics.json, report.md (the Markdown table), PNGs per trunk and TensorBoard events tb/<trunk>/ under "
+        "vision/ tags.")
+    p.add_argument("--trunks", nargs="+", required=True, metavar="TRUNK", help=TRUNK_HELP)
+    _common(p)
+    p.set_defaults(handler=_cmd_compare)
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers
+
+
+def _config(a: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
+    from policyshare.config import deep_merge, parse_overrides
+    from policyshare.vision.config import load_vision_config
+
+    overrides = deep_merge(extra or {}, parse_overrides(a.overrides))
+    return load_vision_config(a.config, overrides)
+
+
+def _progress(a: argparse.Namespace) -> Any:
+    def say(message: str) -> None:
+        if not a.quiet:
+            print(message, flush=True)
+
+    return say
+
+
+def _open(a: argparse.Namespace, sub: str, label: str, cfg: Any, extra: dict[str, Any]) -> Any:
+    from policyshare.config import to_dict
+    from policyshare.runs import RunFolder, default_run_dir
+
+    path = a.run_dir or default_run_dir("vision", sub, a.seed, label)
+    return RunFolder.open(path, command=f"vision {sub}", config={**extra, **to_dict(cfg)}, seed=a.seed)
+
+
+def _cmd_probe(a: argparse.Namespace) -> int:
+    from policyshare.vision.compare import Context, load_splits
+    from policyshare.vision.inputs import trunk_label
+    from policyshare.vision.pretrain import resolve_trunk, save_vision_trunk
+    from policyshare.vision.probe import finetune, linear_probe
+    from policyshare.vision.tb import VisionWriter
+
+    extra: dict[str, Any] = {}
+    if a.data:
+        extra.setdefault("data", {})["dataset"] = a.data
+    if a.layer:
+        extra.setdefault("probe", {})["layer"] = a.layer
+    cfg = _config(a, extra)
+    splits = load_splits(cfg)
+    ctx = Context(cfg, a.seed, splits)
+    trunk = resolve_trunk(a.trunk, splits.train, cfg, a.seed)
+    run = _open(a, "probe", trunk_label(a.trunk), cfg, {"trunk": a.trunk})
+    writer = VisionWriter(run.tb_dir)
+    try:
+        linear, _ = linear_probe(trunk, ctx.splits.train, ctx.splits.test, cfg.probe, cfg.trunk, a.seed)
+        writer.scalar("probe/accuracy", linear.accuracy)
+        out: dict[str, Any] = {"trunk": a.trunk, "data": splits.describe(), "linear": linear.to_dict()}
+        if a.finetune:
+            tuned, model = finetune(trunk, splits.train, splits.test, cfg.probe, cfg.trunk, a.seed,
+                                    log=writer.logger("probe"))
+            writer.scalar("probe/finetune_accuracy", tuned.accuracy)
+            out["finetune"] = tuned.to_dict()
+            model.trunk.header = {"source": {"kind": "finetune", "from": a.trunk, "data": splits.train.name,
+                                             "split": "train", "split_seed": cfg.data.split_seed, "seed": a.seed}}
+            out["trunk_file"] = str(save_vision_trunk(model.trunk, run.path / "trunk.safetensors", cfg,
+                                                      splits.train.channels))
+    finally:
+        writer.close()
+    run.write_metrics(out)
+    print(f"linear probe on {a.trunk} (layer {linear.layer}): test accuracy {linear.accuracy:.3f} "
+          f"({linear.n_test} held-out images)")
+    if a.finetune:
+        print(f"fine-tuned: test accuracy {out['finetune']['accuracy']:.3f}; trunk: {out['trunk_file']}")
+    print(f"run folder: {run.path}")
+    return 0
+
+
+def _cmd_pretrain(a: argparse.Namespace) -> int:
+    from policyshare.vision.compare import load_splits
+    from policyshare.vision.pretrain import pretrain_trunk, save_vision_trunk
+    from policyshare.vision.probe import linear_probe
+    from policyshare.vision.tb import VisionWriter
+
+    cfg = _config(a, {"trunk": {"activation": a.activation}} if a.activation else None)
+    splits = load_splits(cfg)
+    label = a.method if cfg.trunk.activation == "relu" else f"{a.method}-{cfg.trunk.activation}"
+    run = _open(a, "pretrain", label, cfg, {"method": a.method})
+    writer = VisionWriter(run.tb_dir)
+    try:
+        trunk, losses = pretrain_trunk(a.method, splits.train, cfg, a.seed, writer.logger("pretrain"))
+        path = save_vision_trunk(trunk, run.path / "trunk.safetensors", cfg, splits.train.channels)
+        probe, _ = linear_probe(trunk, splits.train, splits.test, cfg.probe, cfg.trunk, a.seed)
+        writer.scalar("probe/accuracy", probe.accuracy)
+    finally:
+        writer.close()
+    run.write_metrics({"method": a.method, "activation": cfg.trunk.activation, "data": splits.describe(),
+                       "losses": losses, "probe": probe.to_dict(), "trunk_file": str(path)})
+    print(f"{a.method} trunk ({cfg.trunk.spec}, {cfg.trunk.activation}): final loss {losses[-1]:.4f}, linear-probe "
+          f"test accuracy {probe.accuracy:.3f}")
+    print(f"trunk: {path}")
+    return 0
+
+
+def parse_shifts(items: Sequence[str]) -> dict[str, list[int]] | list[int]:
+    """``["2", "4"]`` → ``[2, 4]``; ``["conv1:2,4", "conv2:4"]`` → ``{"conv1": [2, 4], "conv2": [4]}``.
+
+    Raises:
+        UserError: an item that is not an integer or ``LAYER:INT[,INT…]``, or a mix of both forms.
+    """
+    per_layer = [i for i in items if ":" in i]
+    if per_layer and len(per_layer) != len(items):
+        raise UserError(f"--shifts {' '.join(items)}: use either plain shifts (2 4) or per-layer ones "
+                        "(conv1:2,4 conv2:4), not both")
+    try:
+        if per_layer:
+            out: dict[str, list[int]] = {}
+            for item in items:
+                layer, values = item.split(":", 1)
+                out[layer] = [int(v) for v in values.split(",") if v]
+            return out
+        return [int(i) for i in items]
+    except ValueError:
+        raise UserError(f"--shifts {' '.join(items)}: shifts must be integers, e.g. --shifts 2 4 8 or "
+                        "--shifts conv1:2,4") from None
+
+
+def _cmd_texture(a: argparse.Namespace) -> int:
+    from policyshare.vision.compare import image_label, load_splits, load_textures, texture_baselines, texture_step
+    from policyshare.vision.inputs import PRETRAINED_REFS, load_trunk_ref, trunk_label
+    from policyshare.vision.pretrain import resolve_trunk
+    from policyshare.vision.tb import VisionWriter
+
+    t: dict[str, Any] = {}
+    for key, value in (("images", a.image), ("layers", a.layers), ("steps", a.steps), ("optimizer", a.optimizer),
+                       ("lr", a.lr), ("size", a.size)):
+        if value is not None:
+            t[key] = value
+    if a.size is not None:
+        t["resize"] = max(128, 2 * a.size)
+    if a.shifts is not None:
+        t["shifts"] = parse_shifts(a.shifts)
+    cfg = _config(a, {"texture": t})
+    textures = load_textures(cfg)
+    if a.trunk in PRETRAINED_REFS:
+        trunk = resolve_trunk(a.trunk, load_splits(cfg).train, cfg, a.seed)
+    else:
+        trunk = load_trunk_ref(a.trunk, cfg.trunk, a.seed)
+    run = _open(a, "texture", trunk_label(a.trunk), cfg, {"trunk": a.trunk})
+    writer = VisionWriter(run.tb_dir)
+    try:
+        layers = ", ".join(cfg.texture.layers or trunk.conv_names)
+        _progress(a)(f"texture synthesis on {a.trunk} ({trunk.spec.name} trunk, layers {layers})")
+        results = texture_step(trunk, cfg, textures, run.path, writer, {"result": cfg.texture.shifts}, a.seed)
+    finally:
+        writer.close()
+    for label, cells in results.items():
+        if "error" in cells["result"]:
+            raise UserError(f"{label}: {cells['result']['error']}")
+    baselines = texture_baselines(textures, cfg, run.path, a.seed)
+    run.write_metrics({"trunk": a.trunk, "results": {k: v["result"] for k, v in results.items()},
+                       "baselines": baselines})
+    for name in textures:
+        label = image_label(name)
+        c, ref = results[label]["result"], baselines[label]["reference"]
+        print(f"{label}: loss {c['initial_loss']:.4g} -> {c['final_loss']:.4g} in {c['iterations']} iterations "
+              f"({c['stop']}); held-out Gram distance {c['gram']:.3f}, shifted {c['shifted_gram']:.3f} (a held-out "
+              f"crop of the source: {ref['gram']:.3f}, {ref['shifted_gram']:.3f})")
+        print(f"  {run.path / (label + '_source.png')} -> {run.path / (label + '_result.png')}")
+    return 0
+
+
+def _cmd_generate(a: argparse.Namespace) -> int:
+    from policyshare.vision.compare import generation_step, prepare, unguided_step
+    from policyshare.vision.inputs import trunk_label
+    from policyshare.vision.pretrain import resolve_trunk
+    from policyshare.vision.tb import VisionWriter
+
+    extra: dict[str, Any] = {}
+    if a.per_class is not None:
+        extra.setdefault("guidance", {})["per_class"] = a.per_class
+    if a.scale is not None:
+        extra.setdefault("guidance", {})["scale"] = a.scale
+    cfg = _config(a, extra)
+    say = _progress(a)
+    run = _open(a, "generate", trunk_label(a.trunk), cfg, {"trunk": a.trunk})
+    writer = VisionWriter(run.tb_dir)
+    try:
+        ctx = prepare(cfg, a.seed, textures=False, writer=writer, progress=say)
+        trunk = resolve_trunk(a.trunk, ctx.splits.train, cfg, a.seed, writer.logger("pretrain"))
+        say("guided sampling")
+        guided = generation_step(trunk, ctx, run.path, writer)
+        unguided_writer = VisionWriter(run.tb_dir / "unguided")
+        try:
+            unguided = unguided_step(ctx, run.path, unguided_writer)
+        finally:
+            unguided_writer.close()
+    finally:
+        writer.close()
+    assert ctx.judge is not None
+    judge = ctx.judge.accuracy(ctx.splits.test.images, ctx.splits.test.labels)
+    run.write_metrics({"trunk": a.trunk, "guided": guided, "unguided": unguided, "judge_accuracy": judge,
+                       "prior": ctx.prior_info, "data": ctx.splits.describe()})
+    print(f"guided by {a.trunk} at scale {guided['scale']}: judge accuracy {guided['accuracy']:.3f}, CAS "
+          f"{guided['cas']:.3f}; unguided: {unguided['accuracy']:.3f}, CAS {unguided['cas']:.3f}; judge on real "
+          f"test digits {judge:.3f}")
+    print(f"samples: {run.path / 'samples.png'}")
+    return 0
+
+
+def _cmd_compare(a: argparse.Namespace) -> int:
+    from policyshare.vision.compare import compare, markdown_table
+    from policyshare.vision.config import VisionConfig
+
+    cfg: VisionConfig = _config(a)
+    metrics = compare(a.trunks, cfg, a.run_dir, a.seed, _progress(a))
+    print(markdown_table(metrics))
+    print(f"wall time {metrics['wall_seconds']:.0f} s; run folder: {metrics['run_dir']}")
+    if not a.quiet:
+        print(json.dumps({k: {"probe": v["probe"]["accuracy"], "guided": v["generate"]["accuracy"],
+                              "cas": v["generate"]["cas"]} for k, v in metrics["results"].items()}))
+    return 0

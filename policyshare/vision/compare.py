@@ -1,0 +1,456 @@
+"""The thesis table: for each trunk, probe accuracy, guided generation and texture distances.
+
+:func:`compare` is the entry point (``policyshare vision compare`` and the end-to-end
+experiment runner call it). Per trunk — ``random``, ``classify``, ``autoencoder``, or any trunk
+file (an RL trunk, a distilled student, one written by ``policyshare vision pretrain``):
+
+1. **probe** — linear-probe accuracy on the held-out test split (:mod:`.probe`);
+2. **generate** — a noisy-image classifier on the frozen trunk guides the shared, cached DDPM
+   prior (:mod:`.guidance`); the independent judge's accuracy on the samples and the
+   classification accuracy score (:mod:`.evaluators`);
+3. **texture** — Gram-only and Gram + shifted-Gram synthesis on the trunk's conv layers;
+   Gram and shifted-Gram distances under the held-out evaluator network.
+
+Reference rows make the figures readable: the unguided prior (scale 0), the judge on real
+digits, a held-out crop of the same texture (what a perfect synthesis would score) and the
+initial noise.
+
+Outputs in the run folder: ``metrics.json``, ``report.md`` (the Markdown table),
+``<trunk>/samples.png`` and ``<trunk>/texture_<image>_<variant>.png``, ``unguided.png``,
+``textures/``, and TensorBoard events in ``tb/<trunk>/`` under ``vision/`` tags.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from policyshare.config import to_dict
+from policyshare.runs import RunFolder, default_run_dir, slug
+from policyshare.trunks import Trunk
+from policyshare.vision.config import VisionConfig, load_vision_config
+from policyshare.vision.data import Splits, grid, load_dataset, save_png, split, subsample, texture_crops
+from policyshare.vision.diffusion import DDPM, load_or_train_prior
+from policyshare.vision.evaluators import DigitJudge, EvaluatorNet, classification_accuracy_score, texture_distances
+from policyshare.vision.guidance import Samples, clean_accuracy, generate, train_noisy_classifier
+from policyshare.vision.pretrain import resolve_trunk
+from policyshare.vision.probe import linear_probe
+from policyshare.vision.tb import VisionWriter
+from policyshare.vision.texture import TextureFailure, TextureLoss, synthesize
+
+Progress = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    """A :data:`Progress` that prints nothing."""
+
+
+@dataclass
+class Context:
+    """The trunk-independent parts of a comparison, prepared once.
+
+    Attributes:
+        cfg: the config.
+        seed: the run seed.
+        splits: train / eval / test splits of the labelled data.
+        judge: the independent classifier (trained on ``splits.eval``), for generation.
+        prior: the cached diffusion prior (``None`` when generation is not needed).
+        prior_info: where the prior came from (cache file, whether cached, seconds).
+        textures: ``{name: (source, reference)}`` crops, each ``(1, C, size, size)``.
+    """
+
+    cfg: VisionConfig
+    seed: int
+    splits: Splits
+    judge: DigitJudge | None = None
+    prior: DDPM | None = None
+    prior_info: dict[str, Any] = field(default_factory=dict)
+    textures: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+
+def load_splits(cfg: VisionConfig) -> Splits:
+    """The configured dataset, subsampled and split (split seed from the config, not the run seed).
+
+    Raises:
+        UserError: unknown dataset, unreadable files, or too few images per class.
+    """
+    d = cfg.data
+    data = subsample(load_dataset(d.dataset, image_size=d.image_size, grayscale=d.grayscale), d.max_images,
+                     d.split_seed)
+    return split(data, d.train_fraction, d.eval_fraction, d.split_seed)
+
+
+def prepare(cfg: VisionConfig, seed: int, *, generation: bool = True, textures: bool = True,
+            writer: VisionWriter | None = None, progress: Progress = _quiet) -> Context:
+    """Load data, train the judge, load or train the prior and crop the textures.
+
+    Raises:
+        UserError: bad data or texture sources.
+        NumericalError: the prior's training diverged.
+    """
+    ctx = Context(cfg, seed, load_splits(cfg))
+    if generation:
+        ctx.judge = DigitJudge(ctx.splits.eval, cfg.guidance.judge_c)
+        progress("diffusion prior: loading from cache or training (once per config)")
+        t0 = time.perf_counter()
+        log = writer.logger("prior") if writer else None
+        prior, path, cached = load_or_train_prior(ctx.splits.train.images, cfg.diffusion, seed,
+                                                  log if log else _no_scalar)
+        ctx.prior = prior
+        ctx.prior_info = {"cache_file": str(path), "from_cache": cached,
+                          "seconds": round(time.perf_counter() - t0, 1)}
+    if textures:
+        ctx.textures = load_textures(cfg)
+    return ctx
+
+
+def load_textures(cfg: VisionConfig) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{name: (source, held-out reference)}`` crops of every configured texture.
+
+    Raises:
+        UserError: unknown name, undecodable file, or a crop larger than the image.
+    """
+    t = cfg.texture
+    return {name: texture_crops(name, t.resize, t.size) for name in t.images}
+
+
+def _no_scalar(tag: str, value: float, step: int) -> None:
+    """Drop a scalar."""
+
+
+# --------------------------------------------------------------------------------------------
+# Per-trunk steps (also used by the single-purpose commands)
+
+
+def probe_step(trunk: Trunk, ctx: Context, writer: VisionWriter | None = None) -> dict[str, Any]:
+    """Linear-probe the frozen trunk; ``vision/probe/accuracy`` to TensorBoard.
+
+    Raises:
+        UserError: unknown ``probe.layer``.
+    """
+    result, _ = linear_probe(trunk, ctx.splits.train, ctx.splits.test, ctx.cfg.probe, ctx.cfg.trunk, ctx.seed)
+    if writer:
+        writer.scalar("probe/accuracy", result.accuracy)
+    out = result.to_dict()
+    out.pop("losses")
+    return out
+
+
+def samples_grid(samples: Samples, n_classes: int, columns: int = 10) -> torch.Tensor:
+    """One row per class, the first ``columns`` samples of each: ``(C, H', W')``."""
+    per = len(samples.labels) // n_classes
+    pick = torch.cat([torch.arange(k * per, k * per + min(columns, per)) for k in range(n_classes)])
+    return grid(samples.images[pick], min(columns, per))
+
+
+def unguided_step(ctx: Context, out_dir: Path, writer: VisionWriter | None = None) -> dict[str, Any]:
+    """Samples of the prior alone (scale 0): judge accuracy against arbitrary targets (chance) and CAS."""
+    assert ctx.prior is not None and ctx.judge is not None, "prepare(generation=True) first"
+    g = ctx.cfg.guidance
+    n_classes = len(ctx.splits.train.classes)
+    s = generate(ctx.prior, None, n_classes, g.per_class, 0.0, ctx.seed)
+    image = samples_grid(s, n_classes)
+    save_png(out_dir / "unguided.png", image, upscale=4)
+    acc = ctx.judge.accuracy(s.images, s.labels)
+    cas = classification_accuracy_score(s.images, s.labels, ctx.splits.test, g.judge_c)
+    if writer:
+        writer.scalar("generate/accuracy", acc)
+        writer.scalar("generate/cas", cas)
+        writer.image("generate/samples", image)
+    return {"scale": 0.0, "accuracy": acc, "cas": cas, "n_samples": len(s.labels)}
+
+
+def generation_step(trunk: Trunk, ctx: Context, out_dir: Path, writer: VisionWriter | None = None,
+                    scale: float | None = None) -> dict[str, Any]:
+    """Train the trunk's noisy classifier, sample with guidance, judge the samples.
+
+    Writes ``out_dir/samples.png`` (one row per class). TensorBoard: ``vision/guide/loss``,
+    ``vision/generate/accuracy``, ``vision/generate/cas``, ``vision/generate/samples``.
+
+    Returns:
+        ``{"scale", "accuracy", "cas", "guide_clean_accuracy", "n_samples"}``.
+
+    Raises:
+        UserError: unknown ``probe.layer``.
+        NumericalError: diverging training or non-finite samples.
+    """
+    assert ctx.prior is not None and ctx.judge is not None, "prepare(generation=True) first"
+    g = ctx.cfg.guidance
+    s_value = g.scale if scale is None else scale
+    n_classes = len(ctx.splits.train.classes)
+    clf = train_noisy_classifier(trunk, ctx.splits.train, ctx.prior.schedule, ctx.cfg.trunk, g, ctx.cfg.probe.layer,
+                                 ctx.seed, writer.logger("guide") if writer else _no_scalar)
+    s = generate(ctx.prior, clf, n_classes, g.per_class, s_value, ctx.seed)
+    image = samples_grid(s, n_classes)
+    save_png(out_dir / "samples.png", image, upscale=4)
+    acc = ctx.judge.accuracy(s.images, s.labels)
+    cas = classification_accuracy_score(s.images, s.labels, ctx.splits.test, g.judge_c)
+    if writer:
+        writer.scalar("generate/accuracy", acc)
+        writer.scalar("generate/cas", cas)
+        writer.image("generate/samples", image)
+    return {"scale": s_value, "accuracy": acc, "cas": cas, "guide_clean_accuracy": clean_accuracy(clf, ctx.splits.test),
+            "n_samples": len(s.labels)}
+
+
+def texture_variants(cfg: VisionConfig) -> dict[str, Mapping[str, Sequence[int]] | Sequence[int]]:
+    """``{"gram": no shifts}`` plus ``{"gram+shift": texture.shifts}`` when shifts are configured."""
+    shifts = cfg.texture.shifts
+    variants: dict[str, Mapping[str, Sequence[int]] | Sequence[int]] = {"gram": []}
+    if (any(shifts.values()) if isinstance(shifts, Mapping) else len(shifts) > 0):
+        variants["gram+shift"] = shifts
+    return variants
+
+
+def image_label(name: str) -> str:
+    """File-name-safe label of a texture name or path."""
+    return slug(Path(name).stem) if ("/" in name or "." in name) else slug(name)
+
+
+def texture_step(trunk: Trunk, cfg: VisionConfig, textures: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                 out_dir: Path, writer: VisionWriter | None = None,
+                 variants: Mapping[str, Mapping[str, Sequence[int]] | Sequence[int]] | None = None, seed: int = 0
+                 ) -> dict[str, dict[str, dict[str, Any]]]:
+    """Synthesise every texture with every variant; distances under the held-out evaluator.
+
+    Writes ``out_dir/<image>_<variant>.png`` (the result) and ``<image>_<variant>_pair.png``
+    (source left, result right). A :class:`~policyshare.vision.texture.TextureFailure` (dead
+    features, NaN, stalled loss) is recorded as ``{"error": message}`` for that cell and the
+    rest goes on.
+
+    Args:
+        trunk: the guiding trunk (frozen in place).
+        cfg: ``texture`` settings and the trunk's ``alignment``.
+        textures: ``{name: (source, reference)}`` from :func:`load_textures`.
+        out_dir: where PNGs go.
+        writer: TensorBoard writer (``vision/texture/<image>/<variant>/…``).
+        variants: ``{variant: shifts}`` (default :func:`texture_variants`).
+        seed: initial-noise seed.
+
+    Returns:
+        ``{image: {variant: {"gram", "shifted_gram", "layers", "initial_loss", "final_loss", "iterations", "stop"}}}``.
+
+    Raises:
+        UserError: unknown, dense or missing layers, wrong layer weights, shifts too large.
+    """
+    t = cfg.texture
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, (source, _) in textures.items():
+        label = image_label(name)
+        evaluator = EvaluatorNet(int(source.shape[1]), t.evaluator_seed)
+        out[label] = {}
+        for variant, shifts in (variants or texture_variants(cfg)).items():
+            tag = f"texture/{label}/{variant}"
+            try:
+                loss = TextureLoss(trunk, source, t.layers, t.layer_weights, shifts, t.shift_weight, t.normalise,
+                                   t.relative, cfg.trunk.alignment, seed)
+                res = synthesize(loss, source.shape, optimizer=t.optimizer, steps=t.steps, lr=t.lr,
+                                 patience=t.patience, min_improvement=t.min_improvement, seed=seed,
+                                 log=writer.logger(tag) if writer else _no_scalar)
+            except TextureFailure as e:
+                out[label][variant] = {"error": str(e)}
+                continue
+            d = texture_distances(res.image, source, evaluator, t.evaluator_shifts)
+            pair = torch.cat([source[0], torch.ones(source.shape[1], source.shape[2], 2), res.image[0]], dim=2)
+            stem = f"{label}_{variant.replace('+', '_')}"
+            save_png(out_dir / f"{stem}.png", res.image[0])
+            save_png(out_dir / f"{stem}_pair.png", pair, upscale=2)
+            if writer:
+                writer.scalar(f"{tag}/gram_distance", d["gram"])
+                writer.scalar(f"{tag}/shifted_gram_distance", d["shifted_gram"])
+                writer.image(tag, pair)
+            out[label][variant] = {"gram": d["gram"], "shifted_gram": d["shifted_gram"],
+                                   "layers": list(loss.layers), "initial_loss": res.initial_loss,
+                                   "final_loss": res.final_loss, "iterations": res.iterations, "stop": res.stop}
+    return out
+
+
+def texture_baselines(textures: Mapping[str, tuple[torch.Tensor, torch.Tensor]], cfg: VisionConfig, out_dir: Path,
+                      seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+    """Distances of the held-out crop (floor) and of initial noise (ceiling); writes source and reference PNGs.
+
+    Raises:
+        UserError: evaluator shifts too large for the texture size.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    sh = cfg.texture.evaluator_shifts
+    for name, (source, reference) in textures.items():
+        label = image_label(name)
+        ev = EvaluatorNet(int(source.shape[1]), cfg.texture.evaluator_seed)
+        gen = torch.Generator().manual_seed(seed)
+        noise = 0.25 + 0.5 * torch.rand(source.shape, generator=gen)
+        save_png(out_dir / f"{label}_source.png", source[0], upscale=2)
+        save_png(out_dir / f"{label}_reference.png", reference[0], upscale=2)
+        out[label] = {"reference": _dist(texture_distances(reference, source, ev, sh)),
+                      "noise": _dist(texture_distances(noise, source, ev, sh))}
+    return out
+
+
+def _dist(d: Mapping[str, float]) -> dict[str, float]:
+    return {"gram": d["gram"], "shifted_gram": d["shifted_gram"]}
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * v:.1f}%" if isinstance(v, float) and math.isfinite(v) else "—"
+
+
+def _num(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) and math.isfinite(v) else "—"
+
+
+def markdown_table(metrics: Mapping[str, Any]) -> str:
+    """The thesis table (Markdown) from :func:`compare`'s metrics."""
+    results: Mapping[str, Any] = metrics["results"]
+    base = metrics["baselines"]
+    images = list(base.get("texture", {}))
+    variants = list(metrics.get("texture_variants", []))
+    scale = metrics.get("guidance_scale")
+    head = ["trunk", "probe acc.", f"guided acc. (s={scale})", "CAS"]
+    for img in images:
+        for v in variants:
+            head += [f"{img} Gram d. [{v}]", f"{img} shifted d. [{v}]"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for label, r in results.items():
+        cells = [f"`{label}`", _pct(r.get("probe", {}).get("accuracy")), _pct(r.get("generate", {}).get("accuracy")),
+                 _pct(r.get("generate", {}).get("cas"))]
+        for img in images:
+            for v in variants:
+                cell = r.get("texture", {}).get(img, {}).get(v, {})
+                if "error" in cell:
+                    cells += ["failed", "failed"]
+                else:
+                    cells += [_num(cell.get("gram")), _num(cell.get("shifted_gram"))]
+        rows.append("| " + " | ".join(cells) + " |")
+    ung = base.get("unguided", {})
+    tex = base.get("texture", {})
+    for label, acc, cas, key in (("unguided prior (s=0)", ung.get("accuracy"), ung.get("cas"), None),
+                                 ("real digits (judge / SVM on real)", base.get("judge_accuracy"),
+                                  base.get("judge_accuracy"), None),
+                                 ("held-out crop of the source", None, None, "reference"),
+                                 ("initial noise", None, None, "noise")):
+        cells = [f"*{label}*", "—", _pct(acc), _pct(cas)]
+        for img in images:
+            for _ in variants:
+                d = tex.get(img, {}).get(key, {}) if key else {}
+                cells += [_num(d.get("gram")), _num(d.get("shifted_gram"))]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def report_markdown(metrics: Mapping[str, Any]) -> str:
+    """``report.md``: the table plus what each column means."""
+    data = metrics["data"]
+    lines = [
+        "# Vision comparison: classification, guided generation and texture synthesis per trunk",
+        "",
+        markdown_table(metrics),
+        f"Data: {data['dataset']} — train {data['train']} (trunks, heads, prior), eval {data['eval']} (judge only), "
+        f"test {data['test']} (every accuracy). Seed {metrics['seed']}; wall time {metrics['wall_seconds']:.0f} s.",
+        "",
+        "* **probe acc.**: linear probe on the frozen trunk's features, test split.",
+        "* **guided acc.**: share of class-conditional samples (prior guided by a noisy classifier on the frozen "
+        "trunk) that an independent RBF-SVM, trained on the eval split, assigns to their target class.",
+        "* **CAS**: classification accuracy score — the same SVM trained on the generated samples only, tested on "
+        "real test digits.",
+        "* **Gram d. / shifted d.**: relative Gram / shifted-Gram distance to the source texture under a held-out "
+        "fixed-seed random evaluator network (never the guiding trunk); lower is better. [gram]: synthesis matched "
+        "Gramians only; [gram+shift]: also shifted Gramians (Berger & Memisevic 2016).",
+        "* Reference rows: the prior unguided (targets are arbitrary, so chance), the SVM on real digits, a held-out "
+        "crop of the same texture (what a perfect synthesis scores) and the initial noise.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+
+
+def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = None,
+            run_dir: str | Path | None = None, seed: int = 0, progress: Progress = _quiet) -> dict[str, Any]:
+    """Run the thesis table over ``trunks`` and write it to a run folder.
+
+    Args:
+        trunks: references: ``random``, ``random:SPEC``, ``classify``, ``autoencoder`` (trained
+            here on the training split) or trunk files.
+        config: a :class:`VisionConfig`, a YAML path, or ``None`` for ``configs/vision.yaml``.
+        run_dir: the run folder (default ``runs/vision/compare__s<seed>``); never overwritten.
+        seed: seeds trunks, heads, samplers and texture noise (not the data split).
+        progress: receives one line per stage.
+
+    Returns:
+        The metrics written to ``metrics.json``: ``results`` per trunk label (``probe``,
+        ``generate``, ``texture``, ``source``, ``seconds``), ``baselines``, ``data``,
+        ``wall_seconds`` …
+
+    Raises:
+        UserError: no trunks, a bad trunk reference, data, layer or shift; a run folder that
+            holds a run.
+        CheckpointError: an unreadable trunk file or one of an unknown spec.
+        NumericalError: diverging training.
+    """
+    from policyshare.errors import UserError
+    from policyshare.vision.inputs import unique_labels
+
+    start = time.perf_counter()
+    if not trunks:
+        raise UserError("no trunks to compare; pass --trunks random classify autoencoder [TRUNK_FILE …]")
+    cfg = config if isinstance(config, VisionConfig) else load_vision_config(config)
+    labels = unique_labels(list(trunks))
+    run = RunFolder.open(run_dir or default_run_dir("vision", "compare", seed), command="vision compare",
+                         config={"trunks": list(trunks), **to_dict(cfg)}, seed=seed)
+    base_writer = VisionWriter(run.tb_dir / "baselines")
+    try:
+        ctx = prepare(cfg, seed, writer=base_writer, progress=progress)
+        progress("baselines: unguided prior, held-out texture crops")
+        (run.path / "textures").mkdir(exist_ok=True)
+        baselines: dict[str, Any] = {
+            "judge_accuracy": ctx.judge.accuracy(ctx.splits.test.images, ctx.splits.test.labels) if ctx.judge else None,
+            "unguided": unguided_step(ctx, run.path, base_writer),
+            "texture": texture_baselines(ctx.textures, cfg, run.path / "textures", seed)}
+    finally:
+        base_writer.close()
+    metrics: dict[str, Any] = {"command": "vision compare", "seed": seed, "trunks": dict(zip(labels, trunks)),
+                               "data": ctx.splits.describe(), "guidance_scale": cfg.guidance.scale,
+                               "texture_variants": list(texture_variants(cfg)), "prior": ctx.prior_info,
+                               "baselines": baselines, "results": {}}
+    for label, ref in zip(labels, trunks):
+        t0 = time.perf_counter()
+        out_dir = run.path / label
+        out_dir.mkdir(parents=True, exist_ok=True)
+        writer = VisionWriter(run.tb_dir / label)
+        try:
+            progress(f"{label}: resolving trunk {ref}")
+            trunk = resolve_trunk(ref, ctx.splits.train, cfg, seed, writer.logger("pretrain"))
+            progress(f"{label}: linear probe")
+            row: dict[str, Any] = {"ref": ref, "spec": trunk.spec.to_dict()["name"],
+                                   "activation": trunk.spec.activation,
+                                   "source": (trunk.header or {}).get("source", {})}
+            row["probe"] = probe_step(trunk, ctx, writer)
+            progress(f"{label}: guided generation")
+            row["generate"] = generation_step(trunk, ctx, out_dir, writer)
+            progress(f"{label}: texture synthesis")
+            row["texture"] = texture_step(trunk, cfg, ctx.textures, out_dir, writer, seed=seed)
+        finally:
+            writer.close()
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        metrics["results"][label] = row
+        progress(f"{label}: probe {row['probe']['accuracy']:.3f}, guided {row['generate']['accuracy']:.3f}, "
+                 f"CAS {row['generate']['cas']:.3f} ({row['seconds']:.0f} s)")
+    metrics["wall_seconds"] = round(time.perf_counter() - start, 1)
+    from policyshare.checkpoints import atomic_write_text
+
+    atomic_write_text(run.path / "report.md", report_markdown(metrics))
+    run.write_metrics(metrics)
+    metrics["run_dir"] = str(run.path)
+    return metrics

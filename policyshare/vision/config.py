@@ -1,0 +1,306 @@
+"""Typed configuration of the vision side (``configs/vision.yaml``).
+
+The file is one mapping whose keys are the sections below; every section and key is optional
+(missing ones take the defaults documented here) and an unknown or mistyped key is refused by
+:func:`policyshare.config.from_dict`. Command-line ``--set section.key=value`` overrides are
+merged on top.
+
+Units: ``epochs`` are passes over the training split; ``steps`` are optimiser updates;
+image sizes are pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from policyshare.config import (
+    check_non_negative,
+    check_positive,
+    check_unit_interval,
+    deep_merge,
+    from_dict,
+    read_yaml,
+)
+from policyshare.errors import ConfigError
+from policyshare.paths import default_config
+from policyshare.trunks import ACTIVATIONS, TRUNK_SPECS
+
+
+@dataclass
+class DataConfig:
+    """Which labelled images the probes, pretraining and generation use, and how they split.
+
+    Attributes:
+        dataset: ``digits`` (scikit-learn, 8x8), ``mnist:DIR`` (IDX files), ``cifar10:DIR``
+            (the binary version) or a folder with one sub-folder of images per class.
+        train_fraction: share of the images that train trunks, heads and the diffusion prior.
+        eval_fraction: share held out to train the independent judge (never seen by a trunk).
+            The rest is the test split on which every accuracy is reported.
+        split_seed: seed of the stratified split; fixed across run seeds so runs share a test set.
+        max_images: use at most this many images (a stratified subsample); 0 keeps all.
+        image_size: resize folder images to this square size; 0 keeps their size (they must agree).
+        grayscale: convert images to one channel.
+    """
+
+    dataset: str = "digits"
+    train_fraction: float = 0.6
+    eval_fraction: float = 0.2
+    split_seed: int = 0
+    max_images: int = 0
+    image_size: int = 0
+    grayscale: bool = False
+
+    def __post_init__(self) -> None:
+        check_unit_interval("data.", train_fraction=self.train_fraction, eval_fraction=self.eval_fraction)
+        check_positive("data.", train_fraction=self.train_fraction, eval_fraction=self.eval_fraction)
+        if self.train_fraction + self.eval_fraction >= 1.0:
+            raise ConfigError("data.train_fraction + data.eval_fraction must be < 1 so a test split "
+                              f"remains, got {self.train_fraction} + {self.eval_fraction}")
+        check_non_negative("data.", max_images=self.max_images, image_size=self.image_size)
+
+
+@dataclass
+class VisionTrunkConfig:
+    """The trunk built for ``random``, ``classify`` and ``autoencoder``, and how images enter trunks.
+
+    The defaults equal a MinAtar RL trunk (``minatar`` spec, 10 input channels, 10x10), so the
+    random, image-trained and RL trunks of one comparison have the same architecture.
+
+    Attributes:
+        spec: a key of :data:`policyshare.trunks.TRUNK_SPECS`.
+        in_channels: trunk input channels (images are zero-padded up to it, see ``alignment``).
+        height: trunk input height for dense layers (pixels).
+        width: trunk input width (pixels).
+        activation: ``relu``, ``trec`` or ``tlin`` (zero-bias units, Konda et al. 2015).
+        theta: threshold of ``trec``/``tlin``.
+        alignment: ``pad`` puts an image's channels first and zero-pads the rest (the trunk's
+            own :class:`~policyshare.alignment.InputAlignment`); ``stem`` maps them through a
+            1x1 convolution (trained with a probe's head, fixed and seeded elsewhere).
+        fit: how an image reaches the trunk's height x width when a dense layer needs it:
+            ``pad`` centres it in a zero border, ``resize`` resamples it bilinearly, ``auto``
+            pads when the trunk's size is at most twice the image's (digits 8x8 → MinAtar
+            10x10: a one-pixel border, pixels 1:1 as in the games' grids) and resizes otherwise.
+    """
+
+    spec: str = "minatar"
+    in_channels: int = 10
+    height: int = 10
+    width: int = 10
+    activation: str = "relu"
+    theta: float = 0.5
+    alignment: Literal["pad", "stem"] = "pad"
+    fit: Literal["auto", "pad", "resize"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.spec not in TRUNK_SPECS:
+            raise ConfigError(f"trunk.spec: unknown spec {self.spec!r}; choose one of {', '.join(TRUNK_SPECS)}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"trunk.activation: unknown {self.activation!r}; choose one of "
+                              f"{', '.join(ACTIVATIONS)}")
+        check_positive("trunk.", in_channels=self.in_channels, height=self.height, width=self.width)
+        check_non_negative("trunk.", theta=self.theta)
+
+
+@dataclass
+class ProbeConfig:
+    """Classifier heads on a trunk.
+
+    Attributes:
+        layer: trunk layer whose (flattened) output feeds the head; ``null`` means the last layer.
+        l2: L2 penalty λ of the linear probe, ``λ/2 · ||W||²`` added to the mean cross-entropy.
+        max_iter: L-BFGS iterations of the linear probe (full batch).
+        finetune_epochs: epochs of fine-tuning (trunk and head) with Adam.
+        lr: Adam learning rate of fine-tuning.
+        batch_size: minibatch size of fine-tuning.
+    """
+
+    layer: str | None = None
+    l2: float = 1e-3
+    max_iter: int = 200
+    finetune_epochs: int = 30
+    lr: float = 1e-3
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_non_negative("probe.", l2=self.l2)
+        check_positive("probe.", max_iter=self.max_iter, finetune_epochs=self.finetune_epochs, lr=self.lr,
+                       batch_size=self.batch_size)
+
+
+@dataclass
+class PretrainConfig:
+    """Training trunks on the digits' training split: by classification or as a denoising autoencoder.
+
+    Attributes:
+        classify_epochs: epochs of classification training (trunk + linear head, Adam).
+        autoencoder_epochs: epochs of denoising-autoencoder training.
+        noise: standard deviation of the autoencoder's additive Gaussian corruption (pixel units, [0, 1] images).
+        lr: Adam learning rate.
+        batch_size: minibatch size.
+    """
+
+    classify_epochs: int = 30
+    autoencoder_epochs: int = 60
+    noise: float = 0.3
+    lr: float = 1e-3
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_positive("pretrain.", classify_epochs=self.classify_epochs,
+                       autoencoder_epochs=self.autoencoder_epochs, lr=self.lr, batch_size=self.batch_size)
+        check_non_negative("pretrain.", noise=self.noise)
+
+
+@dataclass
+class TextureConfig:
+    """Texture synthesis by Gram (Gatys et al. 2015) and shifted-Gram (Berger & Memisevic 2016) matching.
+
+    Attributes:
+        images: texture names (``brick``, ``grass``, ``gravel``, ``china``, ``flower``) or image files.
+        resize: the texture is first resized so its shorter side has this many pixels.
+        size: the source is the top-left ``size x size`` crop of the resized texture, and the
+            synthesised image has this size; the bottom-right crop is the held-out reference.
+        layers: trunk conv layers whose Gramians are matched; ``null`` means every conv layer.
+        layer_weights: one weight per layer (default: all 1).
+        normalise: Gram normalisation: ``hw`` divides by the number of positions, ``chw`` also
+            by the channels, ``none`` leaves the sum.
+        relative: divide each loss term by the mean square of its target Gram matrix (scale-free;
+            see :mod:`policyshare.vision.texture`).
+        shifts: shifts δ (feature-map pixels) of the shifted Gramians: a list for every layer or a
+            mapping layer → list; each shift is used horizontally and vertically; empty: none.
+        shift_weight: weight of the shifted-Gram terms relative to the plain Gram terms.
+        optimizer: ``lbfgs`` or ``adam``.
+        steps: optimiser iterations.
+        lr: learning rate (L-BFGS step length scale, or Adam's).
+        patience: iterations within which the loss must fall by ``min_improvement`` (relative)
+            below its initial value; otherwise synthesis stops with an error.
+        min_improvement: relative decrease counted as progress (0.01 = 1 %).
+        evaluator_seed: seed of the held-out random evaluator network.
+        evaluator_shifts: shifts of the evaluator's shifted-Gram distance (feature-map pixels).
+    """
+
+    images: list[str] = field(default_factory=lambda: ["brick"])
+    resize: int = 128
+    size: int = 64
+    layers: list[str] | None = None
+    layer_weights: list[float] | None = None
+    normalise: Literal["hw", "chw", "none"] = "hw"
+    relative: bool = True
+    shifts: dict[str, list[int]] | list[int] = field(default_factory=lambda: [2, 4, 8])
+    shift_weight: float = 1.0
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    steps: int = 150
+    lr: float = 1.0
+    patience: int = 20
+    min_improvement: float = 0.01
+    evaluator_seed: int = 1234
+    evaluator_shifts: list[int] = field(default_factory=lambda: [2, 4])
+
+    def __post_init__(self) -> None:
+        check_positive("texture.", resize=self.resize, size=self.size, steps=self.steps, lr=self.lr,
+                       patience=self.patience)
+        check_non_negative("texture.", shift_weight=self.shift_weight, min_improvement=self.min_improvement)
+        if self.size > self.resize:
+            raise ConfigError(f"texture.size ({self.size}) must not exceed texture.resize ({self.resize})")
+        if not self.images:
+            raise ConfigError("texture.images must name at least one texture, e.g. [brick]")
+
+
+@dataclass
+class DiffusionConfig:
+    """The DDPM prior on the digits (Ho et al. 2020), trained once per config and cached.
+
+    Attributes:
+        timesteps: diffusion steps T (cosine noise schedule, Nichol & Dhariwal 2021).
+        hidden: width of the denoiser MLP.
+        train_steps: Adam updates.
+        batch_size: minibatch size.
+        lr: Adam learning rate (cosine-decayed to 0).
+        ema: decay of the exponential moving average of the weights used for sampling.
+        cache_dir: where trained priors are kept (``null``: ``runs/vision/cache``).
+    """
+
+    timesteps: int = 100
+    hidden: int = 256
+    train_steps: int = 6000
+    batch_size: int = 256
+    lr: float = 1e-3
+    ema: float = 0.999
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("diffusion.", timesteps=self.timesteps, hidden=self.hidden,
+                       train_steps=self.train_steps, batch_size=self.batch_size, lr=self.lr)
+        check_unit_interval("diffusion.", ema=self.ema)
+
+
+@dataclass
+class GuidanceConfig:
+    """Classifier guidance (Dhariwal & Nichol 2021, Algorithm 1) with a noisy-image classifier on the trunk.
+
+    Attributes:
+        scale: guidance scale s; 0 samples from the unguided prior.
+        per_class: samples generated per class.
+        head_hidden: hidden width of the classifier's head (trunk features ⊕ time embedding → hidden → classes).
+        train_steps: Adam updates of the head (the trunk stays frozen).
+        batch_size: minibatch size.
+        lr: Adam learning rate.
+        judge_c: regularisation C of the independent RBF-SVM judge and of the CAS classifier.
+    """
+
+    scale: float = 4.0
+    per_class: int = 50
+    head_hidden: int = 256
+    train_steps: int = 3000
+    batch_size: int = 256
+    lr: float = 1e-3
+    judge_c: float = 10.0
+
+    def __post_init__(self) -> None:
+        check_non_negative("guidance.", scale=self.scale)
+        check_positive("guidance.", per_class=self.per_class, head_hidden=self.head_hidden,
+                       train_steps=self.train_steps, batch_size=self.batch_size, lr=self.lr,
+                       judge_c=self.judge_c)
+
+
+@dataclass
+class VisionConfig:
+    """The whole vision config (``configs/vision.yaml``); see each section's class."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    trunk: VisionTrunkConfig = field(default_factory=VisionTrunkConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    texture: TextureConfig = field(default_factory=TextureConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+
+
+def load_vision_config(path: str | Path | None = None,
+                       overrides: Mapping[str, Any] | None = None) -> VisionConfig:
+    """Read ``configs/vision.yaml`` (or ``path``), apply overrides, validate.
+
+    Args:
+        path: a YAML file; ``None`` uses ``configs/vision.yaml`` of the source tree when it
+            exists, else the defaults.
+        overrides: nested mapping merged on top (from ``--set key=value``).
+
+    Raises:
+        ConfigError: missing or malformed file, unknown key, wrong type or value.
+    """
+    if path is None:
+        default = default_config("vision")
+        raw = read_yaml(default) if default.is_file() else {}
+        where = str(default)
+    else:
+        raw = read_yaml(path)
+        where = str(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of sections (data, trunk, probe, …), got {raw!r}")
+    merged = deep_merge(raw, overrides or {})
+    return from_dict(VisionConfig, merged, where)

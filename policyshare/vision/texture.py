@@ -1,0 +1,379 @@
+"""Texture synthesis from a trunk's Gramians and shifted Gramians.
+
+Gram matrix (Gatys, Ecker & Bethge 2015, "Texture synthesis using convolutional neural
+networks", Eq. 1) of a feature map ``F`` with ``C`` channels over positions ``p``:
+
+    G_ij = (1/Z) Σ_p F_i(p) F_j(p)
+
+Shifted Gram matrix (Berger & Memisevic 2016, "Incorporating long-range consistency in
+CNN-based texture generation", arXiv 1606.01286, Sec. 3): the product of the map with a copy
+of itself shifted by ``δ = (dy, dx)``, over the positions where both lie inside the map
+(cropped, never wrapped):
+
+    G^δ_ij = (1/Z_δ) Σ_{p : p, p+δ inside} F_i(p) F_j(p + δ)
+
+Normalisation ``Z`` (``normalise``): ``hw`` — the number of positions summed
+(``H·W``, or ``(H−dy)·(W−dx)`` when shifted), so Gramians of maps of different sizes compare;
+``chw`` — that times ``C``; ``none`` — 1.
+
+Loss (:class:`TextureLoss`), summed over the chosen layers ``l`` with weights ``w_l``:
+
+    L(x) = Σ_l w_l [ e(G_l(x), G_l(s))
+                     + λ Σ_{δ ∈ S_l} Σ_{dir ∈ {horizontal, vertical}} e(G^δ_l(x), G^δ_l(s)) ]
+
+with ``s`` the source texture, ``S_l`` the shifts of layer ``l`` and ``λ`` the shift weight.
+Each term ``e`` averages the squared difference over the ``C_l x C_l`` entries; with
+``relative`` (the default) it is also divided by the same average of the target's squares:
+
+    e(G, A) = mean_ij (G_ij − A_ij)² / mean_ij A_ij²        (relative)
+    e(G, A) = mean_ij (G_ij − A_ij)²                         (not relative)
+
+The relative form makes the loss independent of the scale of a trunk's activations, which
+differs by orders of magnitude between random and trained trunks (a random MinAtar trunk's
+absolute loss is ~1e-6, below L-BFGS's working range), and makes layer weights comparable.
+Without it and with ``hw``, a Gram term is 4x Gatys et al.'s
+``E_l = 1/(4 N_l² M_l²) Σ (G − A)²`` (their G is the unnormalised sum).
+
+Synthesis (:func:`synthesize`) optimises the pixels of an image parameterised as
+``x = sigmoid(z)`` — so every pixel stays in (0, 1) for L-BFGS and Adam alike — starting from
+uniform noise in [0.25, 0.75]. A non-finite loss or one that does not fall stops synthesis with
+a clear error instead of returning a garbage image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from policyshare.errors import NumericalError, UserError
+from policyshare.trunks import Trunk, conv_output_hw
+from policyshare.vision.inputs import ImageInput, freeze
+from policyshare.vision.tb import ScalarLog, no_log
+
+Normalise = Literal["hw", "chw", "none"]
+
+
+class TextureFailure(NumericalError):
+    """Synthesis cannot give a meaningful image: dead features, a NaN, or a loss that does not fall.
+
+    A result about the trunk rather than a typo: :func:`policyshare.vision.compare.compare`
+    records it in the table and goes on; ``policyshare vision texture`` reports it (exit 2).
+    """
+
+
+def _norm(c: int, positions: int, normalise: str) -> float:
+    if normalise == "hw":
+        return float(positions)
+    if normalise == "chw":
+        return float(c * positions)
+    if normalise == "none":
+        return 1.0
+    raise UserError(f"unknown Gram normalisation {normalise!r}; choose hw, chw or none")
+
+
+def gram(features: torch.Tensor, normalise: str = "hw") -> torch.Tensor:
+    """Gram matrices of feature maps (Gatys et al. 2015, Eq. 1).
+
+    Args:
+        features: ``(batch, C, H, W)``.
+        normalise: ``hw`` (divide by ``H·W``), ``chw`` (by ``C·H·W``) or ``none``.
+
+    Returns:
+        ``(batch, C, C)``, ``G_ij = Σ_p F_i(p) F_j(p) / Z``.
+    """
+    b, c, h, w = features.shape
+    f = features.reshape(b, c, h * w)
+    return f @ f.transpose(1, 2) / _norm(c, h * w, normalise)
+
+
+def shifted_gram(features: torch.Tensor, dy: int, dx: int, normalise: str = "hw") -> torch.Tensor:
+    """Gramians between a feature map and its copy shifted by ``(dy, dx)`` (Berger & Memisevic 2016).
+
+    Cropped, not wrapped: only positions ``p`` with ``p`` and ``p + (dy, dx)`` inside the map are
+    summed, and ``hw`` divides by their number ``(H − dy)·(W − dx)``.
+
+    Args:
+        features: ``(batch, C, H, W)``.
+        dy: vertical shift, ``0 <= dy < H``.
+        dx: horizontal shift, ``0 <= dx < W``.
+        normalise: ``hw``, ``chw`` or ``none``.
+
+    Returns:
+        ``(batch, C, C)``, ``G_ij = Σ_p F_i(p) F_j(p + δ) / Z`` (not symmetric in general).
+
+    Raises:
+        UserError: a negative shift or one not smaller than the map.
+    """
+    b, c, h, w = features.shape
+    if dy < 0 or dx < 0 or dy >= h or dx >= w:
+        raise UserError(f"shift ({dy}, {dx}) does not fit a {h}x{w} feature map; use shifts from 1 to "
+                        f"{min(h, w) - 1}")
+    a = features[:, :, :h - dy, :w - dx].reshape(b, c, -1)
+    s = features[:, :, dy:, dx:].reshape(b, c, -1)
+    return a @ s.transpose(1, 2) / _norm(c, (h - dy) * (w - dx), normalise)
+
+
+def resolve_shifts(shifts: Mapping[str, Sequence[int]] | Sequence[int], layers: Sequence[str]) -> dict[str, list[int]]:
+    """Per-layer shift lists from a list (every layer) or a mapping layer → list.
+
+    Raises:
+        UserError: a mapping key that is not among ``layers``, or a shift below 1.
+    """
+    if isinstance(shifts, Mapping):
+        unknown = sorted(set(shifts) - set(layers))
+        if unknown:
+            raise UserError(f"shifts given for {', '.join(unknown)}, which are not among the matched layers "
+                            f"{', '.join(layers)}; add them to the layers or drop their shifts")
+        out = {layer: [int(s) for s in shifts.get(layer, [])] for layer in layers}
+    else:
+        out = {layer: [int(s) for s in shifts] for layer in layers}
+    for layer, values in out.items():
+        bad = [s for s in values if s < 1]
+        if bad:
+            raise UserError(f"shifts must be >= 1 (a shift of 0 is the plain Gram matrix), got {bad} for {layer}")
+    return out
+
+
+def feature_hw(trunk: Trunk, layer: str, height: int, width: int) -> tuple[int, int]:
+    """Spatial size of conv layer ``layer``'s output for an input of ``height x width``.
+
+    Raises:
+        UserError: the image is too small for the conv layers up to ``layer``.
+    """
+    h, w = height, width
+    for spec in trunk.spec.layers:
+        h, w = conv_output_hw(h, w, spec)
+        if h <= 0 or w <= 0:
+            raise UserError(f"a {height}x{width} image is too small for the {trunk.spec.name} trunk's layer "
+                            f"{spec.name} (kernel {spec.kernel}, stride {spec.stride}); use a larger texture.size")
+        if spec.name == layer:
+            break
+    return h, w
+
+
+def check_conv_layers(trunk: Trunk, layers: Sequence[str] | None) -> list[str]:
+    """The layers to match (``None``: every conv layer), checked.
+
+    Raises:
+        UserError: an unknown layer, a dense layer, or no layer at all.
+    """
+    convs = trunk.conv_names
+    chosen = list(layers) if layers else convs
+    for layer in chosen:
+        if layer not in trunk.layer_names:
+            raise UserError(f"the {trunk.spec.name} trunk has no layer {layer!r}; its conv layers are "
+                            f"{', '.join(convs)}")
+        if layer not in convs:
+            raise UserError(f"layer {layer!r} of the {trunk.spec.name} trunk is dense; Gram losses need conv "
+                            f"layers: {', '.join(convs)}")
+    if not chosen:
+        raise UserError(f"the {trunk.spec.name} trunk has no conv layer to match")
+    return chosen
+
+
+class TextureLoss(nn.Module):
+    """Gram + shifted-Gram matching loss on a frozen trunk's conv layers (see the module docstring).
+
+    Args:
+        trunk: the guiding trunk (frozen in place).
+        source: the source texture ``(1, C, H, W)`` in [0, 1]; the synthesised image has its size.
+        layers: conv layers to match (``None``: all).
+        layer_weights: ``w_l`` per layer (``None``: all 1).
+        shifts: shifts δ (feature-map pixels) per layer, or one list for every layer; each is
+            used horizontally ``(0, δ)`` and vertically ``(δ, 0)``.
+        shift_weight: ``λ``.
+        normalise: ``hw``, ``chw`` or ``none``.
+        relative: divide each term by ``mean_ij A_ij²`` of its target (see the module docstring).
+        alignment: ``pad`` or ``stem`` (how image channels enter the trunk).
+        seed: seed of a ``stem``.
+
+    Raises:
+        UserError: unknown or dense layer, wrong number of weights, a shift not smaller than its
+            layer's feature map, or an image too small for the trunk.
+        TextureFailure: a layer whose features are all zero on the source (nothing to match).
+    """
+
+    def __init__(self, trunk: Trunk, source: torch.Tensor, layers: Sequence[str] | None = None,
+                 layer_weights: Sequence[float] | None = None,
+                 shifts: Mapping[str, Sequence[int]] | Sequence[int] = (), shift_weight: float = 1.0,
+                 normalise: Normalise = "hw", relative: bool = True, alignment: str = "pad",
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.trunk = freeze(trunk)
+        self.layers = check_conv_layers(trunk, layers)
+        weights = list(layer_weights) if layer_weights is not None else [1.0] * len(self.layers)
+        if len(weights) != len(self.layers):
+            raise UserError(f"{len(weights)} layer weights for {len(self.layers)} layers "
+                            f"({', '.join(self.layers)}); give one weight per layer")
+        self.weights = dict(zip(self.layers, weights))
+        self.shifts = resolve_shifts(shifts, self.layers)
+        self.shift_weight = float(shift_weight)
+        self.normalise: Normalise = normalise
+        self.relative = bool(relative)
+        _norm(1, 1, normalise)
+        h, w = int(source.shape[-2]), int(source.shape[-1])
+        for layer in self.layers:
+            fh, fw = feature_hw(trunk, layer, h, w)
+            too_big = [s for s in self.shifts[layer] if s >= min(fh, fw)]
+            if too_big:
+                raise UserError(f"shift {too_big[0]} is not smaller than layer {layer}'s {fh}x{fw} feature map "
+                                f"(for a {h}x{w} image); use shifts below {min(fh, fw)} or a larger image")
+        self.input = ImageInput(int(source.shape[1]), trunk.spec, alignment, fit="none", seed=seed)
+        self.input.requires_grad_(False)
+        self.upto = max(self.layers, key=trunk.layer_names.index)
+        with torch.no_grad():
+            feats = self.feature_maps(source)
+        for layer, f in feats.items():
+            if not bool(f.abs().sum() > 0):
+                raise TextureFailure(f"layer {layer} of the {trunk.spec.name} trunk gives all-zero features on this "
+                                "image (dead units), so there is nothing to match; choose other layers or a trunk "
+                                "with another activation")
+        self.targets = {layer: self._grams(layer, f) for layer, f in feats.items()}
+        self.scales = {layer: {k: max(float(a.pow(2).mean()), 1e-30) if self.relative else 1.0
+                               for k, a in grams.items()} for layer, grams in self.targets.items()}
+
+    def feature_maps(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The matched layers' outputs ``{layer: (1, C_l, H_l, W_l)}`` for ``image`` ``(1, C, H, W)``."""
+        outs = self.trunk.forward_layers(self.input(image), upto=self.upto)
+        return {name: outs[self.trunk.layer_names.index(name)] for name in self.layers}
+
+    def _grams(self, layer: str, f: torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:
+        """``{(dy, dx): Gram}`` of one layer's map: ``(0, 0)`` plain, then each shift both ways."""
+        out = {(0, 0): gram(f, self.normalise)}
+        for s in self.shifts[layer]:
+            out[(0, s)] = shifted_gram(f, 0, s, self.normalise)
+            out[(s, 0)] = shifted_gram(f, s, 0, self.normalise)
+        return out
+
+    def terms(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss's terms ``e``: ``{"<layer>/gram": …, "<layer>/shift_<dy>_<dx>": …}`` (weights not applied)."""
+        out: dict[str, torch.Tensor] = {}
+        for layer, f in self.feature_maps(image).items():
+            for (dy, dx), target in self.targets[layer].items():
+                g = gram(f, self.normalise) if (dy, dx) == (0, 0) else shifted_gram(f, dy, dx, self.normalise)
+                key = f"{layer}/gram" if (dy, dx) == (0, 0) else f"{layer}/shift_{dy}_{dx}"
+                out[key] = (g - target).pow(2).mean() / self.scales[layer][(dy, dx)]
+        return out
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """The weighted loss ``L(x)`` (a scalar) for ``image`` ``(1, C, H, W)``."""
+        total = image.new_zeros(())
+        for key, value in self.terms(image).items():
+            layer, kind = key.split("/", 1)
+            weight = self.weights[layer] * (1.0 if kind == "gram" else self.shift_weight)
+            total = total + weight * value
+        return total
+
+
+@dataclass
+class SynthesisResult:
+    """A synthesised texture.
+
+    Attributes:
+        image: ``(1, C, H, W)`` in (0, 1), the iterate with the lowest loss.
+        losses: loss at the start of each iteration, then the final loss.
+        iterations: iterations run.
+        stop: ``steps`` (ran them all) or ``converged`` (no new best for ``patience`` iterations).
+    """
+
+    image: torch.Tensor
+    losses: list[float] = field(default_factory=list)
+    iterations: int = 0
+    stop: str = "steps"
+
+    @property
+    def initial_loss(self) -> float:
+        """The loss of the initial noise."""
+        return self.losses[0]
+
+    @property
+    def final_loss(self) -> float:
+        """The lowest loss reached."""
+        return min(self.losses)
+
+
+def synthesize(loss_fn: Callable[[torch.Tensor], torch.Tensor], shape: Sequence[int], *,
+               optimizer: Literal["lbfgs", "adam"] = "lbfgs", steps: int = 100, lr: float = 1.0,
+               patience: int = 20, min_improvement: float = 0.01, seed: int = 0,
+               log: ScalarLog = no_log) -> SynthesisResult:
+    """Optimise an image's pixels to minimise ``loss_fn`` (Gatys et al. 2015, Sec. 2).
+
+    The image is ``x = sigmoid(z)`` (pixels in (0, 1)), ``z`` initialised from uniform noise in
+    [0.25, 0.75]. L-BFGS (strong-Wolfe line search, one iteration per step) or Adam on ``z``.
+
+    Args:
+        loss_fn: image ``(1, C, H, W)`` → scalar loss.
+        shape: ``(1, C, H, W)``.
+        optimizer: ``lbfgs`` or ``adam``.
+        steps: iterations.
+        lr: L-BFGS step-length scale or Adam learning rate.
+        patience: the loss must fall below ``(1 − min_improvement)`` × its initial value within
+            this many iterations; and synthesis ends early when no new best appears for this many.
+        min_improvement: relative decrease that counts as progress.
+        seed: seed of the initial noise.
+        log: receives ``loss`` per iteration.
+
+    Returns:
+        The best image and the loss curve.
+
+    Raises:
+        TextureFailure: the loss or the image became NaN or infinite, or the loss stalled (did
+            not fall by ``min_improvement`` within ``patience`` iterations), e.g. dead features
+            or a learning rate far too small.
+        UserError: unknown optimizer.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x0 = 0.25 + 0.5 * torch.rand(tuple(shape), generator=gen)
+    z = torch.logit(x0).requires_grad_(True)
+    opt: torch.optim.Optimizer
+    if optimizer == "lbfgs":
+        opt = torch.optim.LBFGS([z], lr=lr, max_iter=1, history_size=50, line_search_fn="strong_wolfe",
+                                tolerance_grad=0.0, tolerance_change=0.0)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam([z], lr=lr)
+    else:
+        raise UserError(f"unknown optimizer {optimizer!r}; choose lbfgs or adam")
+
+    def closure() -> float:
+        opt.zero_grad()
+        loss = loss_fn(torch.sigmoid(z))
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TextureFailure(f"texture synthesis: the loss became {value}; lower --lr or use --optimizer lbfgs")
+        loss.backward()
+        return value
+
+    result = SynthesisResult(image=x0.clone())
+    best, best_it = math.inf, 0
+    for it in range(steps):
+        before = torch.sigmoid(z.detach()).clone()
+        loss = float(opt.step(closure) or 0.0)  # the loss of `before`, at the start of this iteration
+        if not torch.isfinite(z).all():
+            raise TextureFailure(f"texture synthesis: the image became NaN at iteration {it}; lower --lr")
+        result.losses.append(loss)
+        log("loss", loss, it)
+        if loss < best:
+            best, best_it = loss, it
+            result.image = before
+        result.iterations = it + 1
+        initial = result.losses[0]
+        if it + 1 >= patience and best > (1.0 - min_improvement) * initial:
+            raise TextureFailure(f"texture synthesis stalled: the loss is {best:.4g} after {it + 1} iterations, not "
+                            f"{min_improvement:.0%} below its initial {initial:.4g}; choose other --layers, "
+                            "another --lr or optimizer, or another trunk")
+        if it - best_it >= patience:
+            result.stop = "converged"
+            break
+    with torch.no_grad():
+        final = float(loss_fn(torch.sigmoid(z)))
+    if not math.isfinite(final):
+        raise TextureFailure("texture synthesis: the final loss is not finite; lower --lr")
+    result.losses.append(final)
+    if final < best:
+        result.image = torch.sigmoid(z.detach()).clone()
+    return result
