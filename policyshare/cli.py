@@ -196,10 +196,69 @@ def _cmd_transfer(a: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# vision (policyshare/vision/cli.py)
+
+
+def _vision_parser(sub: Any) -> None:
+    from policyshare.vision.cli import add_vision_parser
+
+    add_vision_parser(sub, _Parser)
+
+
+# --------------------------------------------------------------------------------------------
+# progressive
+
+
+def _progressive_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "progressive", help="grow a progressive network over tasks and measure transfer",
+        description="Progressive neural networks (Rusu et al. 2016): one column per task, earlier "
+        "columns frozen, lateral adapters (Eq. 2). Trains column 1 on the first task (or takes it "
+        "from --init-from), each next column on the next task, then the controls on the target "
+        "(last) task with the same seeds: scratch (baseline 1), finetune (baseline 3), "
+        "random_column (baseline 4). Writes per-seed run folders, network.safetensors (policyshare "
+        "evaluate DIR/s<seed> --task ID), column trunk files, and at the root metrics.json "
+        "(transfer %% with bootstrap intervals), report.md, curves.png and the Average Fisher "
+        "Sensitivity table and heat map.")
+    p.add_argument("--tasks", nargs="+", required=True, metavar="ID",
+                   help="Gymnasium ids, source tasks first, the target last (at least two)")
+    p.add_argument("--config", default=None, metavar="YAML",
+                   help="experiment config (default: configs/progressive.yaml)")
+    p.add_argument("--algo", default=None, choices=["ppo", "a2c"], help="algorithm (default: the config's)")
+    p.add_argument("--timesteps", type=int, default=None, metavar="N",
+                   help="env steps per column and per control run (default: the config's)")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="column 1 from a `policyshare train` run folder or model.zip of the first task")
+    p.add_argument("--controls", nargs="+", default=None, metavar="NAME",
+                   choices=["scratch", "finetune", "random_column", "none"],
+                   help="controls on the target: scratch finetune random_column, or none "
+                   "(default: the config's, all on)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set adapter.alpha_init=0.1 or "
+                   "--set train.eval.freq=5000 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines or summary")
+    _add_run_options(p, seeds=True)
+    p.set_defaults(handler=_cmd_progressive)
+
+
+def _cmd_progressive(a: argparse.Namespace) -> int:
+    from policyshare.config import parse_overrides
+    from policyshare.progressive import run_progressive
+    from policyshare.train import parse_seeds
+
+    controls = None if a.controls is None else [c for c in a.controls if c != "none"]
+    run_progressive(a.tasks, config=a.config, algo=a.algo, timesteps=a.timesteps,
+                    seeds=parse_seeds(a.seeds), run_dir=a.run_dir, init_from=a.init_from,
+                    controls=controls, overrides=parse_overrides(a.overrides), resume=a.resume,
+                    quiet=a.quiet)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 
 #: Subcommand parser builders. Other modules' commands are added here as they land.
-COMMANDS: list[Callable[[Any], None]] = [_train_parser, _evaluate_parser, _distill_parser,
-                                          _transfer_parser]
+COMMANDS: list[Callable[[Any], None]] = [_train_parser, _evaluate_parser, _progressive_parser, _distill_parser,
+                                          _transfer_parser, _vision_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
