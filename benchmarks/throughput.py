@@ -73,7 +73,7 @@ def policyshare_train(timesteps: int, seed: int, folder: Path) -> float:
            "--set", "eval.final_episodes=1", "--set", "eval.random_episodes=1",
            "--set", "policy.net_arch=[]"]
     subprocess.run(cmd, check=True)
-    return float(json.loads((run / "metrics.json").read_text())["train_steps_per_s"])
+    return float(json.loads((run / "timing.json").read_text())["train_steps_per_s"])
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from policyshare.callbacks import (
 )
 from policyshare.checkpoints import (
     ALGOS,
+    atomic_write_json,
     load_sb3,
     load_trunk_weights,
     save_sb3,
@@ -297,13 +298,15 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         "eval_mean_return": final.mean, "eval_std_return": final.std,
         "eval_returns": final.returns,
         "random_mean_return": rand.mean, "random_std_return": rand.std,
-        "train_wall_s": round(train_wall, 3),
-        "train_steps_per_s": round(trained_steps / train_wall, 1) if train_wall > 0 else None,
         "n_parameters": sum(p.numel() for p in model.policy.parameters()),
         "trunk_parameters": extractor.trunk.n_parameters(),
         "init_trunk": str(init_trunk) if init_trunk else None,
         "freeze_trunk": freeze_trunk,
     }
+    # Wall-clock figures live apart from metrics.json, which is identical across reruns (CPU).
+    atomic_write_json(run.path / "timing.json", {
+        "train_wall_s": round(train_wall, 3), "env_steps_trained": trained_steps,
+        "train_steps_per_s": round(trained_steps / train_wall, 1) if train_wall > 0 else None})
     run.write_metrics(metrics)
     if not quiet:
         print(f"{env_id} {algo} seed {seed}: eval return {final.mean:.2f} ± {final.std:.2f} over "
