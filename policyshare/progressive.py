@@ -1125,9 +1125,11 @@ def _plan(tasks: Sequence[str], config: str | Path | None, algo: str | None, tim
     run_overrides = deep_merge(cfg.train, {"trunk": trunk_cfg})
     for t in tasks:
         tc, _ = load_train_config(t, algo, cfg.train_config, run_overrides)
-        if t == tasks[-1] and tc.eval.freq <= 0:
-            raise ConfigError("transfer is measured on learning curves: set train.eval.freq > 0 "
-                              "(env steps between evaluations)")
+    steps = timesteps or tc.timesteps  # the target's: its runs are the ones compared
+    if not 0 < 2 * tc.eval.freq <= steps:
+        raise ConfigError(f"transfer is measured on learning curves of at least two evaluations: "
+                          f"set train.eval.freq (now {tc.eval.freq}) to at most half the target's "
+                          f"{steps} env steps")
     trunk = {"name": trunk_cfg["spec"], "activation": trunk_cfg["activation"],
              "theta": trunk_cfg["theta"]}
     env = make_env(tasks[0])
