@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from policyshare.errors import UserError
@@ -58,7 +58,7 @@ def _probe(sub: Any) -> None:
     p.add_argument("--layer", default=None, metavar="NAME", help="trunk layer to read (default: the last)")
     p.add_argument("--finetune", action="store_true", help="also fine-tune trunk and head; save the trunk")
     _common(p)
-    p.set_defaults(handler=_cmd_probe)
+    p.set_defaults(handler=_threads(_cmd_probe))
 
 
 def _pretrain(sub: Any) -> None:
@@ -72,7 +72,7 @@ def _pretrain(sub: Any) -> None:
     p.add_argument("--activation", default=None, choices=["relu", "trec", "tlin"],
                    help="the trunk's activation (default: trunk.activation of the config)")
     _common(p)
-    p.set_defaults(handler=_cmd_pretrain)
+    p.set_defaults(handler=_threads(_cmd_pretrain))
 
 
 def _texture(sub: Any) -> None:
@@ -94,7 +94,7 @@ def _texture(sub: Any) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate")
     p.add_argument("--size", type=int, default=None, metavar="PX", help="source crop and result size")
     _common(p)
-    p.set_defaults(handler=_cmd_texture)
+    p.set_defaults(handler=_threads(_cmd_texture))
 
 
 def _generate(sub: Any) -> None:
@@ -109,7 +109,7 @@ def _generate(sub: Any) -> None:
     p.add_argument("--scale", type=float, default=None, help="guidance scale (default: guidance.scale)")
     p.add_argument("--per-class", type=int, default=None, metavar="N", help="samples per class")
     _common(p)
-    p.set_defaults(handler=_cmd_generate)
+    p.set_defaults(handler=_threads(_cmd_generate))
 
 
 def _compare(sub: Any) -> None:
@@ -121,7 +121,7 @@ def _compare(sub: Any) -> None:
         "vision/ tags.")
     p.add_argument("--trunks", nargs="+", required=True, metavar="TRUNK", help=TRUNK_HELP)
     _common(p)
-    p.set_defaults(handler=_cmd_compare)
+    p.set_defaults(handler=_threads(_cmd_compare))
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,8 +132,21 @@ def _config(a: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
     from policyshare.config import deep_merge, parse_overrides
     from policyshare.vision.config import load_vision_config
 
-    overrides = deep_merge(extra or {}, parse_overrides(a.overrides))
+    # Dedicated flags (--scale, --shifts …) win over --set.
+    overrides = deep_merge(parse_overrides(a.overrides), extra or {})
     return load_vision_config(a.config, overrides)
+
+
+def _threads(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a handler with the config's ``threads`` torch CPU threads, then restore the previous count."""
+
+    def run(a: argparse.Namespace) -> int:
+        from policyshare.vision.compare import torch_threads
+
+        with torch_threads(_config(a).threads):
+            return handler(a)
+
+    return run
 
 
 def _progress(a: argparse.Namespace) -> Any:
@@ -153,10 +166,10 @@ def _open(a: argparse.Namespace, sub: str, label: str, cfg: Any, extra: dict[str
 
 
 def _cmd_probe(a: argparse.Namespace) -> int:
-    from policyshare.vision.compare import Context, load_splits
+    from policyshare.vision.compare import load_splits
     from policyshare.vision.inputs import trunk_label
     from policyshare.vision.pretrain import resolve_trunk, save_vision_trunk
-    from policyshare.vision.probe import finetune, linear_probe
+    from policyshare.vision.probe import check_layer, finetune, linear_probe
     from policyshare.vision.tb import VisionWriter
 
     extra: dict[str, Any] = {}
@@ -166,12 +179,12 @@ def _cmd_probe(a: argparse.Namespace) -> int:
         extra.setdefault("probe", {})["layer"] = a.layer
     cfg = _config(a, extra)
     splits = load_splits(cfg)
-    ctx = Context(cfg, a.seed, splits)
     trunk = resolve_trunk(a.trunk, splits.train, cfg, a.seed)
+    check_layer(trunk, cfg.probe.layer)
     run = _open(a, "probe", trunk_label(a.trunk), cfg, {"trunk": a.trunk})
     writer = VisionWriter(run.tb_dir)
     try:
-        linear, _ = linear_probe(trunk, ctx.splits.train, ctx.splits.test, cfg.probe, cfg.trunk, a.seed)
+        linear, _ = linear_probe(trunk, splits.train, splits.test, cfg.probe, cfg.trunk, a.seed)
         writer.scalar("probe/accuracy", linear.accuracy)
         out: dict[str, Any] = {"trunk": a.trunk, "data": splits.describe(), "linear": linear.to_dict()}
         if a.finetune:
@@ -244,7 +257,14 @@ def parse_shifts(items: Sequence[str]) -> dict[str, list[int]] | list[int]:
 
 
 def _cmd_texture(a: argparse.Namespace) -> int:
-    from policyshare.vision.compare import image_label, load_splits, load_textures, texture_baselines, texture_step
+    from policyshare.vision.compare import (
+        check_texture_setup,
+        image_label,
+        load_splits,
+        load_textures,
+        texture_baselines,
+        texture_step,
+    )
     from policyshare.vision.inputs import PRETRAINED_REFS, load_trunk_ref, trunk_label
     from policyshare.vision.pretrain import resolve_trunk
     from policyshare.vision.tb import VisionWriter
@@ -264,12 +284,14 @@ def _cmd_texture(a: argparse.Namespace) -> int:
         trunk = resolve_trunk(a.trunk, load_splits(cfg).train, cfg, a.seed)
     else:
         trunk = load_trunk_ref(a.trunk, cfg.trunk, a.seed)
+    variants = {"result": cfg.texture.shifts}
+    check_texture_setup(trunk, cfg, textures, variants, a.seed, allow_dead=False)
     run = _open(a, "texture", trunk_label(a.trunk), cfg, {"trunk": a.trunk})
     writer = VisionWriter(run.tb_dir)
     try:
         layers = ", ".join(cfg.texture.layers or trunk.conv_names)
         _progress(a)(f"texture synthesis on {a.trunk} ({trunk.spec.name} trunk, layers {layers})")
-        results = texture_step(trunk, cfg, textures, run.path, writer, {"result": cfg.texture.shifts}, a.seed)
+        results = texture_step(trunk, cfg, textures, run.path, writer, variants, a.seed)
     finally:
         writer.close()
     for label, cells in results.items():
@@ -290,8 +312,9 @@ def _cmd_texture(a: argparse.Namespace) -> int:
 
 def _cmd_generate(a: argparse.Namespace) -> int:
     from policyshare.vision.compare import generation_step, prepare, unguided_step
-    from policyshare.vision.inputs import trunk_label
+    from policyshare.vision.inputs import PRETRAINED_REFS, freeze, load_trunk_ref, random_trunk, trunk_label
     from policyshare.vision.pretrain import resolve_trunk
+    from policyshare.vision.probe import check_layer
     from policyshare.vision.tb import VisionWriter
 
     extra: dict[str, Any] = {}
@@ -301,12 +324,17 @@ def _cmd_generate(a: argparse.Namespace) -> int:
         extra.setdefault("guidance", {})["scale"] = a.scale
     cfg = _config(a, extra)
     say = _progress(a)
+    # Check the trunk before the prior (minutes on first use) is trained.
+    pretrained = a.trunk in PRETRAINED_REFS
+    early = random_trunk(cfg.trunk, a.seed) if pretrained else load_trunk_ref(a.trunk, cfg.trunk, a.seed)
+    check_layer(early, cfg.probe.layer)
     run = _open(a, "generate", trunk_label(a.trunk), cfg, {"trunk": a.trunk})
     writer = VisionWriter(run.tb_dir)
     try:
         ctx = prepare(cfg, a.seed, textures=False, writer=writer, progress=say)
-        trunk = resolve_trunk(a.trunk, ctx.splits.train, cfg, a.seed, writer.logger("pretrain"))
-        say("guided sampling")
+        trunk = (resolve_trunk(a.trunk, ctx.splits.train, cfg, a.seed, writer.logger("pretrain"))
+                 if pretrained else freeze(early))
+        say(f"guided sampling at scale {cfg.guidance.scale}")
         guided = generation_step(trunk, ctx, run.path, writer)
         unguided_writer = VisionWriter(run.tb_dir / "unguided")
         try:
@@ -315,8 +343,7 @@ def _cmd_generate(a: argparse.Namespace) -> int:
             unguided_writer.close()
     finally:
         writer.close()
-    assert ctx.judge is not None
-    judge = ctx.judge.accuracy(ctx.splits.test.images, ctx.splits.test.labels)
+    judge = guided["judge_accuracy"]
     run.write_metrics({"trunk": a.trunk, "guided": guided, "unguided": unguided, "judge_accuracy": judge,
                        "prior": ctx.prior_info, "data": ctx.splits.describe()})
     print(f"guided by {a.trunk} at scale {guided['scale']}: judge accuracy {guided['accuracy']:.3f}, CAS "

@@ -22,9 +22,10 @@ Outputs in the run folder: ``metrics.json``, ``report.md`` (the Markdown table),
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from typing import Any
 import torch
 
 from policyshare.config import to_dict
+from policyshare.errors import UserError
 from policyshare.runs import RunFolder, default_run_dir, slug
 from policyshare.trunks import Trunk
 from policyshare.vision.config import VisionConfig, load_vision_config
@@ -40,7 +42,7 @@ from policyshare.vision.diffusion import DDPM, load_or_train_prior
 from policyshare.vision.evaluators import DigitJudge, EvaluatorNet, classification_accuracy_score, texture_distances
 from policyshare.vision.guidance import Samples, clean_accuracy, generate, train_noisy_classifier
 from policyshare.vision.pretrain import resolve_trunk
-from policyshare.vision.probe import linear_probe
+from policyshare.vision.probe import check_layer, linear_probe
 from policyshare.vision.tb import VisionWriter
 from policyshare.vision.texture import TextureFailure, TextureLoss, synthesize
 
@@ -124,6 +126,17 @@ def _no_scalar(tag: str, value: float, step: int) -> None:
     """Drop a scalar."""
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------------------------
 # Per-trunk steps (also used by the single-purpose commands)
 
@@ -174,7 +187,9 @@ def generation_step(trunk: Trunk, ctx: Context, out_dir: Path, writer: VisionWri
     ``vision/generate/accuracy``, ``vision/generate/cas``, ``vision/generate/samples``.
 
     Returns:
-        ``{"scale", "accuracy", "cas", "guide_clean_accuracy", "n_samples"}``.
+        ``{"scale", "accuracy", "cas", "guide_clean_accuracy", "judge_accuracy", "n_samples"}``: the
+        judge's accuracy on the samples (against their targets), CAS, the guiding classifier's
+        accuracy on clean test digits, and the judge's own accuracy on real test digits.
 
     Raises:
         UserError: unknown ``probe.layer``.
@@ -196,6 +211,7 @@ def generation_step(trunk: Trunk, ctx: Context, out_dir: Path, writer: VisionWri
         writer.scalar("generate/cas", cas)
         writer.image("generate/samples", image)
     return {"scale": s_value, "accuracy": acc, "cas": cas, "guide_clean_accuracy": clean_accuracy(clf, ctx.splits.test),
+            "judge_accuracy": ctx.judge.accuracy(ctx.splits.test.images, ctx.splits.test.labels),
             "n_samples": len(s.labels)}
 
 
@@ -376,6 +392,52 @@ def report_markdown(metrics: Mapping[str, Any]) -> str:
 # Entry point
 
 
+def preflight(trunks: Sequence[str], cfg: VisionConfig, seed: int) -> None:
+    """Check every trunk reference, texture, layer and shift in seconds, before anything trains.
+
+    ``classify`` and ``autoencoder`` are checked on an untrained trunk of the configured spec.
+
+    Raises:
+        UserError: unknown reference, texture, layer or layer weight count; a shift not smaller
+            than its feature map (trunk or evaluator).
+        CheckpointError: an unreadable trunk file or one of an unknown spec.
+    """
+    from policyshare.vision.inputs import PRETRAINED_REFS, load_trunk_ref, random_trunk
+
+    textures = load_textures(cfg)
+    for ref in trunks:
+        trunk = random_trunk(cfg.trunk, seed) if ref in PRETRAINED_REFS else load_trunk_ref(ref, cfg.trunk, seed)
+        check_texture_setup(trunk, cfg, textures, texture_variants(cfg), seed)
+        check_layer(trunk, cfg.probe.layer)
+
+
+def check_texture_setup(trunk: Trunk, cfg: VisionConfig, textures: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                        variants: Mapping[str, Mapping[str, Sequence[int]] | Sequence[int]], seed: int = 0,
+                        allow_dead: bool = True) -> None:
+    """Build every texture loss once (one forward pass each) so bad layers or shifts fail before any work.
+
+    Args:
+        trunk: the trunk.
+        cfg: texture settings.
+        textures: ``{name: (source, reference)}``.
+        variants: ``{variant: shifts}``.
+        seed: seed of a ``stem`` alignment.
+        allow_dead: let all-zero features pass (a comparison records them as a finding).
+
+    Raises:
+        UserError: unknown or dense layer, wrong layer weights, a shift not smaller than its
+            feature map (trunk or evaluator).
+        TextureFailure: all-zero features on a matched layer, unless ``allow_dead``.
+    """
+    t = cfg.texture
+    for source, _ in textures.values():
+        texture_distances(source, source, EvaluatorNet(int(source.shape[1]), t.evaluator_seed), t.evaluator_shifts)
+        for shifts in variants.values():
+            with contextlib.suppress(*((TextureFailure,) if allow_dead else ())):
+                TextureLoss(trunk, source, t.layers, t.layer_weights, shifts, t.shift_weight, t.normalise,
+                            t.relative, cfg.trunk.alignment, seed)
+
+
 def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = None,
             run_dir: str | Path | None = None, seed: int = 0, progress: Progress = _quiet) -> dict[str, Any]:
     """Run the thesis table over ``trunks`` and write it to a run folder.
@@ -399,16 +461,22 @@ def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = No
         CheckpointError: an unreadable trunk file or one of an unknown spec.
         NumericalError: diverging training.
     """
-    from policyshare.errors import UserError
-    from policyshare.vision.inputs import unique_labels
-
     start = time.perf_counter()
     if not trunks:
         raise UserError("no trunks to compare; pass --trunks random classify autoencoder [TRUNK_FILE …]")
     cfg = config if isinstance(config, VisionConfig) else load_vision_config(config)
+    with torch_threads(cfg.threads):
+        return _compare(list(trunks), cfg, run_dir, seed, progress, start)
+
+
+def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, seed: int, progress: Progress,
+             start: float) -> dict[str, Any]:
+    from policyshare.vision.inputs import unique_labels
+
     labels = unique_labels(list(trunks))
     run = RunFolder.open(run_dir or default_run_dir("vision", "compare", seed), command="vision compare",
                          config={"trunks": list(trunks), **to_dict(cfg)}, seed=seed)
+    preflight(trunks, cfg, seed)
     base_writer = VisionWriter(run.tb_dir / "baselines")
     try:
         ctx = prepare(cfg, seed, writer=base_writer, progress=progress)

@@ -225,7 +225,7 @@ class DiffusionConfig:
 
     timesteps: int = 100
     hidden: int = 256
-    train_steps: int = 6000
+    train_steps: int = 10000
     batch_size: int = 256
     lr: float = 1e-3
     ema: float = 0.999
@@ -268,8 +268,14 @@ class GuidanceConfig:
 
 @dataclass
 class VisionConfig:
-    """The whole vision config (``configs/vision.yaml``); see each section's class."""
+    """The whole vision config (``configs/vision.yaml``); see each section's class.
 
+    Attributes:
+        threads: torch CPU threads while a vision command runs. The networks are tiny, so one
+            thread is fastest; more threads spin against each other on a shared machine.
+    """
+
+    threads: int = 1
     data: DataConfig = field(default_factory=DataConfig)
     trunk: VisionTrunkConfig = field(default_factory=VisionTrunkConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
@@ -277,6 +283,9 @@ class VisionConfig:
     texture: TextureConfig = field(default_factory=TextureConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+
+    def __post_init__(self) -> None:
+        check_positive("", threads=self.threads)
 
 
 def load_vision_config(path: str | Path | None = None,

@@ -278,7 +278,7 @@ class SynthesisResult:
         image: ``(1, C, H, W)`` in (0, 1), the iterate with the lowest loss.
         losses: loss at the start of each iteration, then the final loss.
         iterations: iterations run.
-        stop: ``steps`` (ran them all) or ``converged`` (no new best for ``patience`` iterations).
+        stop: ``steps`` (ran them all) or ``plateau`` (no new best for ``patience`` iterations).
     """
 
     image: torch.Tensor
@@ -367,7 +367,7 @@ def synthesize(loss_fn: Callable[[torch.Tensor], torch.Tensor], shape: Sequence[
                             f"{min_improvement:.0%} below its initial {initial:.4g}; choose other --layers, "
                             "another --lr or optimizer, or another trunk")
         if it - best_it >= patience:
-            result.stop = "converged"
+            result.stop = "plateau"
             break
     with torch.no_grad():
         final = float(loss_fn(torch.sigmoid(z)))

@@ -1,0 +1,127 @@
+"""``policyshare vision …``: a subprocess smoke test of compare, each subcommand in-process, bad input → exit 2."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import run_cli
+
+from policyshare.checkpoints import load_trunk, save_tensors, save_trunk
+from policyshare.cli import main
+from policyshare.trunks import Trunk, TrunkSpec
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(cache: Path) -> list[str]:
+    """--set overrides that make every vision command take a second or two."""
+    sets = {"diffusion.timesteps": 10, "diffusion.hidden": 32, "diffusion.train_steps": 40,
+            "diffusion.cache_dir": str(cache), "guidance.train_steps": 40, "guidance.per_class": 3,
+            "pretrain.classify_epochs": 1, "pretrain.autoencoder_epochs": 1, "texture.resize": 64,
+            "texture.size": 32, "texture.steps": 4, "texture.patience": 4, "texture.shifts": "[2]",
+            "texture.evaluator_shifts": "[1, 2]", "probe.max_iter": 20}
+    out: list[str] = []
+    for key, value in sets.items():
+        out += ["--set", f"{key}={value}"]
+    return out
+
+
+def one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_compare_smoke_subprocess(tmp_path: Path, breakout_run: Path) -> None:
+    run = tmp_path / "compare"
+    rl = breakout_run / "trunk.safetensors"
+    proc = run_cli("vision", "compare", "--trunks", "random", "classify", "autoencoder", str(rl), "--run-dir", str(run),
+                   "--quiet", *tiny(tmp_path / "cache"))
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    labels = ["random", "classify", "autoencoder", breakout_run.name]
+    assert list(metrics["results"]) == labels
+    for label in labels:
+        row = metrics["results"][label]
+        assert 0.0 <= row["probe"]["accuracy"] <= 1.0
+        assert 0.0 <= row["generate"]["accuracy"] <= 1.0 and 0.0 <= row["generate"]["cas"] <= 1.0
+        assert set(row["texture"]["brick"]) == {"gram", "gram+shift"}
+        assert (run / label / "samples.png").is_file() and (run / label / "brick_gram_shift_pair.png").is_file()
+        assert list((run / "tb" / label).glob("events.out.tfevents.*"))
+    assert metrics["results"][breakout_run.name]["source"]["env_id"] == "MinAtar/Breakout-v1"
+    assert metrics["results"]["classify"]["source"]["split"] == "train"
+    report = (run / "report.md").read_text()
+    assert "| trunk | probe acc." in report and "`autoencoder`" in report and "unguided prior" in report
+    assert "| trunk | probe acc." in proc.stdout
+    assert (run / "unguided.png").is_file() and (run / "textures" / "brick_reference.png").is_file()
+    # A finished run folder is never overwritten.
+    again = run_cli("vision", "compare", "--trunks", "random", "--run-dir", str(run), *tiny(tmp_path / "cache"))
+    one_line_error(again.returncode, again.stderr, "finished run")
+
+
+def test_pretrain_probe_texture_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sets = tiny(tmp_path / "cache")
+    assert main(["vision", "pretrain", "--method", "classify", "--run-dir", str(tmp_path / "cls"), *sets]) == 0
+    trunk_file = tmp_path / "cls" / "trunk.safetensors"
+    trunk = load_trunk(trunk_file)
+    assert trunk.header is not None and trunk.header["source"]["kind"] == "classify"
+    assert json.loads((tmp_path / "cls" / "metrics.json").read_text())["probe"]["accuracy"] > 0.1
+
+    assert main(["vision", "probe", "--trunk", str(trunk_file), "--finetune", "--run-dir", str(tmp_path / "probe"),
+                 *sets, "--set", "probe.finetune_epochs=1"]) == 0
+    probe = json.loads((tmp_path / "probe" / "metrics.json").read_text())
+    assert probe["linear"]["n_test"] == 360 and (tmp_path / "probe" / "trunk.safetensors").is_file()
+
+    assert main(["vision", "texture", "--trunk", "random:minatar_deep", "--image", "gravel", "--shifts", "conv2:2,3",
+                 "--optimizer", "adam", "--lr", "0.1", "--run-dir", str(tmp_path / "tex"), *sets]) == 0
+    tex = json.loads((tmp_path / "tex" / "metrics.json").read_text())
+    assert tex["results"]["gravel"]["layers"] == ["conv1", "conv2"]
+    assert tex["results"]["gravel"]["final_loss"] < tex["results"]["gravel"]["initial_loss"]
+    for name in ("gravel_source.png", "gravel_result.png"):
+        assert (tmp_path / "tex" / name).is_file()
+
+    assert main(["vision", "generate", "--trunk", "random", "--scale", "2", "--run-dir", str(tmp_path / "gen"),
+                 *sets]) == 0
+    gen = json.loads((tmp_path / "gen" / "metrics.json").read_text())
+    assert gen["guided"]["scale"] == 2.0 and gen["unguided"]["scale"] == 0.0 and gen["prior"]["from_cache"] is False
+    assert (tmp_path / "gen" / "samples.png").is_file() and (tmp_path / "gen" / "unguided.png").is_file()
+    out = capsys.readouterr().out
+    assert "judge accuracy" in out and "linear probe" in out
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sets = tiny(tmp_path / "cache")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    trunk = Trunk(TrunkSpec("minatar", in_channels=10, height=10, width=10))
+    save_tensors(tmp_path / "odd.safetensors", trunk.state_dict(),
+                 {"format": "policyshare.trunk", "spec": {**trunk.spec.to_dict(), "name": "resnet"}})
+    save_trunk(trunk, tmp_path / "ok.safetensors")
+    cases = [
+        (["texture", "--trunk", "random", "--image", str(tmp_path / "broken.png")], "could not decode image"),
+        (["texture", "--trunk", str(tmp_path / "odd.safetensors")], "unknown trunk spec 'resnet'"),
+        (["texture", "--trunk", str(tmp_path / "ok.safetensors"), "--layers", "conv7"], "no layer 'conv7'"),
+        (["texture", "--trunk", "random", "--shifts", "40"], "shift 40 is not smaller than layer conv1's 30x30"),
+        (["texture", "--trunk", "random", "--shifts", "two"], "shifts must be integers"),
+        (["texture", "--trunk", "random", "--set", "trunk.activation=trec"], "all-zero features"),
+        (["probe", "--trunk", "random", "--layer", "conv7"], "no layer 'conv7'"),
+        (["probe", "--trunk", str(tmp_path / "missing.safetensors")], "not found"),
+        (["generate", "--trunk", "random", "--set", "guidance.sacle=2"], "did you mean 'scale'"),
+    ]
+    for k, (args, fragment) in enumerate(cases):
+        code = main(["vision", *args, "--run-dir", str(tmp_path / f"run{k}"), *sets])
+        one_line_error(code, capsys.readouterr().err, "policyshare vision: error:", fragment)
+    # The real process: exit status and stderr.
+    proc = run_cli("vision", "texture", "--trunk", "random", "--image", str(tmp_path / "broken.png"))
+    one_line_error(proc.returncode, proc.stderr, "could not decode image")
