@@ -384,18 +384,28 @@ def algo_class(algo: str) -> Any:
     return classes[algo]
 
 
-def load_sb3(path: str | Path, env: Any = None, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+def load_sb3(path: str | Path, env: Any = None, device: str = "cpu",
+             safe: bool = False) -> tuple[Any, dict[str, Any]]:
     """Load an SB3 checkpoint after verifying its header.
 
-    Note: SB3 zips contain pickled objects; load only files you trust (see the README's
-    table of safe loads).
+    Note: SB3 zips contain pickled objects; ``safe=False`` loads them with SB3 and so runs
+    whatever they contain — only for files you trust. ``safe=True`` never unpickles: see
+    :func:`load_sb3_safe`.
+
+    Args:
+        path: the ``.zip``.
+        env: env to attach (``safe=False`` only).
+        device: torch device.
+        safe: rebuild the network from policyshare's JSON description and load only tensors.
 
     Returns:
         ``(model, header)``.
 
     Raises:
-        CheckpointError: missing, corrupt, or unloadable.
+        CheckpointError: missing, corrupt, or unloadable (or, with ``safe``, not describable).
     """
+    if safe:
+        return load_sb3_safe(path, device)
     header = read_sb3_header(path)
     cls = algo_class(str(header.get("algo", "ppo")))
     try:
@@ -403,4 +413,57 @@ def load_sb3(path: str | Path, env: Any = None, device: str = "cpu") -> tuple[An
     except (zipfile.BadZipFile, KeyError, ValueError, RuntimeError, EOFError, OSError) as e:
         raise CheckpointError(f"could not load {path} ({type(e).__name__}: {e}); use another "
                               "checkpoint") from e
+    return model, header
+
+
+def load_sb3_safe(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """Load an SB3 zip written by policyshare without unpickling anything.
+
+    The network is rebuilt from the zip's ``policyshare.json`` (algorithm, env id, trunk and
+    head description; plain JSON), and only ``policy.pth`` is read, with
+    ``torch.load(weights_only=True)``, which accepts tensors and refuses any other object. The
+    optimizer state and SB3's pickled ``data`` entry are never read, so the model can act
+    (``predict``) but is not set up to continue training.
+
+    Returns:
+        ``(model, header)``.
+
+    Raises:
+        CheckpointError: a corrupt file, a zip without a policyshare description (e.g. saved by
+            plain SB3), a network policyshare cannot rebuild, or ``policy.pth`` holding
+            anything but tensors.
+    """
+    import pickle
+
+    header = read_sb3_header(path)
+    if header.get("plain_sb3") or not {"algo", "env_id", "trunk", "policy"} <= set(header):
+        raise CheckpointError(f"{path} carries no policyshare description of its network, so --safe "
+                              "cannot rebuild it; only load it without --safe if you trust its source")
+    from policyshare.algos import PARAMS, PolicyConfig, TrunkConfig, build_model
+    from policyshare.config import from_dict
+    from policyshare.envs import check_env_id, make_vec_env
+
+    algo = str(header["algo"])
+    env_id = str(header["env_id"])
+    suite = check_env_id(env_id)
+    trunk = from_dict(TrunkConfig, header["trunk"], f"{path} policyshare.json trunk")
+    policy = from_dict(PolicyConfig, header["policy"], f"{path} policyshare.json policy")
+    # Smallest valid hyper-parameters: the model only acts, it is not trained.
+    small = {"ppo": {"n_steps": 2, "batch_size": 2}, "a2c": {}, "dqn": {"buffer_size": 1, "learning_starts": 0}}
+    env = make_vec_env(env_id, 1, 0)
+    try:
+        model = build_model(algo, env, PARAMS[algo](**small[algo]), policy, trunk, suite, 0, device)
+        with zipfile.ZipFile(path) as zf:
+            raw = zf.read("policy.pth")
+        try:
+            state = torch.load(io.BytesIO(raw), map_location=device, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"{path}: policy.pth holds more than tensors and was refused without "
+                                  f"running it ({type(e).__name__}); do not trust this file") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{path}: policy.pth is not a dict of tensors; refused")
+        load_state_checked(model.policy, state, f"{path} policy.pth")
+    finally:
+        env.close()
+    model.num_timesteps = int(header.get("timesteps", 0))
     return model, header

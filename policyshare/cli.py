@@ -93,6 +93,9 @@ def _evaluate_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=10_000, help="evaluation seed (default: 10000)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--video", default=None, metavar="FILE.gif", help="also write one episode as a GIF")
+    p.add_argument("--safe", action="store_true",
+                   help="never unpickle: rebuild an SB3 zip's network from its policyshare.json and load "
+                   "only its weights (for checkpoints from untrusted sources)")
     p.set_defaults(handler=_cmd_evaluate)
 
 
@@ -101,7 +104,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
     if a.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {a.episodes}")
-    agent, env_id, _ = load_policy(a.path, a.env)
+    agent, env_id, _ = load_policy(a.path, a.env, safe=a.safe)
     result = evaluate(agent, env_id, a.episodes, a.seed)
     rand = random_return(env_id, a.episodes, a.seed)
     out: dict[str, Any] = {"path": str(a.path), "env_id": env_id, "episodes": a.episodes,

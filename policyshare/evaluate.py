@@ -150,7 +150,7 @@ def _resolve(ref: str) -> Callable[..., Any]:
     return fn
 
 
-def load_policy(path: str | Path, task: str | None = None) -> tuple[Any, str, dict[str, Any]]:
+def load_policy(path: str | Path, task: str | None = None, safe: bool = False) -> tuple[Any, str, dict[str, Any]]:
     """Load a checkpoint as a policy for one task.
 
     Args:
@@ -158,6 +158,8 @@ def load_policy(path: str | Path, task: str | None = None) -> tuple[Any, str, di
             zip, or a policyshare ``.safetensors`` file.
         task: env id to act in; required where the checkpoint holds several tasks, optional
             where it holds one.
+        safe: load SB3 zips without unpickling (:func:`~policyshare.checkpoints.load_sb3_safe`);
+            policyshare's own ``.safetensors`` files never unpickle anyway.
 
     Returns:
         ``(agent, env_id, header)``: ``agent.predict`` acts in ``env_id``.
@@ -197,5 +199,5 @@ def load_policy(path: str | Path, task: str | None = None) -> tuple[Any, str, di
     env_id = env_id or task
     if env_id is None:
         raise UserError(f"cannot tell which env {p} acts in; pass --env ID")
-    model, header = load_sb3(p)
+    model, header = load_sb3(p, safe=safe)
     return model, str(env_id), header

@@ -1,0 +1,100 @@
+"""Safe loading: a checkpoint crafted to run code on unpickling never runs it on the safe paths."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from policyshare.checkpoints import SB3_HEADER, load_sb3, load_sb3_safe, load_trunk
+from policyshare.errors import CheckpointError
+
+
+class _Payload:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+def rewrite_zip(src: Path, dst: Path, replace: dict[str, bytes]) -> None:
+    """Copy an SB3 zip, replacing entries, and re-sign its policyshare.json as an attacker could."""
+    with zipfile.ZipFile(src) as zin:
+        entries = {n: zin.read(n) for n in zin.namelist()}
+    entries.update(replace)
+    header = json.loads(entries[SB3_HEADER])
+    header["entries_sha256"] = {n: hashlib.sha256(b).hexdigest() for n, b in sorted(entries.items())
+                                if n != SB3_HEADER}
+    entries[SB3_HEADER] = json.dumps(header).encode()
+    with zipfile.ZipFile(dst, "w") as zout:
+        for n, b in entries.items():
+            zout.writestr(n, b)
+
+
+def evil_tensor_file(marker: Path) -> bytes:
+    buf = io.BytesIO()
+    torch.save({"action_net.weight": _Payload(marker)}, buf)
+    return buf.getvalue()
+
+
+def test_safe_load_acts_like_sb3(breakout_run: Path) -> None:
+    model, _ = load_sb3(breakout_run / "model.zip")
+    safe, header = load_sb3_safe(breakout_run / "model.zip")
+    obs = np.random.default_rng(0).random((16, 10, 10, 4)) > 0.7
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], safe.predict(obs, deterministic=True)[0])
+    assert header["env_id"] == "MinAtar/Breakout-v1"
+
+
+def test_code_in_policy_weights_is_never_run(breakout_run: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "bad.zip"
+    rewrite_zip(breakout_run / "model.zip", bad, {"policy.pth": evil_tensor_file(marker)})
+    with pytest.raises(CheckpointError, match="refused without running it"):
+        load_sb3_safe(bad)
+    assert not marker.exists()
+    proc = run_cli("evaluate", str(bad), "--safe", "--episodes", "1")
+    assert proc.returncode == 2 and "refused" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
+def test_code_in_sb3_data_is_never_read_by_the_safe_path(breakout_run: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    with zipfile.ZipFile(breakout_run / "model.zip") as zf:
+        data = json.loads(zf.read("data"))
+    data["policy_class"][":serialized:"] = base64.b64encode(pickle.dumps(_Payload(marker))).decode()
+    bad = tmp_path / "bad.zip"
+    rewrite_zip(breakout_run / "model.zip", bad, {"data": json.dumps(data).encode()})
+    model, _ = load_sb3_safe(bad)  # the weights are genuine: it loads and acts
+    assert model.predict(np.zeros((1, 10, 10, 4), bool), deterministic=True)[0].shape == (1,)
+    assert not marker.exists()
+
+
+def test_plain_sb3_zip_cannot_be_loaded_safely(breakout_run: Path, tmp_path: Path) -> None:
+    from stable_baselines3 import PPO
+
+    plain = tmp_path / "plain.zip"
+    PPO.load(breakout_run / "model.zip", device="cpu").save(plain)
+    with pytest.raises(CheckpointError, match="no policyshare description"):
+        load_sb3_safe(plain)
+
+
+def test_trunk_files_never_unpickle(breakout_run: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    fake = tmp_path / "trunk.safetensors"
+    fake.write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_trunk(fake)
+    assert not marker.exists()
