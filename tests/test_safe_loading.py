@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli
+
 from policyshare.checkpoints import SB3_HEADER, load_sb3, load_sb3_safe, load_trunk
 from policyshare.errors import CheckpointError
 
