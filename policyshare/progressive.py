@@ -385,12 +385,12 @@ class ColumnStack(nn.Module):
             if x.requires_grad:
                 per_column: list[list[torch.Tensor]] = []
                 for c in range(column):
-                    per_column.append(self._column(c, x, self.concat_columns(per_column), None))
+                    per_column.append(self.column_activations(c, x, self.concat_columns(per_column), None))
                 earlier = self.concat_columns(per_column)
             else:
                 with torch.no_grad():
                     earlier = self.frozen_activations(x, column)
-        return earlier, self._column(column, x, earlier, None)
+        return earlier, self.column_activations(column, x, earlier, None)
 
     def activations(self, x: torch.Tensor, n: int,
                     probes: list[list[torch.Tensor]] | None = None) -> list[list[torch.Tensor]]:
@@ -408,7 +408,7 @@ class ColumnStack(nn.Module):
         """
         acts: list[list[torch.Tensor]] = []
         for c in range(n):
-            acts.append(self._column(c, x, self.concat_columns(acts), None if probes is None else probes[c]))
+            acts.append(self.column_activations(c, x, self.concat_columns(acts), None if probes is None else probes[c]))
         return acts
 
     @staticmethod
@@ -418,8 +418,16 @@ class ColumnStack(nn.Module):
             return []
         return [a[0] if len(acts) == 1 else torch.cat(list(a), dim=1) for a in zip(*acts)]
 
-    def _column(self, c: int, x: torch.Tensor, earlier: list[torch.Tensor],
-                probes: list[torch.Tensor] | None) -> list[torch.Tensor]:
+    def column_activations(self, c: int, x: torch.Tensor, earlier: list[torch.Tensor],
+                           probes: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Column ``c``'s layer outputs given the earlier columns' (Eq. 2).
+
+        Args:
+            c: 0-based column index.
+            x: aligned input ``(batch, in_channels, H, W)``.
+            earlier: per layer, columns ``0..c-1``'s activations concatenated in column order.
+            probes: see :meth:`activations`.
+        """
         trunk = self.column(c)
         laterals = self.adapters(c)
         outs: list[torch.Tensor] = []
@@ -551,6 +559,67 @@ def _spec_for(observation_space: gym.Space, trunk: Mapping[str, Any] | None,
     return align, spec
 
 
+class FrozenActivationCache:
+    """The frozen columns' activations by observation, kept while the policy trains.
+
+    PPO passes over every rollout ``n_epochs`` times. The frozen columns' activations depend on
+    the observation only (their weights never change; the cache is not used when an input stem
+    trains), so the first pass computes and stores them and the later passes look them up:
+    the frozen columns then cost one forward per observation in training instead of
+    ``n_epochs``. A batch is served from the cache only when every observation in it is
+    there; otherwise it is computed (and the new observations stored while room is left).
+    :meth:`ProgressivePolicy.set_training_mode` clears it when the policy leaves training mode,
+    i.e. before every rollout, so it never holds more than one rollout.
+
+    Args:
+        capacity: observations kept (PPO: ``n_steps * n_envs``).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.index: dict[bytes, int] = {}
+        self.buffers: list[torch.Tensor] = []
+        self.hits = 0
+        self.misses = 0
+
+    def clear(self) -> None:
+        """Forget every stored observation."""
+        self.index.clear()
+
+    def get(self, observations: torch.Tensor, compute: Callable[[], list[torch.Tensor]]
+            ) -> list[torch.Tensor]:
+        """The frozen activations of a batch: looked up, or ``compute()``-d and stored.
+
+        Args:
+            observations: the batch as the extractor receives it, ``(batch, *obs_shape)``.
+            compute: returns the activations of the whole batch, per layer
+                ``(batch, m·C, H, W)`` or ``(batch, m·units)``.
+        """
+        flat = observations.detach().cpu().numpy().reshape(len(observations), -1)
+        keys = [row.tobytes() for row in flat]
+        rows = [self.index.get(k, -1) for k in keys]
+        if self.buffers and min(rows, default=-1) >= 0:
+            self.hits += 1
+            index = torch.as_tensor(rows, device=self.buffers[0].device)
+            return [b.index_select(0, index) for b in self.buffers]
+        self.misses += 1
+        acts = compute()
+        if not self.buffers:
+            self.buffers = [a.new_empty((self.capacity, *a.shape[1:])) for a in acts]
+        new_at, new_rows = [], []
+        for i, k in enumerate(keys):
+            if k not in self.index and len(self.index) < self.capacity:
+                self.index[k] = len(self.index)
+                new_at.append(i)
+                new_rows.append(self.index[k])
+        if new_at:
+            src = torch.as_tensor(new_at, device=acts[0].device)
+            dst = torch.as_tensor(new_rows, device=acts[0].device)
+            for b, a in zip(self.buffers, acts):
+                b.index_copy_(0, dst, a.index_select(0, src))
+        return acts
+
+
 class ProgressiveExtractor(BaseFeaturesExtractor):
     """The columns of a progressive network as an SB3 features extractor (training column k).
 
@@ -568,6 +637,9 @@ class ProgressiveExtractor(BaseFeaturesExtractor):
         alignment: input alignment kwargs (see :class:`~policyshare.alignment.InputAlignment`).
         n_columns: ``k``, the number of columns including the trainable one.
         adapter: :class:`AdapterConfig` fields.
+        cache_rows: observations whose frozen activations are kept while the policy trains
+            (:class:`FrozenActivationCache`; PPO's rollout size, ``n_steps * n_envs``); 0 turns
+            the cache off (A2C, which uses each rollout once).
 
     Attributes:
         stack: the :class:`ColumnStack`.
@@ -579,7 +651,7 @@ class ProgressiveExtractor(BaseFeaturesExtractor):
 
     def __init__(self, observation_space: gym.Space, trunk: Mapping[str, Any] | None = None,
                  alignment: Mapping[str, Any] | None = None, n_columns: int = 1,
-                 adapter: Mapping[str, Any] | None = None) -> None:
+                 adapter: Mapping[str, Any] | None = None, cache_rows: int = 0) -> None:
         if n_columns < 1:
             raise ConfigError(f"a progressive network needs at least one column, got {n_columns}")
         align, spec = _spec_for(observation_space, trunk, alignment)
@@ -588,6 +660,7 @@ class ProgressiveExtractor(BaseFeaturesExtractor):
         self.alignment = align
         self.stack = stack
         self.n_columns = n_columns
+        self.cache = FrozenActivationCache(cache_rows) if cache_rows > 0 and n_columns > 1 else None
         for c in range(n_columns - 1):
             for module in stack.column_modules(c):
                 module.requires_grad_(False)
@@ -599,8 +672,22 @@ class ProgressiveExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         x = self.alignment(observations)
-        earlier, own = self.stack.forward_column(x, self.n_columns - 1)
-        return self.stack.column_features(earlier, own, self.n_columns - 1)
+        k = self.n_columns - 1
+        if self.cache is not None and self.training and not x.requires_grad:
+            def frozen() -> list[torch.Tensor]:
+                with torch.no_grad():
+                    return self.stack.frozen_activations(x, k)
+
+            earlier = self.cache.get(observations, frozen)
+            own = self.stack.column_activations(k, x, earlier)
+        else:
+            earlier, own = self.stack.forward_column(x, k)
+        return self.stack.column_features(earlier, own, k)
+
+    def clear_cache(self) -> None:
+        """Forget the cached frozen activations (the policy leaves training mode)."""
+        if self.cache is not None:
+            self.cache.clear()
 
 
 class ProgressivePolicy(ActorCriticPolicy):
@@ -609,7 +696,8 @@ class ProgressivePolicy(ActorCriticPolicy):
     After SB3 builds the networks (and applies ``ortho_init``), the optimizer is rebuilt over
     the parameters that require grad: the new column, its adapters and input stem, and the
     heads. Frozen columns stay out of it, so SB3 checkpoints of a column load and resume
-    with the same optimizer layout.
+    with the same optimizer layout. Leaving training mode (before every rollout) clears the
+    extractor's :class:`FrozenActivationCache`.
     """
 
     def _build(self, lr_schedule: Any) -> None:
@@ -617,6 +705,13 @@ class ProgressivePolicy(ActorCriticPolicy):
         optimizer_class: Any = self.optimizer_class
         self.optimizer = optimizer_class([p for p in self.parameters() if p.requires_grad],
                                          lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def set_training_mode(self, mode: bool) -> None:
+        """SB3's train/eval switch; leaving training mode clears the frozen-activation cache."""
+        super().set_training_mode(mode)
+        extractor = self.features_extractor
+        if not mode and isinstance(extractor, ProgressiveExtractor):
+            extractor.clear_cache()
 
 
 class LateralScalarLogger(BaseCallback):
@@ -1041,8 +1136,10 @@ def column_model_factory(algo: str, n_columns: int, trunk: Mapping[str, Any], ad
     def build(env: Any, cfg: Any, params: Any, suite: Any, seed: int) -> Any:
         from policyshare.algos import build_model
 
+        reuse = algo == "ppo" and params.n_epochs > 1  # A2C uses each rollout once
         kwargs = {"trunk": dict(trunk), "alignment": suite.alignment_kwargs(cfg.trunk.alignment),
-                  "n_columns": n_columns, "adapter": asdict(adapter)}
+                  "n_columns": n_columns, "adapter": asdict(adapter),
+                  "cache_rows": params.n_steps * cfg.n_envs if reuse else 0}
         model = build_model(algo, env, params, cfg.policy, cfg.trunk, suite, seed, cfg.device,
                             policy_class=ProgressivePolicy,
                             features_extractor=(ProgressiveExtractor, kwargs))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,15 @@ TRUNK = {"name": "minatar", "activation": "relu", "theta": 0.5}
 TINY_SET = {"train": {"eval": {"freq": 512, "episodes": 2, "final_episodes": 3, "random_episodes": 1},
                       "checkpoint_freq": 1024, "n_envs": 8},
             "fisher": {"samples": 64, "batch_size": 32}}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread, as training runs use (spinning OpenMP threads crawl on a shared CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -158,6 +168,29 @@ def test_random_frozen_column_trains_with_ppo_and_a2c(algo: str) -> None:
                         PolicyConfig(), TrunkConfig(), load_suite("minatar"), 0)
     w0 = plain.policy.features_extractor.trunk.layers[0].weight
     assert not torch.equal(w0, ex.stack.column(0).layers[0].weight)
+
+
+def test_frozen_activation_cache_serves_later_epochs_and_clears_before_a_rollout() -> None:
+    model = column_model("ppo", None, 3)
+    ex = model.policy.features_extractor
+    assert ex.cache is not None and ex.cache.capacity == 32 * 4  # n_steps * n_envs
+    obs = torch.as_tensor(observations(INVADERS, 40)).float()
+    model.policy.set_training_mode(False)
+    reference = ex(obs).detach()
+    model.policy.set_training_mode(True)
+    first = ex(obs)
+    again = ex(obs[torch.randperm(40)[:16]])  # a later epoch: another minibatch of the same rollout
+    assert (ex.cache.misses, ex.cache.hits) == (1, 1)
+    assert torch.allclose(first, reference, atol=1e-6) and first.requires_grad
+    perm = torch.randperm(40)[:16]
+    assert torch.allclose(ex(obs[perm]), reference[perm], atol=1e-6) and again.shape == (16, ex.features_dim)
+    model.policy.set_training_mode(False)  # SB3 does this before every rollout
+    assert not ex.cache.index
+    model.policy.set_training_mode(True)
+    ex(obs[:8])
+    assert ex.cache.misses == 2
+    a2c = column_model("a2c", None, 3)
+    assert a2c.policy.features_extractor.cache is None  # A2C uses each rollout once
 
 
 def test_three_column_network(tmp_path: Path) -> None:
