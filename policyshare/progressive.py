@@ -15,10 +15,12 @@ with ``adapter.heads`` on, column ``k``'s features are ``[h_L^(k), σ(V (α [h_L
 SB3's linear heads on them play ``W`` and ``U`` of Eq. 2 for the output layer.
 
 Earlier columns and their adapters are **frozen**: ``requires_grad`` is off, they run without
-autograd, and the optimizer is rebuilt to hold exactly the new column's trunk, adapters, input
-stem (``stem`` alignment) and heads. Because SB3's ``ortho_init`` re-initialises the features
-extractor while the policy is built, frozen weights are loaded *after* the model is built
-(:meth:`ProgressiveNetwork.load_frozen_into`).
+autograd, fused into a few wide ops however many there are (:meth:`ColumnStack.frozen_activations`),
+and under PPO their activations are computed once per observation and rollout rather than once
+per epoch (:class:`FrozenActivationCache`). The optimizer is rebuilt to hold exactly the new
+column's trunk, adapters, input stem (``stem`` alignment) and heads. Because SB3's
+``ortho_init`` re-initialises the features extractor while the policy is built, frozen weights
+are loaded *after* the model is built (:meth:`ProgressiveNetwork.load_frozen_into`).
 
 Each column keeps its own policy/value heads (over its task's own action set), so the whole
 network acts in every task it has learned given the task id (:meth:`ProgressiveNetwork.agent`).
@@ -1095,10 +1097,10 @@ def load_policy(path: str | Path, header: Mapping[str, Any], task: str | None
             raise UserError(f"{path} holds a progressive network for {', '.join(network.tasks)}; "
                             "pass the one to act in with --task ID")
         task = network.tasks[0]
-    if task not in network.tasks:
-        raise UserError(f"task {task!r} is not in the progressive network {path}; its tasks are "
-                        f"{', '.join(network.tasks)} — pass one of them with --task")
-    return network.agent(task), task
+    try:
+        return network.agent(task), task
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -1220,13 +1222,13 @@ def _plan(tasks: Sequence[str], config: str | Path | None, algo: str | None, tim
     trunk_cfg = {"spec": first.trunk.spec or suite.trunk, "activation": first.trunk.activation,
                  "theta": first.trunk.theta, "alignment": mode}
     run_overrides = deep_merge(cfg.train, {"trunk": trunk_cfg})
-    for t in tasks:
-        tc, _ = load_train_config(t, algo, cfg.train_config, run_overrides)
-    steps = timesteps or tc.timesteps  # the target's: its runs are the ones compared
-    if not 0 < 2 * tc.eval.freq <= steps:
+    configs = [load_train_config(t, algo, cfg.train_config, run_overrides)[0] for t in tasks]
+    target = configs[-1]  # the target's runs are the ones compared
+    steps = timesteps or target.timesteps
+    if not 0 < 2 * target.eval.freq <= steps:
         raise ConfigError(f"transfer is measured on learning curves of at least two evaluations: "
-                          f"set train.eval.freq (now {tc.eval.freq}) to at most half the target's "
-                          f"{steps} env steps")
+                          f"set train.eval.freq (now {target.eval.freq}) to at most half the "
+                          f"target's {steps} env steps")
     trunk = {"name": trunk_cfg["spec"], "activation": trunk_cfg["activation"],
              "theta": trunk_cfg["theta"]}
     env = make_env(tasks[0])
@@ -1533,7 +1535,7 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
     metrics = _summarise(plan, exp.path, per_seed, resolved)
     exp.write_metrics(metrics)
     if not plan.quiet:
-        print(_summary_text(metrics))
+        print(_summary_text(metrics, exp.path))
     return metrics
 
 
@@ -1653,7 +1655,7 @@ def _transfer_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str, str]
     return rows
 
 
-def _summary_text(metrics: Mapping[str, Any]) -> str:
+def _summary_text(metrics: Mapping[str, Any], root: Path) -> str:
     """The figures ``policyshare progressive`` prints at the end."""
     lines = [f"target {metrics['target']} after {' → '.join(metrics['tasks'][:-1])}, "
              f"{metrics['algo']}, seeds {' '.join(map(str, metrics['seeds']))}",
@@ -1665,7 +1667,6 @@ def _summary_text(metrics: Mapping[str, Any]) -> str:
     if metrics["fisher"]:
         lines.append("Average Fisher Sensitivity on the target (rows: columns; mean ± std over seeds):")
         lines.append(metrics["fisher"]["table"].rstrip())
-    root = Path(metrics["tensorboard"].split("--logdir ", 1)[1])
     lines.append(f"metrics: {root / 'metrics.json'}  report: {root / 'report.md'}  "
                  f"curves: {root / 'curves.png'}")
     lines.append(f"TensorBoard: {metrics['tensorboard']}")

@@ -419,6 +419,6 @@ def test_evaluate_a_task_not_in_the_network(tmp_path: Path) -> None:
     network.add_column_from_model(model, INVADERS, {})
     path = network.save(tmp_path / "network.safetensors")
     proc = run_cli("evaluate", str(path), "--task", BREAKOUT, "--episodes", "1")
-    assert_user_error(proc, f"task '{BREAKOUT}' is not in the progressive network", INVADERS)
+    assert_user_error(proc, f"task '{BREAKOUT}' is not in this progressive network", INVADERS, str(path))
     _, env_id, _ = load_any_policy(tmp_path)  # one column: the task may be omitted
     assert env_id == INVADERS
