@@ -221,7 +221,7 @@ def _progressive_parser(sub: Any) -> None:
         "(last) task with the same seeds: scratch (baseline 1), finetune (baseline 3), "
         "random_column (baseline 4). Writes per-seed run folders, network.safetensors (policyshare "
         "evaluate DIR/s<seed> --task ID), column trunk files, and at the root metrics.json "
-        "(transfer %% with bootstrap intervals), report.md, curves.png and the Average Fisher "
+        "(transfer % with bootstrap intervals), report.md, curves.png and the Average Fisher "
         "Sensitivity table and heat map.")
     p.add_argument("--tasks", nargs="+", required=True, metavar="ID",
                    help="Gymnasium ids, source tasks first, the target last (at least two)")
