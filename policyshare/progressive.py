@@ -641,7 +641,8 @@ class ProgressiveExtractor(BaseFeaturesExtractor):
         adapter: :class:`AdapterConfig` fields.
         cache_rows: observations whose frozen activations are kept while the policy trains
             (:class:`FrozenActivationCache`; PPO's rollout size, ``n_steps * n_envs``); 0 turns
-            the cache off (A2C, which uses each rollout once).
+            the cache off (A2C, which uses each rollout once). Unused with a ``stem``
+            alignment, whose trainable stem feeds the frozen columns.
 
     Attributes:
         stack: the :class:`ColumnStack`.
@@ -662,7 +663,8 @@ class ProgressiveExtractor(BaseFeaturesExtractor):
         self.alignment = align
         self.stack = stack
         self.n_columns = n_columns
-        self.cache = FrozenActivationCache(cache_rows) if cache_rows > 0 and n_columns > 1 else None
+        use_cache = cache_rows > 0 and n_columns > 1 and align.stem is None  # a stem trains: no memo
+        self.cache = FrozenActivationCache(cache_rows) if use_cache else None
         for c in range(n_columns - 1):
             for module in stack.column_modules(c):
                 module.requires_grad_(False)

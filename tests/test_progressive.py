@@ -129,11 +129,13 @@ def test_fused_frozen_columns_equal_the_column_by_column_reference(name: str, ac
     assert torch.allclose(earlier[0], torch.cat([r[0] for r in stack.activations(x, 2)], 1), atol=1e-5)
 
 
-def column_model(algo: str, network: ProgressiveNetwork | None, n_columns: int, seed: int = 0) -> Any:
+def column_model(algo: str, network: ProgressiveNetwork | None, n_columns: int, seed: int = 0,
+                 alignment: str = "pad") -> Any:
     from policyshare.train import load_train_config
 
     small = {"ppo": {"n_steps": 32, "batch_size": 64}, "a2c": {}}[algo]
-    cfg, params = load_train_config(INVADERS, algo, overrides={"n_envs": 4, "hyperparams": small})
+    cfg, params = load_train_config(INVADERS, algo, overrides={"n_envs": 4, "hyperparams": small,
+                                                               "trunk": {"alignment": alignment}})
     env = make_vec_env(INVADERS, cfg.n_envs, seed)
     factory = column_model_factory(algo, n_columns, TRUNK, AdapterConfig(), network)
     return factory(env, cfg, params, load_suite("minatar"), seed)
@@ -168,6 +170,30 @@ def test_random_frozen_column_trains_with_ppo_and_a2c(algo: str) -> None:
                         PolicyConfig(), TrunkConfig(), load_suite("minatar"), 0)
     w0 = plain.policy.features_extractor.trunk.layers[0].weight
     assert not torch.equal(w0, ex.stack.column(0).layers[0].weight)
+
+
+def test_stem_alignment_trains_the_new_tasks_stem_through_the_frozen_columns() -> None:
+    """With a per-task 1x1 stem the frozen columns read a trainable input: they run with autograd
+    (weights still frozen), the stem trains with the new column, the cache stays off."""
+    model = column_model("ppo", None, 2, alignment="stem")
+    ex = model.policy.features_extractor
+    assert ex.alignment.stem is not None and ex.cache is None
+    assert {id(p) for p in ex.alignment.parameters()} <= trainable_ids(model)
+    in_optimizer = {id(p) for g in model.policy.optimizer.param_groups for p in g["params"]}
+    assert in_optimizer == trainable_ids(model)
+    frozen = [state(m) for m in ex.stack.column_modules(0)]
+    stem = state(ex.alignment)
+    model.learn(128)
+    for snapshot, module in zip(frozen, ex.stack.column_modules(0)):
+        assert_same_state(snapshot, module)
+    assert any(not torch.equal(v, ex.alignment.state_dict()[k]) for k, v in stem.items())
+    # The stem's gradient flows through the frozen column's laterals too.
+    obs = torch.as_tensor(observations(INVADERS, 8)).float()
+    model.policy.set_training_mode(True)
+    ex.zero_grad()
+    earlier, _ = ex.stack.forward_column(ex.alignment(obs), 1)
+    earlier[-1].sum().backward()
+    assert ex.alignment.stem.weight.grad is not None and ex.alignment.stem.weight.grad.abs().sum() > 0
 
 
 def test_frozen_activation_cache_serves_later_epochs_and_clears_before_a_rollout() -> None:
