@@ -13,6 +13,7 @@ from conftest import run_cli
 from policyshare.checkpoints import load_trunk, save_tensors, save_trunk
 from policyshare.cli import main
 from policyshare.trunks import Trunk, TrunkSpec
+from policyshare.vision.config import load_vision_config
 
 
 @pytest.fixture(autouse=True)
@@ -66,6 +67,8 @@ def test_compare_smoke_subprocess(tmp_path: Path, breakout_run: Path) -> None:
     assert "| trunk | probe acc." in report and "`autoencoder`" in report and "unguided prior" in report
     assert "| trunk | probe acc." in proc.stdout
     assert (run / "unguided.png").is_file() and (run / "textures" / "brick_reference.png").is_file()
+    # The resolved config is reusable as --config.
+    assert load_vision_config(run / "config.yaml").diffusion.train_steps == 40
     # A finished run folder is never overwritten.
     again = run_cli("vision", "compare", "--trunks", "random", "--run-dir", str(run), *tiny(tmp_path / "cache"))
     one_line_error(again.returncode, again.stderr, "finished run")

@@ -92,7 +92,8 @@ def _texture(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=None, metavar="N", help="optimiser iterations")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=None, help="optimiser (default: lbfgs)")
     p.add_argument("--lr", type=float, default=None, help="learning rate")
-    p.add_argument("--size", type=int, default=None, metavar="PX", help="source crop and result size")
+    p.add_argument("--size", type=int, default=None, metavar="PX",
+                   help="source crop and result size (the texture is first resized to twice this, at least 128)")
     _common(p)
     p.set_defaults(handler=_threads(_cmd_texture))
 
@@ -157,12 +158,13 @@ def _progress(a: argparse.Namespace) -> Any:
     return say
 
 
-def _open(a: argparse.Namespace, sub: str, label: str, cfg: Any, extra: dict[str, Any]) -> Any:
+def _open(a: argparse.Namespace, sub: str, label: str, cfg: Any) -> Any:
+    """The run folder; ``config.yaml`` is the resolved config, reusable with ``--config``."""
     from policyshare.config import to_dict
     from policyshare.runs import RunFolder, default_run_dir
 
     path = a.run_dir or default_run_dir("vision", sub, a.seed, label)
-    return RunFolder.open(path, command=f"vision {sub}", config={**extra, **to_dict(cfg)}, seed=a.seed)
+    return RunFolder.open(path, command=f"vision {sub}", config=to_dict(cfg), seed=a.seed)
 
 
 def _cmd_probe(a: argparse.Namespace) -> int:
@@ -181,7 +183,7 @@ def _cmd_probe(a: argparse.Namespace) -> int:
     splits = load_splits(cfg)
     trunk = resolve_trunk(a.trunk, splits.train, cfg, a.seed)
     check_layer(trunk, cfg.probe.layer)
-    run = _open(a, "probe", trunk_label(a.trunk), cfg, {"trunk": a.trunk})
+    run = _open(a, "probe", trunk_label(a.trunk), cfg)
     writer = VisionWriter(run.tb_dir)
     try:
         linear, _ = linear_probe(trunk, splits.train, splits.test, cfg.probe, cfg.trunk, a.seed)
@@ -216,7 +218,7 @@ def _cmd_pretrain(a: argparse.Namespace) -> int:
     cfg = _config(a, {"trunk": {"activation": a.activation}} if a.activation else None)
     splits = load_splits(cfg)
     label = a.method if cfg.trunk.activation == "relu" else f"{a.method}-{cfg.trunk.activation}"
-    run = _open(a, "pretrain", label, cfg, {"method": a.method})
+    run = _open(a, "pretrain", label, cfg)
     writer = VisionWriter(run.tb_dir)
     try:
         trunk, losses = pretrain_trunk(a.method, splits.train, cfg, a.seed, writer.logger("pretrain"))
@@ -286,7 +288,7 @@ def _cmd_texture(a: argparse.Namespace) -> int:
         trunk = load_trunk_ref(a.trunk, cfg.trunk, a.seed)
     variants = {"result": cfg.texture.shifts}
     check_texture_setup(trunk, cfg, textures, variants, a.seed, allow_dead=False)
-    run = _open(a, "texture", trunk_label(a.trunk), cfg, {"trunk": a.trunk})
+    run = _open(a, "texture", trunk_label(a.trunk), cfg)
     writer = VisionWriter(run.tb_dir)
     try:
         layers = ", ".join(cfg.texture.layers or trunk.conv_names)
@@ -328,7 +330,7 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     pretrained = a.trunk in PRETRAINED_REFS
     early = random_trunk(cfg.trunk, a.seed) if pretrained else load_trunk_ref(a.trunk, cfg.trunk, a.seed)
     check_layer(early, cfg.probe.layer)
-    run = _open(a, "generate", trunk_label(a.trunk), cfg, {"trunk": a.trunk})
+    run = _open(a, "generate", trunk_label(a.trunk), cfg)
     writer = VisionWriter(run.tb_dir)
     try:
         ctx = prepare(cfg, a.seed, textures=False, writer=writer, progress=say)

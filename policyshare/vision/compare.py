@@ -43,7 +43,7 @@ from policyshare.vision.evaluators import DigitJudge, EvaluatorNet, classificati
 from policyshare.vision.guidance import Samples, clean_accuracy, generate, train_noisy_classifier
 from policyshare.vision.pretrain import resolve_trunk
 from policyshare.vision.probe import check_layer, linear_probe
-from policyshare.vision.tb import VisionWriter
+from policyshare.vision.tb import VisionWriter, no_log
 from policyshare.vision.texture import TextureFailure, TextureLoss, synthesize
 
 Progress = Callable[[str], None]
@@ -101,9 +101,8 @@ def prepare(cfg: VisionConfig, seed: int, *, generation: bool = True, textures: 
         ctx.judge = DigitJudge(ctx.splits.eval, cfg.guidance.judge_c)
         progress("diffusion prior: loading from cache or training (once per config)")
         t0 = time.perf_counter()
-        log = writer.logger("prior") if writer else None
         prior, path, cached = load_or_train_prior(ctx.splits.train.images, cfg.diffusion, seed,
-                                                  log if log else _no_scalar)
+                                                  writer.logger("prior") if writer else no_log)
         ctx.prior = prior
         ctx.prior_info = {"cache_file": str(path), "from_cache": cached,
                           "seconds": round(time.perf_counter() - t0, 1)}
@@ -120,10 +119,6 @@ def load_textures(cfg: VisionConfig) -> dict[str, tuple[torch.Tensor, torch.Tens
     """
     t = cfg.texture
     return {name: texture_crops(name, t.resize, t.size) for name in t.images}
-
-
-def _no_scalar(tag: str, value: float, step: int) -> None:
-    """Drop a scalar."""
 
 
 @contextlib.contextmanager
@@ -200,7 +195,7 @@ def generation_step(trunk: Trunk, ctx: Context, out_dir: Path, writer: VisionWri
     s_value = g.scale if scale is None else scale
     n_classes = len(ctx.splits.train.classes)
     clf = train_noisy_classifier(trunk, ctx.splits.train, ctx.prior.schedule, ctx.cfg.trunk, g, ctx.cfg.probe.layer,
-                                 ctx.seed, writer.logger("guide") if writer else _no_scalar)
+                                 ctx.seed, writer.logger("guide") if writer else no_log)
     s = generate(ctx.prior, clf, n_classes, g.per_class, s_value, ctx.seed)
     image = samples_grid(s, n_classes)
     save_png(out_dir / "samples.png", image, upscale=4)
@@ -268,7 +263,7 @@ def texture_step(trunk: Trunk, cfg: VisionConfig, textures: Mapping[str, tuple[t
                                    t.relative, cfg.trunk.alignment, seed)
                 res = synthesize(loss, source.shape, optimizer=t.optimizer, steps=t.steps, lr=t.lr,
                                  patience=t.patience, min_improvement=t.min_improvement, seed=seed,
-                                 log=writer.logger(tag) if writer else _no_scalar)
+                                 log=writer.logger(tag) if writer else no_log)
             except TextureFailure as e:
                 out[label][variant] = {"error": str(e)}
                 continue
@@ -350,8 +345,7 @@ def markdown_table(metrics: Mapping[str, Any]) -> str:
     ung = base.get("unguided", {})
     tex = base.get("texture", {})
     for label, acc, cas, key in (("unguided prior (s=0)", ung.get("accuracy"), ung.get("cas"), None),
-                                 ("real digits (judge / SVM on real)", base.get("judge_accuracy"),
-                                  base.get("judge_accuracy"), None),
+                                 ("real digits", base.get("judge_accuracy"), base.get("real_cas"), None),
                                  ("held-out crop of the source", None, None, "reference"),
                                  ("initial noise", None, None, "noise")):
         cells = [f"*{label}*", "—", _pct(acc), _pct(cas)]
@@ -381,8 +375,9 @@ def report_markdown(metrics: Mapping[str, Any]) -> str:
         "* **Gram d. / shifted d.**: relative Gram / shifted-Gram distance to the source texture under a held-out "
         "fixed-seed random evaluator network (never the guiding trunk); lower is better. [gram]: synthesis matched "
         "Gramians only; [gram+shift]: also shifted Gramians (Berger & Memisevic 2016).",
-        "* Reference rows: the prior unguided (targets are arbitrary, so chance), the SVM on real digits, a held-out "
-        "crop of the same texture (what a perfect synthesis scores) and the initial noise.",
+        "* Reference rows: the prior unguided (targets are arbitrary, so chance); real digits (the judge on real test "
+        "digits, and the CAS classifier trained on the real training split); a held-out crop of the same texture "
+        "(what a perfect synthesis scores) and the initial noise.",
         "",
     ]
     return "\n".join(lines)
@@ -475,7 +470,7 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
 
     labels = unique_labels(list(trunks))
     run = RunFolder.open(run_dir or default_run_dir("vision", "compare", seed), command="vision compare",
-                         config={"trunks": list(trunks), **to_dict(cfg)}, seed=seed)
+                         config=to_dict(cfg), seed=seed)
     preflight(trunks, cfg, seed)
     base_writer = VisionWriter(run.tb_dir / "baselines")
     try:
@@ -484,6 +479,8 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
         (run.path / "textures").mkdir(exist_ok=True)
         baselines: dict[str, Any] = {
             "judge_accuracy": ctx.judge.accuracy(ctx.splits.test.images, ctx.splits.test.labels) if ctx.judge else None,
+            "real_cas": classification_accuracy_score(ctx.splits.train.images, ctx.splits.train.labels,
+                                                      ctx.splits.test, cfg.guidance.judge_c),
             "unguided": unguided_step(ctx, run.path, base_writer),
             "texture": texture_baselines(ctx.textures, cfg, run.path / "textures", seed)}
     finally:

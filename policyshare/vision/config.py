@@ -78,7 +78,7 @@ class VisionTrunkConfig:
         theta: threshold of ``trec``/``tlin``.
         alignment: ``pad`` puts an image's channels first and zero-pads the rest (the trunk's
             own :class:`~policyshare.alignment.InputAlignment`); ``stem`` maps them through a
-            1x1 convolution (trained with a probe's head, fixed and seeded elsewhere).
+            1x1 convolution (seeded; trained when fine-tuning or pretraining, fixed otherwise).
         fit: how an image reaches the trunk's height x width when a dense layer needs it:
             ``pad`` centres it in a zero border, ``resize`` resamples it bilinearly, ``auto``
             pads when the trunk's size is at most twice the image's (digits 8x8 → MinAtar

@@ -4,7 +4,8 @@
 games are zero-padded to the suite's maximum). An image's 1 (gray) or 3 (RGB) channels go
 through the trunk's own :class:`~policyshare.alignment.InputAlignment`: ``pad`` puts them in
 the first channels and zero-fills the rest — exactly how a MinAtar game with fewer channels is
-fed — and ``stem`` maps them with a 1x1 convolution (seeded; trained with a probe's head).
+fed — and ``stem`` maps them with a 1x1 convolution (seeded; trained when fine-tuning or
+pretraining, fixed for linear probes, guidance and textures).
 
 **Space.** Conv layers accept any height and width, so textures pass at their own size
 (``fit="none"``). A dense layer needs the trunk's ``height x width``: ``pad`` centres the image

@@ -62,7 +62,9 @@ def save_vision_trunk(trunk: Trunk, path: str | Path, cfg: VisionConfig, image_c
     """Save a trunk trained on images as a policyshare trunk file.
 
     The header records the image alignment (``pad``/``stem`` into ``in_channels``) and the
-    ``source`` of :func:`pretrain_trunk`.
+    ``source`` of :func:`pretrain_trunk`. Only the trunk is saved: a ``stem`` alignment is
+    per-task (as in the RL suites) and a later use draws its own, so pretrain with ``pad``
+    (the default) when the trunk is to be reused.
 
     Raises:
         CheckpointError: if the write fails.
