@@ -1185,9 +1185,10 @@ class _Plan:
         return self.tasks[-1]
 
     def resolved(self, init_from: str | None) -> dict[str, Any]:
-        return {"tasks": self.tasks, "target": self.target, "algo": self.algo, "seeds": self.seeds,
-                "timesteps": self.timesteps, "init_from": init_from, "controls": self.controls,
-                "spec": self.spec.to_dict(), **to_dict(self.cfg), "train": self.overrides}
+        # The command line's choices (algo, timesteps, controls) win over the config file's.
+        return {**to_dict(self.cfg), "tasks": self.tasks, "target": self.target, "algo": self.algo,
+                "seeds": self.seeds, "timesteps": self.timesteps, "init_from": init_from,
+                "controls": self.controls, "spec": self.spec.to_dict(), "train": self.overrides}
 
 
 def _plan(tasks: Sequence[str], config: str | Path | None, algo: str | None, timesteps: int | None,
@@ -1678,17 +1679,17 @@ def _summary_text(metrics: Mapping[str, Any], root: Path) -> str:
 def _report(metrics: Mapping[str, Any]) -> str:
     """``report.md``: settings, transfer table, no-forgetting check, lateral scalars, Fisher."""
     cfg = metrics["config"]
+    steps = sorted({n for d in metrics["methods"].values() for n in d["timesteps"].values()})
     out = [f"# Progressive network: {' → '.join(metrics['tasks'])}", "",
            f"Algorithm {metrics['algo']}; seeds {', '.join(map(str, metrics['seeds']))}; "
-           f"env steps per run: {cfg['timesteps'] or 'per training config'}; adapters "
-           f"{cfg['adapter']}.", "",
+           f"env steps per target run: {', '.join(map(str, steps))}; adapters {cfg['adapter']}.", "",
            "## Transfer to the target (Rusu et al. 2016, Table 1)", "",
            f"{metrics['transfer_definition']}.", "",
            "| method | transfer % IQM [95% CI] | per seed | final eval return (mean over seeds) |",
            "|---|---|---|---|"]
     for m, interval, per_seed, final in _transfer_rows(metrics):
         out.append(f"| {metrics['methods'][m]['label']} | {interval} | {per_seed} | {final} |")
-    randoms = ", ".join(f"{v:.2f}" for v in metrics["target_random_mean_return"].values())
+    randoms = ", ".join(f"s{s}: {v:.2f}" for s, v in metrics["target_random_mean_return"].items())
     out += ["", f"Random policy on the target: {randoms}.", "", "![learning curves](curves.png)", "",
             "## No forgetting", "",
             "Every earlier column, evaluated through the whole network on its own task with the "

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import run_cli
 from test_cli import assert_user_error
 
@@ -352,6 +353,8 @@ def test_progressive_command_controls_transfer_fisher_and_resume(breakout_run: P
         assert (exp / name).read_bytes()[:4] == b"\x89PNG"
     assert "| 1 | MinAtar/Breakout-v1 |" in (exp / "fisher.md").read_text()
     assert "Transfer to the target" in (exp / "report.md").read_text()
+    recorded = yaml.safe_load((exp / "config.yaml").read_text())
+    assert recorded["timesteps"] == 1024 and recorded["init_from"] == str(breakout_run)
     assert metrics["no_forgetting_all_identical"] is True
     # Column 1 was taken from the training run, not retrained.
     assert not (exp / "s0" / "column_1__MinAtar-Breakout-v1").exists()
