@@ -229,5 +229,50 @@ def build_model(algo: str, env: Any, params: Any, policy: PolicyConfig, trunk: T
     if algo in ("ppo", "a2c"):
         policy_kwargs["ortho_init"] = policy.ortho_init
     cls = algo_class(algo)
-    return cls(policy_class, env, policy_kwargs=policy_kwargs, seed=seed, device=device,
-               verbose=verbose, **kwargs)
+    model = cls(policy_class, env, policy_kwargs=policy_kwargs, seed=seed, device=device,
+                verbose=verbose, **kwargs)
+    if features_extractor is None:
+        ortho = algo in ("ppo", "a2c") and policy.ortho_init
+        extractors = ([model.q_net.features_extractor] if algo == "dqn"
+                      else [model.policy.features_extractor])
+        for ex in extractors:
+            init_padded_input_layer(ex.trunk, ex.alignment, ortho)
+        if algo == "dqn":
+            model.q_net_target.load_state_dict(model.q_net.state_dict())
+    return model
+
+
+def init_padded_input_layer(trunk: Any, alignment: Any, ortho: bool) -> None:
+    """Initialise the first trunk layer as if its input had only the task's channels.
+
+    Zero-padding a task's C channels to the suite's C_max makes the initialiser spread the
+    first layer's weight over C_max · k² inputs instead of C · k², shrinking the effective
+    initial weights on the real channels by about sqrt(C / C_max). That measurably slowed
+    learning (MinAtar Breakout: 4 of 10 channels real). Here the real channels get the
+    initialisation an unpadded layer would get — orthogonal with gain sqrt(2), as SB3's
+    ``ortho_init``, or PyTorch's default — and the padded channels get zeros, so the padded
+    network starts as the same function as an unpadded one. Call after the SB3 model is built
+    (SB3 initialises extractors at construction).
+
+    Args:
+        trunk: the :class:`~policyshare.trunks.Trunk`.
+        alignment: its :class:`~policyshare.alignment.InputAlignment`.
+        ortho: orthogonal (SB3 ``ortho_init``) rather than PyTorch's default initialisation.
+    """
+    import math
+
+    import torch
+    from torch import nn
+
+    first = trunk.layers[0]
+    c = alignment.task_channels
+    if alignment.mode != "pad" or not isinstance(first, nn.Conv2d) or c >= first.in_channels:
+        return
+    w = torch.empty(first.out_channels, c, *first.kernel_size)
+    if ortho:
+        nn.init.orthogonal_(w, gain=math.sqrt(2))
+    else:
+        nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+    with torch.no_grad():
+        first.weight.zero_()
+        first.weight[:, :c] = w

@@ -102,3 +102,26 @@ def test_sb3_algorithms_use_the_trunk(algo: str) -> None:
     model.learn(64)
     assert not torch.equal(before, extractor.trunk.layers[0].weight), "the trunk must be trained"
     env.close()
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_padded_input_layer_starts_like_an_unpadded_one(algo: str) -> None:
+    """Padding Breakout's 4 channels to 10 must not shrink the initial weights on the real ones."""
+    from policyshare.algos import PARAMS, PolicyConfig, TrunkConfig, build_model
+    from policyshare.envs import load_suite, make_vec_env
+
+    env = make_vec_env("MinAtar/Breakout-v1", 1, seed=0)
+    params = PARAMS[algo](**({"n_steps": 16, "batch_size": 16} if algo == "ppo" else {"buffer_size": 100}))
+    model = build_model(algo, env, params, PolicyConfig(), TrunkConfig(), load_suite("minatar"), seed=0)
+    net = model.q_net if algo == "dqn" else model.policy
+    w = net.features_extractor.trunk.layers[0].weight.detach()
+    assert w.shape == (16, 10, 3, 3)
+    assert torch.count_nonzero(w[:, 4:]) == 0, "padded channels start at zero"
+    real = w[:, :4].reshape(16, -1)
+    if algo == "ppo":  # orthogonal rows with SB3's gain sqrt(2), over the 36 real inputs
+        torch.testing.assert_close(real @ real.T, 2.0 * torch.eye(16), atol=1e-5, rtol=0)
+    else:  # PyTorch's default bound 1/sqrt(fan_in) with fan_in = 4 * 9
+        assert real.abs().max() <= 1 / 6 + 1e-6 and real.abs().max() > 0.12
+        target = model.q_net_target.features_extractor.trunk.layers[0].weight
+        assert torch.equal(target, net.features_extractor.trunk.layers[0].weight)
+    env.close()
