@@ -149,22 +149,27 @@ def test_texture_loss_rejects_bad_layers_and_shifts() -> None:
 def test_synthesis_lowers_loss_on_brick() -> None:
     source, reference = texture_crops("brick", 64, 32)
     assert source.shape == reference.shape == (1, 1, 32, 32)
-    runs: tuple[tuple[Literal["lbfgs", "adam"], float], ...] = (("lbfgs", 1.0), ("adam", 0.1))
+    runs: tuple[tuple[Literal["lbfgs", "adam"], float], ...] = (("lbfgs", 0.0), ("adam", 0.1))
     for optimizer, lr in runs:
         loss = TextureLoss(random_trunk(VisionConfig().trunk, 0), source, shifts=[2, 4])
         result = synthesize(loss, source.shape, optimizer=optimizer, steps=8, lr=lr, patience=8)
         assert result.final_loss < 0.5 * result.initial_loss, (optimizer, result.losses)
         assert result.image.shape == source.shape
-        assert float(result.image.min()) > 0.0 and float(result.image.max()) < 1.0
+        assert float(result.image.min()) >= 0.0 and float(result.image.max()) <= 1.0
         assert float(loss(result.image)) == pytest.approx(result.final_loss, rel=1e-4)
 
 
 def test_synthesis_stops_on_nan_and_stall() -> None:
     shape = (1, 1, 8, 8)
-    with pytest.raises(TextureFailure, match="NaN|nan"):
-        synthesize(lambda x: x.sum() * float("nan"), shape, optimizer="adam", steps=5)
-    with pytest.raises(TextureFailure, match="stalled"):
-        synthesize(lambda x: x.sum() * 0.0 + 1.0, shape, optimizer="adam", steps=10, patience=5)
+    for optimizer in ("adam", "lbfgs"):
+        with pytest.raises(TextureFailure, match="NaN or infinite"):
+            synthesize(lambda x: x.sum() * float("nan"), shape, optimizer=optimizer, steps=5)
+        with pytest.raises(TextureFailure, match="stalled"):
+            synthesize(lambda x: x.sum() * 0.0 + 1.0, shape, optimizer=optimizer, steps=10, patience=5)
+        # A loss that becomes NaN after some progress (an exploding guide) also stops.
+        with pytest.raises(TextureFailure, match="NaN or infinite"):
+            synthesize(lambda x: torch.where(x.mean() < 0.3, x.sum() / 0.0 * 0.0, (x - 0.1).pow(2).sum()), shape,
+                       optimizer=optimizer, steps=200, lr=0.5)
     with pytest.raises(UserError, match="unknown optimizer"):
         synthesize(lambda x: x.sum(), shape, optimizer="sgd", steps=1)
 

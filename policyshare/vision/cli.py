@@ -79,8 +79,8 @@ def _texture(sub: Any) -> None:
     p = sub.add_parser(
         "texture", help="synthesise a texture from a trunk's Gram and shifted-Gram matrices",
         description="Match the Gram matrices (Gatys et al. 2015) and, with --shifts, the shifted Gram matrices "
-        "(Berger & Memisevic 2016) of the trunk's conv layers, optimising the pixels with L-BFGS or Adam (pixels "
-        "stay in [0, 1]). Writes <image>_source.png and <image>_result.png, the loss curve and the Gram / "
+        "(Berger & Memisevic 2016) of the trunk's conv layers, optimising the pixels with L-BFGS-B or Adam "
+        "(pixels stay in [0, 1]). Writes <image>_source.png and <image>_result.png, the loss curve and the Gram / "
         "shifted-Gram distances under a held-out evaluator network to metrics.json, and TensorBoard.")
     p.add_argument("--trunk", required=True, metavar="TRUNK", help=TRUNK_HELP)
     p.add_argument("--image", nargs="+", default=None, metavar="NAME|PATH",
@@ -91,7 +91,7 @@ def _texture(sub: Any) -> None:
                    "(default: texture.shifts)")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="optimiser iterations")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=None, help="optimiser (default: lbfgs)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--lr", type=float, default=None, help="Adam's learning rate (L-BFGS-B needs none)")
     p.add_argument("--size", type=int, default=None, metavar="PX",
                    help="source crop and result size (the texture is first resized to twice this, at least 128)")
     _common(p)

@@ -174,7 +174,7 @@ class TextureConfig:
         shift_weight: weight of the shifted-Gram terms relative to the plain Gram terms.
         optimizer: ``lbfgs`` or ``adam``.
         steps: optimiser iterations.
-        lr: learning rate (L-BFGS step length scale, or Adam's).
+        lr: Adam's learning rate (on logits; L-BFGS-B needs none).
         patience: iterations within which the loss must fall by ``min_improvement`` (relative)
             below its initial value; otherwise synthesis stops with an error.
         min_improvement: relative decrease counted as progress (0.01 = 1 %).
@@ -193,7 +193,7 @@ class TextureConfig:
     shift_weight: float = 1.0
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     steps: int = 150
-    lr: float = 1.0
+    lr: float = 0.05
     patience: int = 20
     min_improvement: float = 0.01
     evaluator_seed: int = 1234

@@ -34,10 +34,10 @@ absolute loss is ~1e-6, below L-BFGS's working range), and makes layer weights c
 Without it and with ``hw``, a Gram term is 4x Gatys et al.'s
 ``E_l = 1/(4 N_l² M_l²) Σ (G − A)²`` (their G is the unnormalised sum).
 
-Synthesis (:func:`synthesize`) optimises the pixels of an image parameterised as
-``x = sigmoid(z)`` — so every pixel stays in (0, 1) for L-BFGS and Adam alike — starting from
-uniform noise in [0.25, 0.75]. A non-finite loss or one that does not fall stops synthesis with
-a clear error instead of returning a garbage image.
+Synthesis (:func:`synthesize`) optimises the pixels from uniform noise in [0.25, 0.75], with
+L-BFGS-B under box constraints [0, 1] or with Adam on logits (``x = sigmoid(z)``), so every
+pixel stays in range. A non-finite loss or one that does not fall stops synthesis with a clear
+error instead of returning a garbage image.
 """
 
 from __future__ import annotations
@@ -297,83 +297,140 @@ class SynthesisResult:
         return min(self.losses)
 
 
+class _Tracker:
+    """Bookkeeping shared by both optimisers: the loss curve, the best image, stall and plateau rules."""
+
+    def __init__(self, image: torch.Tensor, loss: float, patience: int, min_improvement: float,
+                 log: ScalarLog) -> None:
+        _check_finite(loss)
+        self.result = SynthesisResult(image=image.clone(), losses=[loss])
+        self.best, self.best_it = loss, 0
+        self.patience, self.min_improvement, self.log = patience, min_improvement, log
+        log("loss", loss, 0)
+
+    def record(self, it: int, image: torch.Tensor, loss: float) -> bool:
+        """Record the loss after ``it`` iterations; ``True`` means stop (plateau).
+
+        Raises:
+            TextureFailure: a non-finite loss, or a stall.
+        """
+        _check_finite(loss)
+        r = self.result
+        r.losses.append(loss)
+        r.iterations = it
+        self.log("loss", loss, it)
+        if loss < self.best:
+            self.best, self.best_it = loss, it
+            r.image = image.detach().clone()
+        initial = r.losses[0]
+        if it >= self.patience and self.best > (1.0 - self.min_improvement) * initial:
+            raise TextureFailure(f"texture synthesis stalled: the loss is {self.best:.4g} after {it} iterations, "
+                                 f"not {self.min_improvement:.0%} below its initial {initial:.4g}; choose other "
+                                 "--layers, another optimizer or --lr, or another trunk")
+        if it - self.best_it >= self.patience:
+            r.stop = "plateau"
+            return True
+        return False
+
+
+def _check_finite(loss: float) -> None:
+    if not math.isfinite(loss):
+        raise TextureFailure(f"texture synthesis: the loss became {loss} (NaN or infinite); lower --lr, use "
+                             "--optimizer lbfgs, or check the trunk file")
+
+
 def synthesize(loss_fn: Callable[[torch.Tensor], torch.Tensor], shape: Sequence[int], *,
-               optimizer: Literal["lbfgs", "adam"] = "lbfgs", steps: int = 100, lr: float = 1.0,
+               optimizer: Literal["lbfgs", "adam"] = "lbfgs", steps: int = 100, lr: float = 0.05,
                patience: int = 20, min_improvement: float = 0.01, seed: int = 0,
                log: ScalarLog = no_log) -> SynthesisResult:
     """Optimise an image's pixels to minimise ``loss_fn`` (Gatys et al. 2015, Sec. 2).
 
-    The image is ``x = sigmoid(z)`` (pixels in (0, 1)), ``z`` initialised from uniform noise in
-    [0.25, 0.75]. L-BFGS (strong-Wolfe line search, one iteration per step) or Adam on ``z``.
+    Both optimisers start from uniform noise in [0.25, 0.75] and keep every pixel in [0, 1]:
+
+    * ``lbfgs`` — L-BFGS-B (SciPy) on the pixels with box constraints [0, 1], as Gatys et al.
+      used L-BFGS; no learning rate.
+    * ``adam`` — Adam (learning rate ``lr``) on logits ``z`` with ``x = sigmoid(z)``.
 
     Args:
         loss_fn: image ``(1, C, H, W)`` → scalar loss.
         shape: ``(1, C, H, W)``.
         optimizer: ``lbfgs`` or ``adam``.
         steps: iterations.
-        lr: L-BFGS step-length scale or Adam learning rate.
+        lr: Adam's learning rate (L-BFGS-B needs none).
         patience: the loss must fall below ``(1 − min_improvement)`` × its initial value within
             this many iterations; and synthesis ends early when no new best appears for this many.
         min_improvement: relative decrease that counts as progress.
         seed: seed of the initial noise.
-        log: receives ``loss`` per iteration.
+        log: receives ``loss`` per iteration (iteration 0: the initial noise).
 
     Returns:
-        The best image and the loss curve.
+        The best image and the loss curve (``losses[k]``: after ``k`` iterations).
 
     Raises:
-        TextureFailure: the loss or the image became NaN or infinite, or the loss stalled (did
-            not fall by ``min_improvement`` within ``patience`` iterations), e.g. dead features
-            or a learning rate far too small.
+        TextureFailure: the loss or its gradient became NaN or infinite, or the loss stalled
+            (did not fall by ``min_improvement`` within ``patience`` iterations), e.g. dead
+            features or a learning rate far too small.
         UserError: unknown optimizer.
     """
+    if optimizer not in ("lbfgs", "adam"):
+        raise UserError(f"unknown optimizer {optimizer!r}; choose lbfgs or adam")
     gen = torch.Generator().manual_seed(seed)
     x0 = 0.25 + 0.5 * torch.rand(tuple(shape), generator=gen)
-    z = torch.logit(x0).requires_grad_(True)
-    opt: torch.optim.Optimizer
     if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS([z], lr=lr, max_iter=1, history_size=50, line_search_fn="strong_wolfe",
-                                tolerance_grad=0.0, tolerance_change=0.0)
-    elif optimizer == "adam":
-        opt = torch.optim.Adam([z], lr=lr)
-    else:
-        raise UserError(f"unknown optimizer {optimizer!r}; choose lbfgs or adam")
+        return _lbfgs(loss_fn, x0, steps, patience, min_improvement, log)
+    return _adam(loss_fn, x0, steps, lr, patience, min_improvement, log)
 
-    def closure() -> float:
+
+def _adam(loss_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: int, lr: float, patience: int,
+          min_improvement: float, log: ScalarLog) -> SynthesisResult:
+    z = torch.logit(x0).requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    image = torch.sigmoid(z)
+    loss = loss_fn(image)
+    tracker = _Tracker(image.detach(), float(loss.detach()), patience, min_improvement, log)
+    for it in range(1, steps + 1):
         opt.zero_grad()
-        loss = loss_fn(torch.sigmoid(z))
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TextureFailure(f"texture synthesis: the loss became {value}; lower --lr or use --optimizer lbfgs")
         loss.backward()
-        return value
-
-    result = SynthesisResult(image=x0.clone())
-    best, best_it = math.inf, 0
-    for it in range(steps):
-        before = torch.sigmoid(z.detach()).clone()
-        loss = float(opt.step(closure) or 0.0)  # the loss of `before`, at the start of this iteration
-        if not torch.isfinite(z).all():
-            raise TextureFailure(f"texture synthesis: the image became NaN at iteration {it}; lower --lr")
-        result.losses.append(loss)
-        log("loss", loss, it)
-        if loss < best:
-            best, best_it = loss, it
-            result.image = before
-        result.iterations = it + 1
-        initial = result.losses[0]
-        if it + 1 >= patience and best > (1.0 - min_improvement) * initial:
-            raise TextureFailure(f"texture synthesis stalled: the loss is {best:.4g} after {it + 1} iterations, not "
-                            f"{min_improvement:.0%} below its initial {initial:.4g}; choose other --layers, "
-                            "another --lr or optimizer, or another trunk")
-        if it - best_it >= patience:
-            result.stop = "plateau"
+        opt.step()
+        image = torch.sigmoid(z)
+        loss = loss_fn(image)
+        if tracker.record(it, image, float(loss.detach())):
             break
-    with torch.no_grad():
-        final = float(loss_fn(torch.sigmoid(z)))
-    if not math.isfinite(final):
-        raise TextureFailure("texture synthesis: the final loss is not finite; lower --lr")
-    result.losses.append(final)
-    if final < best:
-        result.image = torch.sigmoid(z.detach()).clone()
-    return result
+    return tracker.result
+
+
+def _lbfgs(loss_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: int, patience: int,
+           min_improvement: float, log: ScalarLog) -> SynthesisResult:
+    import numpy as np
+    from scipy.optimize import Bounds, OptimizeResult, minimize
+
+    shape = tuple(x0.shape)
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        image = torch.from_numpy(x).to(torch.float32).view(shape).requires_grad_(True)
+        loss = loss_fn(image)
+        value = float(loss.detach())
+        _check_finite(value)
+        (grad,) = torch.autograd.grad(loss, image)
+        if not bool(torch.isfinite(grad).all()):
+            raise TextureFailure("texture synthesis: the gradient became NaN or infinite; check the trunk file")
+        return value, grad.double().numpy().ravel()
+
+    start = x0.double().numpy().ravel()
+    tracker = _Tracker(x0, fun(start)[0], patience, min_improvement, log)
+
+    def callback(intermediate_result: OptimizeResult) -> None:
+        image = torch.from_numpy(np.asarray(intermediate_result.x)).to(torch.float32).view(shape)
+        if tracker.record(tracker.result.iterations + 1, image, float(intermediate_result.fun)):
+            raise StopIteration
+
+    res = minimize(fun, start, jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0), callback=callback,
+                   options={"maxiter": steps, "maxfun": 20 * steps + 20, "ftol": 0.0, "gtol": 0.0, "maxcor": 50})
+    r = tracker.result
+    if r.stop == "steps" and r.iterations < steps:
+        r.stop = f"optimizer: {res.message}"
+        if tracker.best > (1.0 - min_improvement) * r.losses[0]:
+            raise TextureFailure(f"texture synthesis stalled: L-BFGS-B stopped after {r.iterations} iterations "
+                                 f"({res.message}) with the loss at {tracker.best:.4g}, not {min_improvement:.0%} "
+                                 f"below its initial {r.losses[0]:.4g}; choose other --layers or another trunk")
+    return r
