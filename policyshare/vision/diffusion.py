@@ -183,7 +183,7 @@ def train_ddpm(images: torch.Tensor, cfg: DiffusionConfig, seed: int = 0, log: S
     """Train the prior on ``images`` ``(n, C, H, W)`` in [0, 1]; returns its EMA weights.
 
     Adam with a cosine-decayed learning rate; the loss is Ho et al.'s simple loss (mean over
-    pixels and batch). ``log`` receives ``diffusion/loss`` every 100 updates.
+    pixels and batch). ``log`` receives ``loss`` every 100 updates.
 
     Raises:
         NumericalError: a non-finite loss.
@@ -215,7 +215,7 @@ def train_ddpm(images: torch.Tensor, cfg: DiffusionConfig, seed: int = 0, log: S
                 pe.lerp_(pm, 1 - cfg.ema)
         running += value
         if (step + 1) % 100 == 0:
-            log("diffusion/loss", running / 100, step + 1)
+            log("loss", running / 100, step + 1)
             running = 0.0
     return ema.eval()
 

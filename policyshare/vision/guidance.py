@@ -102,7 +102,7 @@ def train_noisy_classifier(trunk: Trunk, train: ImageSet, schedule: NoiseSchedul
         cfg: head width, updates, batch size, learning rate.
         layer: trunk layer read (``None``: the last).
         seed: initialisation, minibatch and noise seed.
-        log: receives ``guide/loss`` every 100 updates.
+        log: receives ``loss`` (mean cross-entropy) every 100 updates.
 
     Raises:
         UserError: unknown layer or channels that cannot be aligned.
@@ -135,7 +135,7 @@ def train_noisy_classifier(trunk: Trunk, train: ImageSet, schedule: NoiseSchedul
         opt.step()
         running += value
         if (step + 1) % 100 == 0:
-            log("guide/loss", running / 100, step + 1)
+            log("loss", running / 100, step + 1)
             running = 0.0
     return model.eval()
 

@@ -230,9 +230,9 @@ class TextureLoss(nn.Module):
             feats = self.feature_maps(source)
         for layer, f in feats.items():
             if not bool(f.abs().sum() > 0):
-                raise TextureFailure(f"layer {layer} of the {trunk.spec.name} trunk gives all-zero features on this "
-                                "image (dead units), so there is nothing to match; choose other layers or a trunk "
-                                "with another activation")
+                raise TextureFailure(f"layer {layer} of the {trunk.spec.name} trunk gives all-zero features on "
+                                     "this image (dead units), so there is nothing to match; choose other layers or "
+                                     "a trunk with another activation")
         self.targets = {layer: self._grams(layer, f) for layer, f in feats.items()}
         self.scales = {layer: {k: max(float(a.pow(2).mean()), 1e-30) if self.relative else 1.0
                                for k, a in grams.items()} for layer, grams in self.targets.items()}
@@ -275,10 +275,11 @@ class SynthesisResult:
     """A synthesised texture.
 
     Attributes:
-        image: ``(1, C, H, W)`` in (0, 1), the iterate with the lowest loss.
-        losses: loss at the start of each iteration, then the final loss.
+        image: ``(1, C, H, W)`` in [0, 1], the iterate with the lowest loss.
+        losses: ``losses[k]`` is the loss after ``k`` iterations (``losses[0]``: the initial noise).
         iterations: iterations run.
-        stop: ``steps`` (ran them all) or ``plateau`` (no new best for ``patience`` iterations).
+        stop: ``steps`` (ran them all), ``plateau`` (no new best for ``patience`` iterations) or
+            ``optimizer: <message>`` (L-BFGS-B ended on its own after making progress).
     """
 
     image: torch.Tensor
