@@ -33,6 +33,8 @@ from policyshare.errors import CheckpointError, UserError
 from policyshare.trunks import Trunk, TrunkSpec
 
 SB3_HEADER = "policyshare.json"
+#: Suffix of the temporary files of atomic writes (``.<name>.<pid>.tmp``).
+TMP_SUFFIX = ".tmp"
 TRUNK_FORMAT = "policyshare.trunk"
 
 
@@ -48,7 +50,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             ``path``, if any, is left as it was and the temporary file is removed.
     """
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}{TMP_SUFFIX}")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
@@ -62,7 +64,34 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         raise CheckpointError(f"could not write {p}: {e.strerror or e}; free space or fix "
                               f"permissions, then rerun with --resume (the previous file is kept)"
                               ) from e
+    except BaseException:
+        # Interrupted mid-write (e.g. a second Ctrl-C): no partial file is left behind.
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     return p
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete temporary files that a killed process left in ``folder`` (not recursive).
+
+    :func:`atomic_write_bytes` writes ``.<name>.<pid>.tmp`` and renames it; a process
+    killed with SIGKILL mid-write leaves it behind. Only files of other processes are deleted.
+
+    Returns:
+        The deleted files.
+    """
+    removed: list[Path] = []
+    own = f".{os.getpid()}{TMP_SUFFIX}"
+    d = Path(folder)
+    if not d.is_dir():
+        return removed
+    for f in d.glob(f".*{TMP_SUFFIX}"):
+        if f.is_file() and not f.name.endswith(own):
+            with contextlib.suppress(OSError):
+                f.unlink()
+                removed.append(f)
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
