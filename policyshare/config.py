@@ -40,10 +40,16 @@ def read_yaml(path: str | Path) -> Any:
     try:
         return yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{p}: malformed YAML{where}: {problem}; fix the syntax") from e
+        context = getattr(e, "context", None)
+        mark = getattr(e, "problem_mark", None)
+        opened = getattr(e, "context_mark", None)
+        if "<stream end>" in problem and opened is not None:
+            # The file ended inside a construct: point at where it was opened, not at the end.
+            mark = opened
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = f"{context}, {problem}" if context else problem
+        raise ConfigError(f"{p}: malformed YAML{where}: {what}; fix the syntax") from e
 
 
 def _type_name(tp: Any) -> str:
