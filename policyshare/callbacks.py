@@ -1,11 +1,16 @@
 """SB3 callbacks that policyshare adds: periodic evaluation with an atomic learning curve,
-atomic checkpoints, and a guard against non-finite losses and parameters.
+atomic checkpoints at rollout boundaries (also on an interrupt), and a guard against
+non-finite losses and parameters.
 
 All frequencies are in **env steps** (summed over the vectorised envs), as ``total_timesteps``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import hashlib
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -13,8 +18,14 @@ from typing import Any
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from policyshare.checkpoints import atomic_write_json, read_json, save_sb3
-from policyshare.errors import NumericalError
+from policyshare.checkpoints import (
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json,
+    read_sb3_header,
+    save_sb3,
+)
+from policyshare.errors import CheckpointError, NumericalError
 from policyshare.evaluate import evaluate
 
 
@@ -48,6 +59,13 @@ class PeriodicEvaluation(BaseCallback):
         if curve_path.is_file():
             self.curve = read_json(curve_path, "evaluation curve")
         self.best_mean = max(self.curve["mean"], default=-math.inf)
+        if best_path is not None and best_path.is_file():
+            # A resumed run keeps the best model on disk unless it evaluates better; it may come
+            # from after the checkpoint the run continues from (its header names the step).
+            with contextlib.suppress(CheckpointError):
+                saved = read_sb3_header(best_path).get("eval_mean")
+                if isinstance(saved, (int, float)):
+                    self.best_mean = max(self.best_mean, float(saved))
         self._next = 0
 
     def _on_training_start(self) -> None:
@@ -77,45 +95,154 @@ class PeriodicEvaluation(BaseCallback):
                      {**self.header, "timesteps": self.num_timesteps, "eval_mean": result.mean})
 
 
-class AtomicCheckpoint(BaseCallback):
-    """Save ``ckpt_<env steps>.zip`` every ``freq`` env steps, atomically.
+def trim_curve(curve_path: Path, last_step: int) -> None:
+    """Keep the evaluations of ``evaluations.json`` up to env step ``last_step`` (on resume).
 
-    DQN's replay buffer is saved beside the latest checkpoint (``replay_buffer.pkl``) when
-    ``save_replay_buffer`` is set, so a resumed run continues with its memory.
+    A run killed after its last checkpoint may have evaluated beyond it; the resumed run
+    evaluates those steps again, so the curve neither repeats nor skips a step.
+    """
+    if not curve_path.is_file():
+        return
+    curve = read_json(curve_path, "evaluation curve")
+    keep = sum(1 for t in curve.get("timesteps", []) if t <= last_step)
+    if keep < len(curve.get("timesteps", [])):
+        atomic_write_json(curve_path, {k: list(v[:keep]) for k, v in curve.items()})
+
+
+class Interrupt:
+    """A request to stop training, set by a signal handler and honoured by
+    :class:`AtomicCheckpoint` at the next point where the model is consistent.
+
+    Attributes:
+        signal: name of the signal that asked to stop (``SIGINT``, ``SIGTERM``), or ``None``.
+    """
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    def request(self, name: str) -> None:
+        """Ask training to stop (from a signal handler: only sets a flag)."""
+        self.signal = name
+
+
+class TrainingInterrupted(Exception):
+    """Raised by :class:`AtomicCheckpoint` once it saved a checkpoint after an interrupt.
+
+    Attributes:
+        signal: the signal's name.
+        path: the checkpoint just saved.
+        step: its env step.
+    """
+
+    def __init__(self, signal: str, path: Path, step: int) -> None:
+        super().__init__(f"{signal} at env step {step}; saved {path}")
+        self.signal = signal
+        self.path = path
+        self.step = step
+
+
+class AtomicCheckpoint(BaseCallback):
+    """Save ``ckpt_<env steps>.zip`` every ``freq`` env steps, atomically, at rollout boundaries.
+
+    A checkpoint is taken when a rollout starts (or training ends) once ``freq`` env steps have
+    passed since the last, i.e. after the gradient updates on everything collected so far, so it
+    holds a consistent state: parameters, optimizer, schedule positions
+    (``_current_progress_remaining``, ``_n_updates``), the step counter, and the logged values
+    SB3 has recorded but not yet written (:func:`policyshare.logs.pending_values`). A run that
+    starts at step 0 therefore checkpoints at whole rollouts (multiples of ``n_steps * n_envs``
+    for PPO/A2C, of ``train_freq * n_envs`` for DQN), and a resumed run ends on the same step as
+    an uninterrupted one.
+
+    DQN's replay memory is saved beside each checkpoint as ``replay_<step>.pkl``, its SHA-256 in
+    the checkpoint's header, when ``save_replay_buffer`` is set.
+
+    On an :class:`Interrupt`, an on-policy model is saved at once as it was when the current
+    rollout started (collecting a rollout changes no parameter; the partial rollout is dropped);
+    an off-policy model at the next rollout start (at most ``train_freq * n_envs`` env steps
+    later). Then :class:`TrainingInterrupted` is raised.
 
     Args:
         folder: the checkpoints folder.
-        freq: env steps between checkpoints (> 0).
+        freq: env steps between checkpoints; 0: none (but still one on an interrupt).
         header: header stored in each checkpoint.
-        keep: how many recent checkpoints to keep (older ones are deleted).
+        keep: how many recent checkpoints to keep (older ones and their replay files are deleted).
         save_replay_buffer: also save the replay buffer (off-policy algorithms).
+        interrupt: the stop request to honour, if any.
     """
 
     def __init__(self, folder: Path, freq: int, header: dict[str, Any], keep: int = 3,
-                 save_replay_buffer: bool = False) -> None:
+                 save_replay_buffer: bool = False, interrupt: Interrupt | None = None) -> None:
         super().__init__()
         self.folder = folder
         self.freq = freq
         self.header = header
         self.keep = keep
         self.save_replay_buffer = save_replay_buffer
-        self._next = 0
+        self.interrupt = interrupt
+        self._next: float = math.inf
+        self._snapshot: dict[str, Any] | None = None
 
     def _on_training_start(self) -> None:
-        self._next = (self.num_timesteps // self.freq + 1) * self.freq
+        self._next = (self.num_timesteps // self.freq + 1) * self.freq if self.freq > 0 else math.inf
 
-    def _on_step(self) -> bool:
+    def _on_rollout_start(self) -> None:
+        self._snapshot = self._take_snapshot()
+        if self.interrupt is not None and self.interrupt.signal is not None:
+            self._stop(self.save())
         if self.num_timesteps >= self._next:
             self._next = (self.num_timesteps // self.freq + 1) * self.freq
             self.save()
+
+    def _on_step(self) -> bool:
+        if (self.interrupt is not None and self.interrupt.signal is not None
+                and self._snapshot is not None and self._on_policy()):
+            self._stop(self.save(rewind=True))
         return True
 
-    def save(self) -> Path:
-        """Save a checkpoint at the current step now."""
-        path = save_checkpoint(self.model, self.folder, self.header, self.save_replay_buffer)
+    def _on_training_end(self) -> None:
+        # After the last update: as consistent as a rollout start.
+        if self.num_timesteps >= self._next:
+            self._next = (self.num_timesteps // self.freq + 1) * self.freq
+            self.save()
+
+    def _on_policy(self) -> bool:
+        from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+        return isinstance(self.model, OnPolicyAlgorithm)
+
+    def _take_snapshot(self) -> dict[str, Any]:
+        from policyshare.logs import pending_values
+
+        m = self.model
+        return {"num_timesteps": m.num_timesteps, "_episode_num": m._episode_num,
+                "ep_info_buffer": copy.copy(m.ep_info_buffer),
+                "ep_success_buffer": copy.copy(m.ep_success_buffer),
+                "pending_log": pending_values(m.logger)}
+
+    def _stop(self, path: Path) -> None:
+        assert self.interrupt is not None and self.interrupt.signal is not None
+        raise TrainingInterrupted(self.interrupt.signal, path, checkpoint_step(path))
+
+    def save(self, rewind: bool = False) -> Path:
+        """Save a checkpoint now (``rewind``: as the model was when this rollout started)."""
+        from policyshare.logs import pending_values
+
+        snap = self._snapshot if rewind and self._snapshot is not None else self._take_snapshot()
+        pending = snap["pending_log"] if rewind else pending_values(self.model.logger)
+        current = {k: getattr(self.model, k) for k in snap if k != "pending_log"}
+        try:
+            for k, v in snap.items():
+                if k != "pending_log":
+                    setattr(self.model, k, v)
+            path = save_checkpoint(self.model, self.folder, self.header, self.save_replay_buffer,
+                                   pending_log=pending)
+        finally:
+            for k, v in current.items():
+                setattr(self.model, k, v)
         ckpts = sorted(self.folder.glob("ckpt_*.zip"), key=checkpoint_step)
         for old in ckpts[: max(0, len(ckpts) - self.keep)]:
             old.unlink(missing_ok=True)
+            replay_path(self.folder, checkpoint_step(old)).unlink(missing_ok=True)
         return path
 
 
@@ -127,26 +254,91 @@ def checkpoint_step(path: Path) -> int:
         return -1
 
 
+def replay_path(folder: Path, step: int) -> Path:
+    """The replay memory saved with ``ckpt_<step>.zip``: ``replay_<step>.pkl``."""
+    return folder / f"replay_{step}.pkl"
+
+
+def check_finite(model: Any) -> None:
+    """Raise :class:`NumericalError` if a parameter of ``model.policy`` is NaN or infinite."""
+    for name, p in model.policy.named_parameters():
+        if not torch.isfinite(p).all():
+            raise NumericalError(f"training stopped at env step {model.num_timesteps}: parameter "
+                                 f"{name} is not finite")
+
+
 def save_checkpoint(model: Any, folder: Path, header: dict[str, Any],
-                    save_replay_buffer: bool = False) -> Path:
-    """Save ``folder/ckpt_<num_timesteps>.zip`` (and the replay buffer) atomically."""
-    import io
+                    save_replay_buffer: bool = False, pending_log: dict[str, Any] | None = None) -> Path:
+    """Save ``folder/ckpt_<num_timesteps>.zip`` (and ``replay_<step>.pkl``) atomically.
 
-    from policyshare.checkpoints import atomic_write_bytes
+    The replay memory is written first and its SHA-256 goes into the checkpoint's header, so a
+    checkpoint is only ever paired with the memory of its own step.
 
+    Args:
+        model: the SB3 model.
+        folder: the checkpoints folder.
+        header: header stored in the zip (``timesteps`` is added).
+        save_replay_buffer: also save the replay buffer, if the model has one.
+        pending_log: logged values not yet written (:func:`policyshare.logs.pending_values`).
+
+    Raises:
+        NumericalError: a parameter is not finite (nothing is written).
+        CheckpointError: a write failed (the previous checkpoint is kept).
+    """
+    check_finite(model)
+    full = {**header, "timesteps": model.num_timesteps}
+    if pending_log is not None:
+        full["pending_log"] = pending_log
     if save_replay_buffer and getattr(model, "replay_buffer", None) is not None:
         buf = io.BytesIO()
         model.save_replay_buffer(buf)
-        atomic_write_bytes(folder / "replay_buffer.pkl", buf.getvalue())
-    return save_sb3(model, folder / f"ckpt_{model.num_timesteps}.zip",
-                    {**header, "timesteps": model.num_timesteps})
+        data = buf.getvalue()
+        replay = atomic_write_bytes(replay_path(folder, model.num_timesteps), data)
+        full["replay_buffer"] = {"file": replay.name, "sha256": hashlib.sha256(data).hexdigest()}
+    return save_sb3(model, folder / f"ckpt_{model.num_timesteps}.zip", full)
+
+
+def load_replay(model: Any, checkpoint: Path, header: dict[str, Any]) -> bool:
+    """Load the replay memory saved with ``checkpoint`` into ``model``, after verifying it.
+
+    Checkpoints written before replay files were per step fall back to ``replay_buffer.pkl``.
+
+    Returns:
+        Whether a memory was loaded.
+
+    Raises:
+        CheckpointError: the memory named in the header is missing or does not match its
+            checksum.
+    """
+    info = header.get("replay_buffer")
+    if not isinstance(info, dict):
+        legacy = checkpoint.parent / "replay_buffer.pkl"
+        if legacy.is_file():
+            model.load_replay_buffer(str(legacy))
+            return True
+        return False
+    path = checkpoint.parent / str(info.get("file"))
+    if not path.is_file():
+        raise CheckpointError(f"the replay memory {path} of {checkpoint} is missing; delete "
+                              f"{checkpoint.name} to resume from an earlier checkpoint")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != info.get("sha256"):
+        raise CheckpointError(f"the replay memory {path} of {checkpoint} is corrupt (checksum "
+                              f"mismatch); delete {checkpoint.name} to resume from an earlier "
+                              "checkpoint")
+    model.load_replay_buffer(io.BytesIO(data))
+    return True
 
 
 class FiniteGuard(BaseCallback):
     """Stop training when a parameter or a logged loss is NaN or infinite.
 
     Checked after every rollout (on-policy) or every ``check_freq`` calls (off-policy), i.e.
-    after the gradient updates that could have produced the fault.
+    after the gradient updates that could have produced the fault, and before any checkpoint
+    of that rollout is saved (keep this callback first).
+
+    Attributes:
+        last_losses: the ``train/…`` values seen at the last check (for messages).
 
     Raises:
         NumericalError: naming the env step, and the loss or parameter that is not finite.
@@ -155,20 +347,19 @@ class FiniteGuard(BaseCallback):
     def __init__(self, check_freq: int = 1000) -> None:
         super().__init__()
         self.check_freq = check_freq
+        self.last_losses: dict[str, float] = {}
 
     def _check(self) -> None:
         logged = getattr(self.model.logger, "name_to_value", {})
         for key, value in logged.items():
-            if key.startswith("train/") and isinstance(value, float) and not math.isfinite(value):
-                self._fail(f"loss {key} = {value}")
-        for name, p in self.model.policy.named_parameters():
-            if not torch.isfinite(p).all():
-                self._fail(f"parameter {name} is not finite")
+            if key.startswith("train/") and isinstance(value, (float, int)):
+                if not math.isfinite(value):
+                    self._fail(f"loss {key} = {value}")
+                self.last_losses[key] = float(value)
+        check_finite(self.model)
 
     def _fail(self, what: str) -> None:
-        raise NumericalError(
-            f"training stopped at env step {self.num_timesteps}: {what}; the last good checkpoint "
-            "is kept — lower the learning rate and rerun with --resume")
+        raise NumericalError(f"training stopped at env step {self.num_timesteps}: {what}")
 
     def _on_rollout_start(self) -> None:
         self._check()

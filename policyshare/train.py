@@ -12,6 +12,7 @@ parallel envs; evaluation is in complete episodes.
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,15 +26,20 @@ from policyshare.algos import PolicyConfig, TrunkConfig, algo_params, build_mode
 from policyshare.callbacks import (
     AtomicCheckpoint,
     FiniteGuard,
+    Interrupt,
     PeriodicEvaluation,
+    TrainingInterrupted,
     checkpoint_step,
-    save_checkpoint,
+    load_replay,
+    trim_curve,
 )
 from policyshare.checkpoints import (
     ALGOS,
     atomic_write_json,
     load_sb3,
     load_trunk_weights,
+    read_sb3_header,
+    remove_stale_temporaries,
     save_sb3,
     save_trunk,
 )
@@ -47,8 +53,9 @@ from policyshare.config import (
     to_dict,
 )
 from policyshare.envs import Suite, check_env_id, make_vec_env
-from policyshare.errors import UserError
+from policyshare.errors import CheckpointError, NumericalError, UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate, random_return
+from policyshare.logs import open_logger, restore_pending
 from policyshare.paths import default_config
 from policyshare.runs import RunFolder, default_run_dir
 
@@ -160,12 +167,96 @@ def latest_checkpoint(run: RunFolder) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def rollout_size(algo: str, n_envs: int, params: Any) -> int:
+    """Env steps SB3 collects between two updates: the granularity of a run's step count.
+
+    PPO/A2C collect ``n_steps * n_envs`` env steps per rollout; DQN ``train_freq * n_envs``
+    (``train_freq`` counted in steps). SB3 stops at the first whole rollout at or after the
+    requested ``timesteps``, so a run trains ``ceil(timesteps / size) * size`` env steps.
+    """
+    if algo in ("ppo", "a2c"):
+        return int(params.n_steps) * n_envs
+    freq = getattr(params, "train_freq", 1)
+    return (int(freq) if isinstance(freq, int) else 1) * n_envs
+
+
+def trained_timesteps(requested: int, size: int) -> int:
+    """``requested`` rounded up to whole rollouts of ``size`` env steps (see :func:`rollout_size`)."""
+    return -(-requested // size) * size
+
+
+def resume_point(run: RunFolder, quiet: bool = False) -> tuple[Path | None, dict[str, Any]]:
+    """The file a resumed run continues from, and its verified header.
+
+    The newest of the run's ``ckpt_<step>.zip`` and its final ``model.zip`` (written before the
+    final evaluation) whose checksum verifies. A file that fails verification is skipped with a
+    note on stderr, so a damaged newest checkpoint costs the steps since the one before.
+
+    Returns:
+        ``(path, header)``, or ``(None, {})`` when there is none (the run restarts from step 0).
+    """
+    candidates: list[tuple[int, Path]] = [(checkpoint_step(c), c)
+                                          for c in run.checkpoints_dir.glob("ckpt_*.zip")]
+    final = run.path / "model.zip"
+    if final.is_file():
+        try:
+            candidates.append((int(read_sb3_header(final).get("timesteps", -1)), final))
+        except CheckpointError as e:
+            if not quiet:
+                print(f"note: not resuming from {final}: {e}", file=sys.stderr)
+    for _, path in sorted(candidates, key=lambda c: c[0], reverse=True):
+        try:
+            return path, read_sb3_header(path)
+        except CheckpointError as e:
+            if not quiet:
+                print(f"note: skipping {path}: {e}", file=sys.stderr)
+    return None, {}
+
+
+# Operational settings that may differ between a run and its resume: they do not change results.
+_RESUME_FREE = ("progress_bar", "device", "torch_threads", "vec_env")
+
+
+def check_same_config(run: RunFolder, resolved: Mapping[str, Any]) -> None:
+    """Refuse to resume a run with another config than it started with.
+
+    A resumed SB3 model keeps the hyper-parameters and schedules of its checkpoint, and the
+    step budget fixes the schedules' positions, so a changed setting would not act or would
+    silently make another experiment.
+
+    Raises:
+        UserError: naming the settings that differ.
+    """
+    import yaml
+
+    if not run.config_path.is_file():
+        return
+    try:
+        before = yaml.safe_load(run.config_path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"{run.config_path} is corrupt ({e}); cannot check what the run "
+                              "was started with") from e
+    now = yaml.safe_load(yaml.safe_dump(dict(resolved), sort_keys=False))
+    diff = sorted(_differences(before, now))
+    if diff:
+        shown = "; ".join(diff[:4]) + ("; …" if len(diff) > 4 else "")
+        raise UserError(f"cannot resume {run.path} with other settings ({shown}); resume with the "
+                        "command it started with (see its meta.json), or choose another --run-dir")
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b), key=str):
+            if not prefix and k in _RESUME_FREE:
+                continue
+            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} then, {b!r} now"]
+
+
 class _Interrupted(Exception):
-    pass
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise _Interrupted(signal.Signals(signum).name)
+    """A second SIGINT/SIGTERM: stop at once."""
 
 
 def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
@@ -220,21 +311,28 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         resolved["init_trunk"] = str(init_trunk)
         resolved["freeze_trunk"] = freeze_trunk
     resolved.update(extra_config or {})
-    run = RunFolder.open(run_dir or default_run_dir("train", env_id, seed, algo), command="train",
-                         config=resolved, seed=seed, resume=resume)
+    folder = Path(run_dir or default_run_dir("train", env_id, seed, algo))
+    if resume:
+        check_same_config(RunFolder(folder), resolved)
+    run = RunFolder.open(folder, command="train", config=resolved, seed=seed, resume=resume)
     torch.set_num_threads(cfg.torch_threads)
     header = {"format": "policyshare.sb3", "algo": algo, "env_id": env_id, "seed": seed,
               "run": str(run.path), "trunk": resolved["trunk"], "policy": resolved["policy"]}
+    target = trained_timesteps(cfg.timesteps, rollout_size(algo, cfg.n_envs, params))
+    if target != cfg.timesteps and not quiet and not resume:
+        print(f"note: {algo.upper()} collects {rollout_size(algo, cfg.n_envs, params)} env steps per "
+              f"rollout, so this run trains {target} env steps ({cfg.timesteps} rounded up)")
 
     env = make_vec_env(env_id, cfg.n_envs, seed, cfg.vec_env)
-    ckpt = latest_checkpoint(run) if resume else None
+    ckpt, ckpt_header = resume_point(run, quiet) if resume else (None, {})
     if ckpt is not None:
         model, _ = load_sb3(ckpt, env=env, device=cfg.device)
         if freeze_trunk:
             _freeze_trunk(model)
-        replay = run.checkpoints_dir / "replay_buffer.pkl"
-        if algo == "dqn" and replay.is_file():
-            model.load_replay_buffer(str(replay))
+        if algo == "dqn" and ckpt.parent == run.checkpoints_dir:
+            load_replay(model, ckpt, ckpt_header)
+        # Fresh, reproducible random streams from the resume point (envs restart their episodes).
+        model.set_random_seed(seed + model.num_timesteps)
     else:
         model = (build_model(algo, env, params, cfg.policy, cfg.trunk, suite, seed, cfg.device)
                  if model_factory is None else model_factory(env, cfg, params, suite, seed))
@@ -245,38 +343,82 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
                 model.q_net_target.load_state_dict(model.q_net.state_dict())
         if freeze_trunk:
             _freeze_trunk(model)
-    from stable_baselines3.common.logger import configure
+    resume_step = int(model.num_timesteps) if resume else None
+    if resume_step is not None:
+        # Cut what a killed run logged or evaluated after the state it continues from.
+        for d in (run.path, run.checkpoints_dir, run.tb_dir):
+            remove_stale_temporaries(d)
+        trim_curve(run.path / "evaluations.json", resume_step)
+        if not quiet:
+            print(f"resuming {run.path} at env step {resume_step}"
+                  + (f" from {ckpt}" if ckpt is not None else " (no checkpoint yet: from the start)"))
+    model.set_logger(open_logger(run.tb_dir, resume_step))
+    restore_pending(model.logger, ckpt_header.get("pending_log"))
 
-    model.set_logger(configure(str(run.tb_dir), ["tensorboard", "csv"]))
-
-    callbacks: list[Any] = [FiniteGuard(), *extra_callbacks]
+    guard = FiniteGuard()
+    callbacks: list[Any] = [guard, *extra_callbacks]
     evaluator = None
     if cfg.eval.freq > 0:
         evaluator = PeriodicEvaluation(env_id, cfg.eval.freq, cfg.eval.episodes,
                                        seed + EVAL_SEED_OFFSET, run.path / "evaluations.json",
                                        run.path / "best_model.zip", header)
         callbacks.append(evaluator)
-    checkpointer = AtomicCheckpoint(run.checkpoints_dir, cfg.checkpoint_freq or cfg.timesteps,
-                                    header, save_replay_buffer=algo == "dqn")
-    if cfg.checkpoint_freq > 0:
-        callbacks.append(checkpointer)
+    interrupt = Interrupt()
+    checkpointer = AtomicCheckpoint(run.checkpoints_dir, cfg.checkpoint_freq, header,
+                                    save_replay_buffer=algo == "dqn", interrupt=interrupt)
+    callbacks.append(checkpointer)
 
     remaining = cfg.timesteps - model.num_timesteps
+    start_step = int(model.num_timesteps)
     started = time.perf_counter()
-    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _request_stop(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if interrupt.signal is not None:  # a second signal: stop now, without saving
+            raise _Interrupted(name)
+        interrupt.request(name)
+        if not quiet:
+            print(f"\n{name}: saving a checkpoint and stopping (send it again to stop at once, "
+                  "without saving)", file=sys.stderr, flush=True)
+
+    previous = {s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if remaining > 0:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=ckpt is None,
                         progress_bar=cfg.progress_bar and not quiet, tb_log_name="")
+        if interrupt.signal is not None:  # arrived during the last update: training is complete
+            checkpointer.init_callback(model)
+            raise TrainingInterrupted(interrupt.signal, checkpointer.save(), model.num_timesteps)
+    except TrainingInterrupted as e:
+        raise UserError(f"interrupted ({e.signal}) at env step {e.step}; saved {e.path}; continue "
+                        "with the same command and --resume") from None
     except (_Interrupted, KeyboardInterrupt) as e:
-        path = save_checkpoint(model, run.checkpoints_dir, header, algo == "dqn")
-        raise UserError(f"interrupted ({e or 'SIGINT'}) at env step {model.num_timesteps}; saved "
-                        f"{path}; continue with the same command and --resume") from None
+        last = latest_checkpoint(run)
+        raise UserError(f"interrupted again ({e or 'SIGINT'}) at env step {model.num_timesteps} "
+                        f"before a checkpoint was saved; the last checkpoint is "
+                        f"{last or 'none (the run restarts)'}; continue with the same command and "
+                        "--resume") from None
+    except NumericalError as e:
+        raise NumericalError(_numerical_advice(str(e), run)) from None
+    except (ValueError, RuntimeError) as e:
+        # A policy whose outputs overflowed fails inside SB3 (e.g. Categorical(logits=nan)).
+        if not _diverged(model, e):
+            raise
+        losses = ", ".join(f"{k} = {v:.4g}" for k, v in sorted(guard.last_losses.items())
+                           if "loss" in k) or "none logged yet"
+        raise NumericalError(_numerical_advice(
+            f"training stopped at env step {model.num_timesteps}: the network's outputs became NaN "
+            f"or infinite during an update (largest parameter magnitude {_max_abs(model):.3g}; last "
+            f"losses: {losses})", run)) from None
+    except OSError as e:
+        raise CheckpointError(f"could not write {e.filename or 'a log file'}: {e.strerror or e}; free "
+                              "space or fix permissions, then continue with --resume (checkpoints "
+                              "are kept)") from e
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
     train_wall = time.perf_counter() - started
-    trained_steps = max(0, remaining)
+    trained_steps = int(model.num_timesteps) - start_step
 
     model_path = save_sb3(model, run.path / "model.zip", {**header, "timesteps": model.num_timesteps})
     extractor = model.policy.features_extractor if algo != "dqn" else model.q_net.features_extractor
@@ -288,12 +430,15 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
     env.close()
     if evaluator is not None and (not evaluator.curve["timesteps"]
                                   or evaluator.curve["timesteps"][-1] < model.num_timesteps):
+        if evaluator.model is None:  # learn() did not run (resumed from the final model)
+            evaluator.init_callback(model)
         evaluator.run_evaluation()
     final = evaluate(model, env_id, cfg.eval.final_episodes, seed + EVAL_SEED_OFFSET)
     rand = random_return(env_id, cfg.eval.random_episodes, seed + EVAL_SEED_OFFSET)
     metrics = {
         "env_id": env_id, "algo": algo, "seed": seed, "run_name": run_name or algo,
         "timesteps": int(model.num_timesteps),
+        "timesteps_requested": cfg.timesteps,
         "eval_episodes": cfg.eval.final_episodes,
         "eval_mean_return": final.mean, "eval_std_return": final.std,
         "eval_returns": final.returns,
@@ -316,6 +461,27 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         print(f"trunk:        {trunk_path}  (policyshare.load_trunk)")
         print(f"TensorBoard:  tensorboard --logdir {run.tb_dir}")
     return TrainResult(run.path, model_path, trunk_path, metrics, model)
+
+
+def _numerical_advice(message: str, run: RunFolder) -> str:
+    last = latest_checkpoint(run)
+    kept = (f"the last good checkpoint {last} is kept (continue from it with --resume, or lower "
+            "the learning rate in a new run)" if last is not None else
+            "no checkpoint was written yet; lower the learning rate and start again")
+    return f"{message}; {kept}"
+
+
+def _max_abs(model: Any) -> float:
+    return max((float(p.detach().abs().max()) for p in model.policy.parameters() if p.numel()),
+               default=0.0)
+
+
+def _diverged(model: Any, error: BaseException) -> bool:
+    """Whether ``error`` comes from a diverged network rather than from a bug."""
+    msg = str(error).lower()
+    if "invalid values" in msg or ("nan" in msg and "inf" in msg):
+        return True
+    return any(not torch.isfinite(p).all() for p in model.policy.parameters())
 
 
 def _freeze_trunk(model: Any) -> None:
