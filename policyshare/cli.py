@@ -4,7 +4,8 @@ Every subcommand that writes follows one convention: ``--run-dir DIR`` chooses t
 ``--seed``/``--seeds`` the seeds, and the default folder is ``runs/<command>/<env>…__s<seed>``.
 A user error (bad flag, unknown env id, bad config, missing or corrupt checkpoint, mismatched
 shapes, a run folder that would be overwritten) prints one line on stderr and exits with
-status 2; nothing is overwritten.
+status 2; nothing is overwritten. Ctrl-C outside a training loop prints one line and exits with
+status 130 (training loops save a checkpoint first and exit with status 2).
 """
 
 from __future__ import annotations
@@ -293,3 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         print(f"policyshare {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:
+        # Commands that train save on Ctrl-C themselves; this covers the other moments.
+        hint = "; rerun the same command with --resume to continue" if hasattr(args, "resume") else ""
+        print(f"policyshare {args.command}: interrupted (Ctrl-C){hint}", file=sys.stderr)
+        return 130
