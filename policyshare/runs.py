@@ -11,6 +11,7 @@ Layout (see ``runs/README.md``)::
     <run>/trunk.safetensors  the trunk, loadable with ``policyshare.load_trunk``
     <run>/evaluations.json   periodic evaluation curve (env steps, mean, std)
     <run>/metrics.json       final figures; its presence marks the run finished
+    <run>/.lock              held (flock) by the process writing the run
 """
 
 from __future__ import annotations
@@ -68,6 +69,41 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+#: Run folders this process holds, by resolved path: the open, flock-ed ``.lock`` file.
+_LOCKS: dict[Path, int] = {}
+LOCK_NAME = ".lock"
+
+
+def _lock(folder: Path) -> None:
+    """Hold an exclusive ``flock`` on ``folder/.lock`` until this process ends.
+
+    Two processes writing one run folder (a job resubmitted while the first still runs) would
+    interleave checkpoints and logs; the second is refused. The lock is the kernel's, so a
+    killed process leaves none behind; one process may reopen a folder it holds. File systems
+    without ``flock`` support are not locked.
+
+    Raises:
+        UserError: another process holds the folder.
+    """
+    import fcntl
+    import os
+
+    key = folder.resolve()
+    if key in _LOCKS:
+        return
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"run folder {folder} is in use by another running process; wait for it to "
+                        "end (or stop it), then continue with --resume") from None
+    except OSError:  # no flock on this file system: carry on unlocked
+        os.close(fd)
+        return
+    _LOCKS[key] = fd
+
+
 @dataclass
 class RunFolder:
     """A run's folder and the paths inside it."""
@@ -113,10 +149,11 @@ class RunFolder:
 
         Raises:
             UserError: the folder holds a finished run; holds an unfinished one and
-                ``resume`` is off; or ``resume`` is on and there is nothing to resume.
+                ``resume`` is off; ``resume`` is on and there is nothing to resume; or another
+                process is writing to it (see :func:`_lock`).
         """
         run = cls(Path(path))
-        exists = run.path.is_dir() and any(run.path.iterdir())
+        exists = run.path.is_dir() and any(f.name != LOCK_NAME for f in run.path.iterdir())
         if run.finished:
             raise UserError(f"run folder {run.path} holds a finished run (metrics.json); choose "
                             "another --run-dir or delete that folder")
@@ -126,6 +163,7 @@ class RunFolder:
         if resume and not run.meta_path.is_file():
             raise UserError(f"nothing to resume in {run.path}; drop --resume to start a new run")
         run.path.mkdir(parents=True, exist_ok=True)
+        _lock(run.path)
         meta = read_json(run.meta_path, "run metadata") if resume else {
             "command": command, "seed": seed, "invocations": []}
         meta["invocations"].append({"command_line": command_line(), "cwd": str(Path.cwd()),
