@@ -80,19 +80,19 @@ class PeriodicEvaluation(BaseCallback):
 
     def run_evaluation(self) -> None:
         """Evaluate now, log, update the curve and the best model."""
+        step = int(self.model.num_timesteps)  # also right when called outside learn()
         result = evaluate(self.model, self.env_id, self.episodes, self.seed)
         self.logger.record("eval/mean_reward", result.mean)
         self.logger.record("eval/std_reward", result.std)
         self.logger.record("eval/mean_ep_length", sum(result.lengths) / len(result.lengths))
-        self.logger.dump(self.num_timesteps)
-        self.curve["timesteps"].append(self.num_timesteps)
+        self.logger.dump(step)
+        self.curve["timesteps"].append(step)
         self.curve["mean"].append(result.mean)
         self.curve["std"].append(result.std)
         atomic_write_json(self.curve_path, self.curve)
         if result.mean > self.best_mean and self.best_path is not None:
             self.best_mean = result.mean
-            save_sb3(self.model, self.best_path,
-                     {**self.header, "timesteps": self.num_timesteps, "eval_mean": result.mean})
+            save_sb3(self.model, self.best_path, {**self.header, "timesteps": step, "eval_mean": result.mean})
 
 
 def trim_curve(curve_path: Path, last_step: int) -> None:

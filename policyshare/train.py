@@ -430,7 +430,7 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
     env.close()
     if evaluator is not None and (not evaluator.curve["timesteps"]
                                   or evaluator.curve["timesteps"][-1] < model.num_timesteps):
-        if evaluator.model is None:  # learn() did not run (resumed from the final model)
+        if getattr(evaluator, "model", None) is None:  # learn() did not run (resumed from the final model)
             evaluator.init_callback(model)
         evaluator.run_evaluation()
     final = evaluate(model, env_id, cfg.eval.final_episodes, seed + EVAL_SEED_OFFSET)
