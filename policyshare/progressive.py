@@ -1115,10 +1115,12 @@ def column_model_factory(algo: str, n_columns: int, trunk: Mapping[str, Any], ad
     """A ``model_factory`` for :func:`policyshare.train.train` that trains column ``n_columns``.
 
     The SB3 model (PPO or A2C, :class:`ProgressivePolicy`) is built first — SB3's ``ortho_init``
-    then initialises every column — and the frozen columns are loaded from ``network``
-    afterwards. Without a network, the frozen columns are random (Rusu et al. 2016's baseline
-    4): drawn like SB3's orthogonal initialisation, from ``seed + RANDOM_COLUMN_SEED_OFFSET``
-    so that they differ from the initialisation a column-1 run of the same seed starts from.
+    then initialises every column — the new column's first layer gets the initialisation
+    :func:`~policyshare.algos.init_padded_input_layer` gives a single column (zero weights on
+    zero-padded channels), and the frozen columns are loaded from ``network`` afterwards.
+    Without a network, the frozen columns are random (Rusu et al. 2016's baseline 4): drawn as
+    a single column is initialised, from ``seed + RANDOM_COLUMN_SEED_OFFSET`` so that they
+    differ from the initialisation a column-1 run of the same seed starts from.
 
     Args:
         algo: ``ppo`` or ``a2c``.
@@ -1138,7 +1140,7 @@ def column_model_factory(algo: str, n_columns: int, trunk: Mapping[str, Any], ad
         raise UserError(f"progressive columns train with {' or '.join(ALGOS)}, not {algo!r}")
 
     def build(env: Any, cfg: Any, params: Any, suite: Any, seed: int) -> Any:
-        from policyshare.algos import build_model
+        from policyshare.algos import build_model, init_padded_input_layer
 
         reuse = algo == "ppo" and params.n_epochs > 1  # A2C uses each rollout once
         kwargs = {"trunk": dict(trunk), "alignment": suite.alignment_kwargs(cfg.trunk.alignment),
@@ -1148,6 +1150,9 @@ def column_model_factory(algo: str, n_columns: int, trunk: Mapping[str, Any], ad
                             policy_class=ProgressivePolicy,
                             features_extractor=(ProgressiveExtractor, kwargs))
         extractor = model.policy.features_extractor
+        ortho = cfg.policy.ortho_init
+        # The new column starts as a single column does (build_model's init of a padded input).
+        init_padded_input_layer(extractor.trunk, extractor.alignment, ortho)
         if network is not None:
             network.load_frozen_into(extractor)
         else:  # a fresh draw, independent of the one every column-1 run of this seed starts from
@@ -1156,6 +1161,7 @@ def column_model_factory(algo: str, n_columns: int, trunk: Mapping[str, Any], ad
                 for c in range(n_columns - 1):
                     for module in extractor.stack.column_modules(c):
                         module.apply(partial(ActorCriticPolicy.init_weights, gain=np.sqrt(2)))
+                    init_padded_input_layer(extractor.stack.column(c), extractor.alignment, True)
         return model
 
     return build
@@ -1174,6 +1180,7 @@ class _Plan:
     cfg: ProgressiveConfig
     timesteps: int | None
     overrides: dict[str, Any]
+    runs: dict[str, dict[str, Any]]
     trunk: dict[str, Any]
     spec: TrunkSpec
     controls: list[str]
@@ -1188,7 +1195,8 @@ class _Plan:
         # The command line's choices (algo, timesteps, controls) win over the config file's.
         return {**to_dict(self.cfg), "tasks": self.tasks, "target": self.target, "algo": self.algo,
                 "seeds": self.seeds, "timesteps": self.timesteps, "init_from": init_from,
-                "controls": self.controls, "spec": self.spec.to_dict(), "train": self.overrides}
+                "controls": self.controls, "spec": self.spec.to_dict(), "train": self.overrides,
+                "runs": self.runs}
 
 
 def _plan(tasks: Sequence[str], config: str | Path | None, algo: str | None, timesteps: int | None,
@@ -1225,8 +1233,9 @@ def _plan(tasks: Sequence[str], config: str | Path | None, algo: str | None, tim
     trunk_cfg = {"spec": first.trunk.spec or suite.trunk, "activation": first.trunk.activation,
                  "theta": first.trunk.theta, "alignment": mode}
     run_overrides = deep_merge(cfg.train, {"trunk": trunk_cfg})
-    configs = [load_train_config(t, algo, cfg.train_config, run_overrides)[0] for t in tasks]
-    target = configs[-1]  # the target's runs are the ones compared
+    resolved_runs = {t: load_train_config(t, algo, cfg.train_config, run_overrides) for t in tasks}
+    runs = {t: {**to_dict(c), "hyperparams": to_dict(h)} for t, (c, h) in resolved_runs.items()}
+    target = resolved_runs[tasks[-1]][0]  # the target's runs are the ones compared
     steps = timesteps or target.timesteps
     if not 0 < 2 * target.eval.freq <= steps:
         raise ConfigError(f"transfer is measured on learning curves of at least two evaluations: "
@@ -1245,7 +1254,8 @@ def _plan(tasks: Sequence[str], config: str | Path | None, algo: str | None, tim
         raise UserError(f"unknown control {unknown[0]!r}; choose from {', '.join(CONTROLS)}")
     if not seeds:
         raise UserError("no seeds given; pass --seeds 0 1 2")
-    return _Plan(tasks, algo, cfg, timesteps, run_overrides, trunk, spec, chosen, list(seeds), quiet)
+    return _Plan(tasks, algo, cfg, timesteps, run_overrides, runs, trunk, spec, chosen, list(seeds),
+                 quiet)
 
 
 def _say(plan: _Plan, text: str) -> None:
@@ -1271,7 +1281,7 @@ def _stage(plan: _Plan, run_dir: Path, task: str, seed: int, method: str, **kwar
     _say(plan, f"[s{seed}] {method} on {task}: {'resuming' if resume else 'training'} → {run_dir}")
     started = time.perf_counter()
     result = train(task, plan.algo, config=plan.cfg.train_config, timesteps=plan.timesteps,
-                   seed=seed, run_dir=run_dir, overrides=plan.overrides, resume=resume,
+                   seed=seed, run_dir=run_dir, overrides=plan.runs[task], resume=resume,
                    run_name=method, quiet=True, **kwargs)
     m = result.metrics
     _say(plan, f"[s{seed}] {method} on {task}: eval return {m['eval_mean_return']:.2f} ± "
@@ -1483,6 +1493,9 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
     TensorBoard overlays them by name, ``tensorboard --logdir <run_dir>``); the growing network
     is ``s<seed>/network.safetensors`` and its columns ``s<seed>/columns/*.safetensors``. A run
     that finished is never redone: re-run with ``resume`` to continue after an interruption.
+    Every task's training config is resolved once, recorded in the experiment's ``config.yaml``
+    (``runs``) and passed whole to every run, so all runs of the experiment — resumed ones
+    too — train with the settings it started with, whatever later edits to the config files.
 
     At the root: ``metrics.json`` (transfer % per seed and its IQM with a 95 % bootstrap
     interval per method, final returns, the no-forgetting check, lateral scalars, Average
@@ -1523,10 +1536,11 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
     if resume:
         saved = read_yaml(exp.config_path)
         now = yaml.safe_load(yaml.safe_dump(resolved, sort_keys=False))
-        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        changed = sorted(k for k in set(saved) | set(now) if k != "runs" and saved.get(k) != now.get(k))
         if changed:
             raise UserError(f"{folder} was started with other settings ({', '.join(changed)}); "
                             "resume with the same command or choose another --run-dir")
+        plan.runs = saved["runs"]  # the training configs the experiment started with
     per_seed: dict[int, dict[str, Any]] = {}
     for seed in plan.seeds:
         seed_dir = exp.path / f"s{seed}"
@@ -1549,6 +1563,11 @@ METHOD_LABELS: dict[str, str] = {
     "finetune": "baseline 3: column 1 fine-tuned",
     "random_column": "baseline 4: random frozen column 1",
 }
+
+
+def _short(task: str) -> str:
+    """``MinAtar/Breakout-v1`` → ``Breakout-v1`` (for plot titles)."""
+    return task.rsplit("/", 1)[-1]
 
 
 def _write_tensorboard(run_dir: Path, scalars: Mapping[str, float], step: int) -> None:
@@ -1592,8 +1611,8 @@ def _summarise(plan: _Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]
                 _write_tensorboard(path, {"progressive/transfer_percent": value}, steps[m][str(seed)])
     plot_curves({METHOD_LABELS[m]: [curves[m][s] for s in per_seed] for m in methods},
                 root / "curves.png",
-                f"{plan.target} after {' → '.join(plan.tasks[:-1])} ({plan.algo}, seeds "
-                f"{' '.join(map(str, per_seed))})")
+                f"{_short(plan.target)} after {' → '.join(map(_short, plan.tasks[:-1]))}\n"
+                f"({plan.algo}, seeds {' '.join(map(str, per_seed))}; bands: 95% bootstrap CI)")
     k = len(plan.tasks)
     alphas = {str(s): {name: a.alpha.item() for name, a in d["network"].stack.adapters(k - 1).items()}
               for s, d in per_seed.items()}
@@ -1612,7 +1631,7 @@ def _summarise(plan: _Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]
                           f"Sec. 5; mean ± std over seeds {', '.join(fishers)}; each layer sums "
                           f"to 1 over columns)\n\n{table}")
         plot_fisher_heatmap(mean, columns, layers, root / "fisher.png",
-                            f"Average Fisher Sensitivity on {plan.target} (mean of {len(fishers)} seeds)")
+                            f"AFS on {_short(plan.target)}\n(mean of {len(fishers)} seeds)")
         fisher = {"target": plan.target, "layers": layers, "columns": columns,
                   "afs_mean": {c: dict(zip(layers, map(float, row))) for c, row in zip(columns, mean)},
                   "afs_std": {c: dict(zip(layers, map(float, row))) for c, row in zip(columns, std)},
