@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Small networks: one thread is far faster than several on a shared 2-core machine.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 

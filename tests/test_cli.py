@@ -51,10 +51,17 @@ def test_train_and_evaluate_smoke(tmp_path: Path) -> None:
     assert meta["invocations"][0]["command_line"].startswith("policyshare train")
     assert "torch" in meta["invocations"][0]["versions"]
 
-    proc = run_cli("evaluate", str(run), "--episodes", "2", "--json", "--video", str(tmp_path / "ep.gif"))
+    proc = run_cli("evaluate", str(run), "--episodes", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["env_id"] == "MinAtar/Freeway-v1" and "random_mean_return" in out
+
+
+def test_evaluate_writes_a_video(breakout_run: Path, tmp_path: Path) -> None:
+    proc = run_cli("evaluate", str(breakout_run / "model.zip"), "--episodes", "1", "--video",
+                   str(tmp_path / "ep.gif"))
+    assert proc.returncode == 0, proc.stderr
+    assert "MinAtar/Breakout-v1:" in proc.stdout and "video:" in proc.stdout
     assert (tmp_path / "ep.gif").read_bytes()[:3] == b"GIF"
 
 
