@@ -79,8 +79,9 @@ def _lock(folder: Path) -> None:
 
     Two processes writing one run folder (a job resubmitted while the first still runs) would
     interleave checkpoints and logs; the second is refused. The lock is the kernel's, so a
-    killed process leaves none behind; one process may reopen a folder it holds. File systems
-    without ``flock`` support are not locked.
+    killed process leaves none behind; one process may reopen a folder it holds; it lasts until
+    the process ends or :meth:`RunFolder.release`. File systems without ``flock`` support are
+    not locked.
 
     Raises:
         UserError: another process holds the folder.
@@ -173,6 +174,19 @@ class RunFolder:
             atomic_write_text(run.config_path, yaml.safe_dump(dict(config), sort_keys=False))
         atomic_write_json(run.meta_path, meta)
         return run
+
+    def release(self) -> None:
+        """Give up this process's lock on the folder (taken by :meth:`open`), if it holds one.
+
+        Without it the lock lasts until the process ends; call it when a command run inside a
+        longer-lived process (a notebook, a test) is done with the folder, so that another
+        process may resume it.
+        """
+        import os
+
+        fd = _LOCKS.pop(self.path.resolve(), None)
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
 
     def write_metrics(self, metrics: Mapping[str, Any]) -> Path:
         """Write ``metrics.json`` atomically (marks the run finished)."""

@@ -6,7 +6,9 @@ evaluation, checkpoints and a finite-value guard → save the final model and tr
 evaluate the final model and the random policy → ``metrics.json``.
 
 Units: ``timesteps``, ``eval.freq`` and ``checkpoint_freq`` are env steps summed over the
-parallel envs; evaluation is in complete episodes.
+parallel envs; evaluation is in complete episodes. A run trains ``timesteps`` rounded up to
+whole rollouts (:func:`trained_timesteps`); ``--resume`` continues an interrupted run exactly
+(see :func:`train` and the README's fault table).
 """
 
 from __future__ import annotations
@@ -277,7 +279,10 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         seed: seed of the model and training envs (evaluation uses ``seed + 10000``).
         run_dir: run folder (default ``runs/train/<env>__<algo>__s<seed>``).
         overrides: nested config overrides (from ``--set``).
-        resume: continue the unfinished run in ``run_dir`` from its latest checkpoint.
+        resume: continue the unfinished run in ``run_dir`` from its newest checkpoint that
+            verifies (:func:`resume_point`), with the same settings (:func:`check_same_config`):
+            what was logged or evaluated after that checkpoint is cut (:mod:`policyshare.logs`),
+            and the run ends on the step an uninterrupted one ends on (:func:`trained_timesteps`).
         init_trunk: a trunk file whose weights initialise the trunk (fresh heads).
         freeze_trunk: keep the initialised trunk fixed (excluded from the optimizer).
         run_name: label recorded in ``metrics.json`` (method name for comparisons).
@@ -294,7 +299,12 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
 
     Raises:
         UserError: unknown env or algorithm, bad config, a run folder that would be
-            overwritten, a trunk file that does not fit, a non-finite loss.
+            overwritten or is in use, a resume with other settings, a trunk file that does not
+            fit, SIGINT/SIGTERM during training (after saving a checkpoint).
+        NumericalError: a NaN or infinite loss, parameter or network output (names the step,
+            the loss and the last good checkpoint).
+        CheckpointError: a corrupt checkpoint or replay memory, a failed write (the previous
+            checkpoint is kept).
     """
     if algo not in ALGOS:
         raise UserError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
@@ -315,152 +325,155 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
     if resume:
         check_same_config(RunFolder(folder), resolved)
     run = RunFolder.open(folder, command="train", config=resolved, seed=seed, resume=resume)
-    torch.set_num_threads(cfg.torch_threads)
-    header = {"format": "policyshare.sb3", "algo": algo, "env_id": env_id, "seed": seed,
-              "run": str(run.path), "trunk": resolved["trunk"], "policy": resolved["policy"]}
-    target = trained_timesteps(cfg.timesteps, rollout_size(algo, cfg.n_envs, params))
-    if target != cfg.timesteps and not quiet and not resume:
-        print(f"note: {algo.upper()} collects {rollout_size(algo, cfg.n_envs, params)} env steps per "
-              f"rollout, so this run trains {target} env steps ({cfg.timesteps} rounded up)")
-
-    env = make_vec_env(env_id, cfg.n_envs, seed, cfg.vec_env)
-    ckpt, ckpt_header = resume_point(run, quiet) if resume else (None, {})
-    if ckpt is not None:
-        model, _ = load_sb3(ckpt, env=env, device=cfg.device)
-        if freeze_trunk:
-            _freeze_trunk(model)
-        if algo == "dqn" and ckpt.parent == run.checkpoints_dir:
-            load_replay(model, ckpt, ckpt_header)
-        # Fresh, reproducible random streams from the resume point (envs restart their episodes).
-        model.set_random_seed(seed + model.num_timesteps)
-    else:
-        model = (build_model(algo, env, params, cfg.policy, cfg.trunk, suite, seed, cfg.device)
-                 if model_factory is None else model_factory(env, cfg, params, suite, seed))
-        if init_trunk is not None:
-            # After construction: SB3's ortho_init re-initialises extractors when it builds them.
-            load_trunk_weights(model.policy.features_extractor.trunk, init_trunk)
-            if algo == "dqn":
-                model.q_net_target.load_state_dict(model.q_net.state_dict())
-        if freeze_trunk:
-            _freeze_trunk(model)
-    resume_step = int(model.num_timesteps) if resume else None
-    if resume_step is not None:
-        # Cut what a killed run logged or evaluated after the state it continues from.
-        for d in (run.path, run.checkpoints_dir, run.tb_dir):
-            remove_stale_temporaries(d)
-        trim_curve(run.path / "evaluations.json", resume_step)
-        if not quiet:
-            print(f"resuming {run.path} at env step {resume_step}"
-                  + (f" from {ckpt}" if ckpt is not None else " (no checkpoint yet: from the start)"))
-    model.set_logger(open_logger(run.tb_dir, resume_step))
-    restore_pending(model.logger, ckpt_header.get("pending_log"))
-
-    guard = FiniteGuard()
-    callbacks: list[Any] = [guard, *extra_callbacks]
-    evaluator = None
-    if cfg.eval.freq > 0:
-        evaluator = PeriodicEvaluation(env_id, cfg.eval.freq, cfg.eval.episodes,
-                                       seed + EVAL_SEED_OFFSET, run.path / "evaluations.json",
-                                       run.path / "best_model.zip", header)
-        callbacks.append(evaluator)
-    interrupt = Interrupt()
-    checkpointer = AtomicCheckpoint(run.checkpoints_dir, cfg.checkpoint_freq, header,
-                                    save_replay_buffer=algo == "dqn", interrupt=interrupt)
-    callbacks.append(checkpointer)
-
-    remaining = cfg.timesteps - model.num_timesteps
-    start_step = int(model.num_timesteps)
-    started = time.perf_counter()
-
-    def _request_stop(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if interrupt.signal is not None:  # a second signal: stop now, without saving
-            raise _Interrupted(name)
-        interrupt.request(name)
-        if not quiet:
-            print(f"\n{name}: saving a checkpoint and stopping (send it again to stop at once, "
-                  "without saving)", file=sys.stderr, flush=True)
-
-    previous = {s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if remaining > 0:
-            model.learn(remaining, callback=callbacks, reset_num_timesteps=ckpt is None,
-                        progress_bar=cfg.progress_bar and not quiet, tb_log_name="")
-        if interrupt.signal is not None:  # arrived during the last update: training is complete
-            checkpointer.init_callback(model)
-            raise TrainingInterrupted(interrupt.signal, checkpointer.save(), model.num_timesteps)
-    except TrainingInterrupted as e:
-        raise UserError(f"interrupted ({e.signal}) at env step {e.step}; saved {e.path}; continue "
-                        "with the same command and --resume") from None
-    except (_Interrupted, KeyboardInterrupt) as e:
-        last = latest_checkpoint(run)
-        raise UserError(f"interrupted again ({e or 'SIGINT'}) at env step {model.num_timesteps} "
-                        f"before a checkpoint was saved; the last checkpoint is "
-                        f"{last or 'none (the run restarts)'}; continue with the same command and "
-                        "--resume") from None
-    except NumericalError as e:
-        raise NumericalError(_numerical_advice(str(e), run)) from None
-    except (ValueError, RuntimeError) as e:
-        # A policy whose outputs overflowed fails inside SB3 (e.g. Categorical(logits=nan)).
-        if not _diverged(model, e):
-            raise
-        losses = ", ".join(f"{k} = {v:.4g}" for k, v in sorted(guard.last_losses.items())
-                           if "loss" in k) or "none logged yet"
-        raise NumericalError(_numerical_advice(
-            f"training stopped at env step {model.num_timesteps}: the network's outputs became NaN "
-            f"or infinite during an update (largest parameter magnitude {_max_abs(model):.3g}; last "
-            f"losses: {losses})", run)) from None
-    except OSError as e:
-        raise CheckpointError(f"could not write {e.filename or 'a log file'}: {e.strerror or e}; free "
-                              "space or fix permissions, then continue with --resume (checkpoints "
-                              "are kept)") from e
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-    train_wall = time.perf_counter() - started
-    trained_steps = int(model.num_timesteps) - start_step
+        torch.set_num_threads(cfg.torch_threads)
+        header = {"format": "policyshare.sb3", "algo": algo, "env_id": env_id, "seed": seed,
+                  "run": str(run.path), "trunk": resolved["trunk"], "policy": resolved["policy"]}
+        target = trained_timesteps(cfg.timesteps, rollout_size(algo, cfg.n_envs, params))
+        if target != cfg.timesteps and not quiet and not resume:
+            print(f"note: {algo.upper()} collects {rollout_size(algo, cfg.n_envs, params)} env steps per "
+                  f"rollout, so this run trains {target} env steps ({cfg.timesteps} rounded up)")
 
-    model_path = save_sb3(model, run.path / "model.zip", {**header, "timesteps": model.num_timesteps})
-    extractor = model.policy.features_extractor if algo != "dqn" else model.q_net.features_extractor
-    trunk_path = save_trunk(extractor.trunk, run.path / "trunk.safetensors",
-                            alignment=extractor.alignment.describe(),
-                            observation_shape=tuple(env.observation_space.shape),
-                            source={"run": str(run.path), "env_id": env_id, "algo": algo,
-                                    "seed": seed, "timesteps": model.num_timesteps})
-    env.close()
-    if evaluator is not None and (not evaluator.curve["timesteps"]
-                                  or evaluator.curve["timesteps"][-1] < model.num_timesteps):
-        if getattr(evaluator, "model", None) is None:  # learn() did not run (resumed from the final model)
-            evaluator.init_callback(model)
-        evaluator.run_evaluation()
-    final = evaluate(model, env_id, cfg.eval.final_episodes, seed + EVAL_SEED_OFFSET)
-    rand = random_return(env_id, cfg.eval.random_episodes, seed + EVAL_SEED_OFFSET)
-    metrics = {
-        "env_id": env_id, "algo": algo, "seed": seed, "run_name": run_name or algo,
-        "timesteps": int(model.num_timesteps),
-        "timesteps_requested": cfg.timesteps,
-        "eval_episodes": cfg.eval.final_episodes,
-        "eval_mean_return": final.mean, "eval_std_return": final.std,
-        "eval_returns": final.returns,
-        "random_mean_return": rand.mean, "random_std_return": rand.std,
-        "n_parameters": sum(p.numel() for p in model.policy.parameters()),
-        "trunk_parameters": extractor.trunk.n_parameters(),
-        "init_trunk": str(init_trunk) if init_trunk else None,
-        "freeze_trunk": freeze_trunk,
-    }
-    # Wall-clock figures live apart from metrics.json, which is identical across reruns (CPU).
-    atomic_write_json(run.path / "timing.json", {
-        "train_wall_s": round(train_wall, 3), "env_steps_trained": trained_steps,
-        "train_steps_per_s": round(trained_steps / train_wall, 1) if train_wall > 0 else None})
-    run.write_metrics(metrics)
-    if not quiet:
-        print(f"{env_id} {algo} seed {seed}: eval return {final.mean:.2f} ± {final.std:.2f} over "
-              f"{cfg.eval.final_episodes} episodes (random policy {rand.mean:.2f})")
-        print(f"run folder:   {run.path}")
-        print(f"checkpoint:   {model_path}  (stable_baselines3.{algo.upper()}.load works)")
-        print(f"trunk:        {trunk_path}  (policyshare.load_trunk)")
-        print(f"TensorBoard:  tensorboard --logdir {run.tb_dir}")
-    return TrainResult(run.path, model_path, trunk_path, metrics, model)
+        env = make_vec_env(env_id, cfg.n_envs, seed, cfg.vec_env)
+        ckpt, ckpt_header = resume_point(run, quiet) if resume else (None, {})
+        if ckpt is not None:
+            model, _ = load_sb3(ckpt, env=env, device=cfg.device)
+            if freeze_trunk:
+                _freeze_trunk(model)
+            if algo == "dqn" and ckpt.parent == run.checkpoints_dir:
+                load_replay(model, ckpt, ckpt_header)
+            # Fresh, reproducible random streams from the resume point (envs restart their episodes).
+            model.set_random_seed(seed + model.num_timesteps)
+        else:
+            model = (build_model(algo, env, params, cfg.policy, cfg.trunk, suite, seed, cfg.device)
+                     if model_factory is None else model_factory(env, cfg, params, suite, seed))
+            if init_trunk is not None:
+                # After construction: SB3's ortho_init re-initialises extractors when it builds them.
+                load_trunk_weights(model.policy.features_extractor.trunk, init_trunk)
+                if algo == "dqn":
+                    model.q_net_target.load_state_dict(model.q_net.state_dict())
+            if freeze_trunk:
+                _freeze_trunk(model)
+        resume_step = int(model.num_timesteps) if resume else None
+        if resume_step is not None:
+            # Cut what a killed run logged or evaluated after the state it continues from.
+            for d in (run.path, run.checkpoints_dir, run.tb_dir):
+                remove_stale_temporaries(d)
+            trim_curve(run.path / "evaluations.json", resume_step)
+            if not quiet:
+                print(f"resuming {run.path} at env step {resume_step}"
+                      + (f" from {ckpt}" if ckpt is not None else " (no checkpoint yet: from the start)"))
+        model.set_logger(open_logger(run.tb_dir, resume_step))
+        restore_pending(model.logger, ckpt_header.get("pending_log"))
+
+        guard = FiniteGuard()
+        callbacks: list[Any] = [guard, *extra_callbacks]
+        evaluator = None
+        if cfg.eval.freq > 0:
+            evaluator = PeriodicEvaluation(env_id, cfg.eval.freq, cfg.eval.episodes,
+                                           seed + EVAL_SEED_OFFSET, run.path / "evaluations.json",
+                                           run.path / "best_model.zip", header)
+            callbacks.append(evaluator)
+        interrupt = Interrupt()
+        checkpointer = AtomicCheckpoint(run.checkpoints_dir, cfg.checkpoint_freq, header,
+                                        save_replay_buffer=algo == "dqn", interrupt=interrupt)
+        callbacks.append(checkpointer)
+
+        remaining = cfg.timesteps - model.num_timesteps
+        start_step = int(model.num_timesteps)
+        started = time.perf_counter()
+
+        def _request_stop(signum: int, frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            if interrupt.signal is not None:  # a second signal: stop now, without saving
+                raise _Interrupted(name)
+            interrupt.request(name)
+            if not quiet:
+                print(f"\n{name}: saving a checkpoint and stopping (send it again to stop at once, "
+                      "without saving)", file=sys.stderr, flush=True)
+
+        previous = {s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if remaining > 0:
+                model.learn(remaining, callback=callbacks, reset_num_timesteps=ckpt is None,
+                            progress_bar=cfg.progress_bar and not quiet, tb_log_name="")
+            if interrupt.signal is not None:  # arrived during the last update: training is complete
+                checkpointer.init_callback(model)
+                raise TrainingInterrupted(interrupt.signal, checkpointer.save(), model.num_timesteps)
+        except TrainingInterrupted as e:
+            raise UserError(f"interrupted ({e.signal}) at env step {e.step}; saved {e.path}; continue "
+                            "with the same command and --resume") from None
+        except (_Interrupted, KeyboardInterrupt) as e:
+            last = latest_checkpoint(run)
+            raise UserError(f"interrupted again ({e or 'SIGINT'}) at env step {model.num_timesteps} "
+                            f"before a checkpoint was saved; the last checkpoint is "
+                            f"{last or 'none (the run restarts)'}; continue with the same command and "
+                            "--resume") from None
+        except NumericalError as e:
+            raise NumericalError(_numerical_advice(str(e), run)) from None
+        except (ValueError, RuntimeError) as e:
+            # A policy whose outputs overflowed fails inside SB3 (e.g. Categorical(logits=nan)).
+            if not _diverged(model, e):
+                raise
+            losses = ", ".join(f"{k} = {v:.4g}" for k, v in sorted(guard.last_losses.items())
+                               if "loss" in k) or "none logged yet"
+            raise NumericalError(_numerical_advice(
+                f"training stopped at env step {model.num_timesteps}: the network's outputs became NaN "
+                f"or infinite during an update (largest parameter magnitude {_max_abs(model):.3g}; last "
+                f"losses: {losses})", run)) from None
+        except OSError as e:
+            raise CheckpointError(f"could not write {e.filename or 'a log file'}: {e.strerror or e}; free "
+                                  "space or fix permissions, then continue with --resume (checkpoints "
+                                  "are kept)") from e
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        train_wall = time.perf_counter() - started
+        trained_steps = int(model.num_timesteps) - start_step
+
+        model_path = save_sb3(model, run.path / "model.zip", {**header, "timesteps": model.num_timesteps})
+        extractor = model.policy.features_extractor if algo != "dqn" else model.q_net.features_extractor
+        trunk_path = save_trunk(extractor.trunk, run.path / "trunk.safetensors",
+                                alignment=extractor.alignment.describe(),
+                                observation_shape=tuple(env.observation_space.shape),
+                                source={"run": str(run.path), "env_id": env_id, "algo": algo,
+                                        "seed": seed, "timesteps": model.num_timesteps})
+        env.close()
+        if evaluator is not None and (not evaluator.curve["timesteps"]
+                                      or evaluator.curve["timesteps"][-1] < model.num_timesteps):
+            if getattr(evaluator, "model", None) is None:  # learn() did not run (resumed from the final model)
+                evaluator.init_callback(model)
+            evaluator.run_evaluation()
+        final = evaluate(model, env_id, cfg.eval.final_episodes, seed + EVAL_SEED_OFFSET)
+        rand = random_return(env_id, cfg.eval.random_episodes, seed + EVAL_SEED_OFFSET)
+        metrics = {
+            "env_id": env_id, "algo": algo, "seed": seed, "run_name": run_name or algo,
+            "timesteps": int(model.num_timesteps),
+            "timesteps_requested": cfg.timesteps,
+            "eval_episodes": cfg.eval.final_episodes,
+            "eval_mean_return": final.mean, "eval_std_return": final.std,
+            "eval_returns": final.returns,
+            "random_mean_return": rand.mean, "random_std_return": rand.std,
+            "n_parameters": sum(p.numel() for p in model.policy.parameters()),
+            "trunk_parameters": extractor.trunk.n_parameters(),
+            "init_trunk": str(init_trunk) if init_trunk else None,
+            "freeze_trunk": freeze_trunk,
+        }
+        # Wall-clock figures live apart from metrics.json, which is identical across reruns (CPU).
+        atomic_write_json(run.path / "timing.json", {
+            "train_wall_s": round(train_wall, 3), "env_steps_trained": trained_steps,
+            "train_steps_per_s": round(trained_steps / train_wall, 1) if train_wall > 0 else None})
+        run.write_metrics(metrics)
+        if not quiet:
+            print(f"{env_id} {algo} seed {seed}: eval return {final.mean:.2f} ± {final.std:.2f} over "
+                  f"{cfg.eval.final_episodes} episodes (random policy {rand.mean:.2f})")
+            print(f"run folder:   {run.path}")
+            print(f"checkpoint:   {model_path}  (stable_baselines3.{algo.upper()}.load works)")
+            print(f"trunk:        {trunk_path}  (policyshare.load_trunk)")
+            print(f"TensorBoard:  tensorboard --logdir {run.tb_dir}")
+        return TrainResult(run.path, model_path, trunk_path, metrics, model)
+    finally:
+        run.release()  # another process may resume the folder now
 
 
 def _numerical_advice(message: str, run: RunFolder) -> str:
