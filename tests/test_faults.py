@@ -483,6 +483,9 @@ def test_resume_skips_a_damaged_newest_checkpoint(tmp_path: Path, capsys: pytest
     raw = bytearray(newest.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # one flipped bit pattern inside the policy weights
     newest.write_bytes(bytes(raw))
+    for safe in ([], ["--safe"]):
+        rc = main(["evaluate", str(newest), "--episodes", "1", *safe])
+        one_line(rc, capsys.readouterr().err, "corrupt", "use an earlier checkpoint")
     result = train("MinAtar/Breakout-v1", timesteps=1024, run_dir=run, overrides=overrides(args), resume=True)
     out = capsys.readouterr()
     assert f"skipping {newest}" in out.err and "corrupt" in out.err
