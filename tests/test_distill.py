@@ -38,8 +38,6 @@ from policyshare.errors import CheckpointError, ConfigError, UserError
 from policyshare.evaluate import load_policy
 from policyshare.trunks import TrunkSpec
 
-TINY_EVAL = ["--set", "eval.final_episodes=2", "--set", "eval.random_episodes=2", "--quiet"]
-
 # ---------------------------------------------------------------------------------------------
 # Losses (hand-computed on small tensors)
 
@@ -224,34 +222,41 @@ def test_replay_memory_wraps_around_and_samples_only_what_it_holds() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Real distillation from two briefly trained teachers (PPO Asterix, DQN Breakout)
+# Real distillation from two briefly trained teachers (PPO Freeway, DQN Breakout)
 
-TEACHER_TINY = ["--set", "eval.freq=0", "--set", "eval.final_episodes=2", "--set", "eval.random_episodes=2",
-                "--set", "checkpoint_freq=0", "--quiet"]
+# Teacher settings are pinned here (not taken from configs/) so that the teachers stay the same
+# when the default configs are tuned: briefly trained, but with state-dependent greedy actions.
+TEACHER_TINY = ["--set", "eval.freq=0", "--set", "eval.final_episodes=1", "--set", "eval.random_episodes=1",
+                "--set", "checkpoint_freq=0", "--set", "progress_bar=false", "--quiet"]
+PPO_TEACHER = ["--set", "policy.net_arch=[64, 64]", "--set", "hyperparams.n_epochs=10",
+               "--set", "hyperparams.learning_rate=2.5e-4"]
+DQN_TEACHER = ["--set", "policy.net_arch=[]", "--set", "hyperparams.learning_starts=1000",
+               "--set", "hyperparams.buffer_size=2000", "--set", "hyperparams.learning_rate=2.5e-4"]
+STUDENT_ARGS = ["--steps", "3000", "--set", "learning_starts=500", "--set", "n_envs=4", "--set", "batch_size=64",
+                "--set", "head_hidden=[]", "--set", "tau=0.01", "--set", "learning_rate=3e-3", "--set", "log_freq=1000",
+                "--set", "eval.freq=3000", "--set", "eval.episodes=1", "--set", "eval.final_episodes=1",
+                "--set", "eval.random_episodes=1", "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def teachers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two real MinAtar teachers: PPO on Asterix (4096 env steps), DQN on Breakout (2000)."""
+    """Two real MinAtar teachers: PPO on Freeway (4096 env steps), DQN on Breakout (2000)."""
     from policyshare.cli import main
 
     root = tmp_path_factory.mktemp("teachers")
-    assert main(["train", "--env", "MinAtar/Asterix-v1", "--timesteps", "4096", "--run-dir",
-                 str(root / "asterix"), *TEACHER_TINY]) == 0
+    assert main(["train", "--env", "MinAtar/Freeway-v1", "--timesteps", "4096", "--run-dir",
+                 str(root / "freeway"), *PPO_TEACHER, *TEACHER_TINY]) == 0
     assert main(["train", "--env", "MinAtar/Breakout-v1", "--algo", "dqn", "--timesteps", "2000",
-                 "--set", "hyperparams.learning_starts=1000", "--set", "hyperparams.buffer_size=2000",
-                 "--run-dir", str(root / "breakout"), *TEACHER_TINY]) == 0
-    return {"asterix": root / "asterix", "breakout": root / "breakout"}
+                 "--run-dir", str(root / "breakout"), *DQN_TEACHER, *TEACHER_TINY]) == 0
+    return {"freeway": root / "freeway", "breakout": root / "breakout"}
 
 
 @pytest.fixture(scope="module")
 def student_run(teachers: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`policyshare distill` in a subprocess: 3000 env steps per task, sharp temperature."""
     run = tmp_path_factory.mktemp("distill") / "run"
-    proc = run_cli("distill", "--teachers", str(teachers["asterix"]), str(teachers["breakout"] / "model.zip"),
-                   "--steps", "3000", "--run-dir", str(run), "--set", "learning_starts=500",
-                   "--set", "tau=0.01", "--set", "learning_rate=1e-3", "--set", "log_freq=1000",
-                   "--set", "eval.freq=1500", "--set", "eval.episodes=1", *TINY_EVAL)
+    proc = run_cli("distill", "--teachers", str(teachers["freeway"]), str(teachers["breakout"] / "model.zip"),
+                   "--run-dir", str(run), *STUDENT_ARGS)
     assert proc.returncode == 0, proc.stderr
     return run
 
@@ -260,10 +265,10 @@ def test_distill_writes_a_complete_run(student_run: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     for name in ("config.yaml", "meta.json", "student.safetensors", "trunk.safetensors", "metrics.json",
-                 "evaluations.json", "evaluation/MinAtar-Asterix-v1.json", "evaluation/MinAtar-Breakout-v1.json"):
+                 "evaluations.json", "evaluation/MinAtar-Freeway-v1.json", "evaluation/MinAtar-Breakout-v1.json"):
         assert (student_run / name).is_file(), name
     metrics = json.loads((student_run / "metrics.json").read_text())
-    assert metrics["tasks"] == ["MinAtar/Asterix-v1", "MinAtar/Breakout-v1"]
+    assert metrics["tasks"] == ["MinAtar/Freeway-v1", "MinAtar/Breakout-v1"]
     assert metrics["env_steps_per_task"] == 3000 and metrics["updates"] > 0
     for task, r in metrics["per_task"].items():
         expected = (r["student_return"] - r["random_return"]) / (r["teacher_return"] - r["random_return"]) \
@@ -271,27 +276,34 @@ def test_distill_writes_a_complete_run(student_run: Path) -> None:
         assert (math.isnan(expected) and math.isnan(r["expert_normalised"])) or \
             r["expert_normalised"] == pytest.approx(expected), task
     assert {"point", "low", "high"} <= set(metrics["expert_normalised_iqm"])
-    # The student (one shared trunk, 6 common outputs) has about half of two teachers' parameters.
+    # One shared trunk and 6 common outputs against two teachers with a trunk each.
     assert metrics["student_parameters"] < metrics["teacher_parameters"] / 1.9
     tags = set(EventAccumulator(str(student_run / "tb")).Reload().Tags()["scalars"])
-    for task in ("MinAtar-Asterix-v1", "MinAtar-Breakout-v1"):
-        for part in ("policy_loss", "feature_loss", "loss", "agreement", "episode_return", "eval_return"):
+    for task in ("MinAtar-Freeway-v1", "MinAtar-Breakout-v1"):
+        for part in ("policy_loss", "feature_loss", "loss", "agreement", "eval_return"):
             assert f"distill/{task}/{part}" in tags, (task, part, tags)
+    # ε-greedy training episodes: Breakout's end within the run (Freeway's last 2500 env steps).
+    assert "distill/MinAtar-Breakout-v1/episode_return" in tags
 
 
 def test_student_agrees_with_its_teachers_far_above_chance(student_run: Path, teachers: dict[str, Path]) -> None:
     """On states of a uniformly random policy (not the ones it trained on), the student's greedy
-    action matches each teacher's far more often than the best constant guess would."""
-    loaded = load_teachers([str(teachers["asterix"]), str(teachers["breakout"])])
+    action matches each teacher's far above chance: Cohen's κ, which discounts the agreement
+    expected from the teacher's action frequencies alone, is at least 0.4."""
+    loaded = load_teachers([str(teachers["freeway"]), str(teachers["breakout"])])
     for teacher in loaded:
         agent, _, _ = load_policy(student_run / "student.safetensors", teacher.task)
         obs = some_observations(teacher.task, 400)
         target = teacher.outputs(torch.as_tensor(obs))[0].argmax(-1).numpy()
         got, _ = agent.predict(obs)
-        majority = np.bincount(target).max() / len(target)
+        n = len(teacher.action_map)
+        p_teacher = np.bincount(target, minlength=n) / len(target)
+        p_student = np.bincount(got, minlength=n) / len(got)
+        assert p_teacher.max() < 0.9, f"{teacher.task}: the teacher barely varies its action {p_teacher}"
         agree = float((got == target).mean())
-        assert majority < 0.8, f"{teacher.task}: the teacher barely varies its action ({majority:.2f})"
-        assert agree > majority + 0.15 and agree > 0.7, (teacher.task, agree, majority)
+        chance = float(p_teacher @ p_student)
+        kappa = (agree - chance) / (1 - chance)
+        assert agree > 1 / n + 0.3 and kappa >= 0.4, (teacher.task, agree, chance, kappa)
 
 
 def test_evaluate_cli_acts_with_the_student(student_run: Path) -> None:
@@ -306,7 +318,7 @@ def test_student_trunk_fits_a_transfer_target(student_run: Path) -> None:
     from policyshare.transfer import check_trunk_fits
 
     header = check_trunk_fits(student_run / "trunk.safetensors", "MinAtar/Seaquest-v1")
-    assert header["source"]["tasks"] == ["MinAtar/Asterix-v1", "MinAtar/Breakout-v1"]
+    assert header["source"]["tasks"] == ["MinAtar/Freeway-v1", "MinAtar/Breakout-v1"]
 
 
 def test_resume_redoes_only_unfinished_stages(student_run: Path, tmp_path: Path, teachers: dict[str, Path]) -> None:
@@ -317,14 +329,13 @@ def test_resume_redoes_only_unfinished_stages(student_run: Path, tmp_path: Path,
     (run / "metrics.json").unlink()
     (run / "evaluation" / "MinAtar-Breakout-v1.json").unlink()
     kept = {n: hashlib.sha256((run / n).read_bytes()).hexdigest()
-            for n in ("student.safetensors", "evaluation/MinAtar-Asterix-v1.json")}
-    overrides = {"learning_starts": 500, "tau": 0.01, "learning_rate": 1e-3, "log_freq": 1000,
-                 "eval": {"freq": 1500, "episodes": 1, "final_episodes": 2, "random_episodes": 2}}
+            for n in ("student.safetensors", "evaluation/MinAtar-Freeway-v1.json")}
+    items = [str(teachers["freeway"]), str(teachers["breakout"] / "model.zip")]
+    steps = int(STUDENT_ARGS[1])
+    overrides = parse_overrides(STUDENT_ARGS[3:-1:2])
     with pytest.raises(UserError, match="other settings"):
-        distill([str(teachers["asterix"]), str(teachers["breakout"] / "model.zip")], steps=3000, run_dir=run,
-                overrides={**overrides, "tau": 0.5}, resume=True, quiet=True)
-    result = distill([str(teachers["asterix"]), str(teachers["breakout"] / "model.zip")], steps=3000,
-                     run_dir=run, overrides=overrides, resume=True, quiet=True)
+        distill(items, steps=steps, run_dir=run, overrides={**overrides, "tau": 0.5}, resume=True, quiet=True)
+    result = distill(items, steps=steps, run_dir=run, overrides=overrides, resume=True, quiet=True)
     for n, digest in kept.items():
         assert hashlib.sha256((run / n).read_bytes()).hexdigest() == digest, n
     assert (run / "evaluation" / "MinAtar-Breakout-v1.json").is_file()
@@ -336,25 +347,24 @@ def test_resume_redoes_only_unfinished_stages(student_run: Path, tmp_path: Path,
 
 
 def test_two_teachers_of_one_task(teachers: dict[str, Path], tmp_path: Path) -> None:
-    proc = run_cli("distill", "--teachers", str(teachers["asterix"]), str(teachers["asterix"] / "model.zip"),
+    proc = run_cli("distill", "--teachers", str(teachers["freeway"]), str(teachers["freeway"] / "model.zip"),
                    "--run-dir", str(tmp_path / "r"))
-    assert_user_error(proc, "two teachers for MinAtar/Asterix-v1", "one teacher per task")
+    assert_user_error(proc, "two teachers for MinAtar/Freeway-v1", "one teacher per task")
     assert not (tmp_path / "r").exists()
 
 
 def test_teacher_whose_spaces_do_not_fit_its_task(teachers: dict[str, Path], tmp_path: Path) -> None:
     from stable_baselines3 import PPO
 
-    plain = tmp_path / "plain.zip"  # a plain SB3 file (no policyshare header) of Asterix
-    PPO.load(teachers["asterix"] / "model.zip", device="cpu").save(plain)
-    proc = run_cli("distill", "--teachers", f"MinAtar/Freeway-v1={plain}", str(teachers["breakout"]),
-                   "--run-dir", str(tmp_path / "r"))
-    assert_user_error(proc, "does not fit its task", "(10, 10, 4)", "(10, 10, 7)", "Discrete(5)",
-                      "pass a teacher trained on MinAtar/Freeway-v1")
+    plain = tmp_path / "plain.zip"  # a plain SB3 file (no policyshare header) of Freeway
+    PPO.load(teachers["freeway"] / "model.zip", device="cpu").save(plain)
+    proc = run_cli("distill", "--teachers", f"MinAtar/Breakout-v1={plain}", "--run-dir", str(tmp_path / "r"))
+    assert_user_error(proc, "does not fit its task", "(10, 10, 7)", "(10, 10, 4)",
+                      "pass a teacher trained on MinAtar/Breakout-v1")
     assert not (tmp_path / "r").exists()
-    with pytest.raises(CheckpointError, match="Discrete\\(5\\) but MinAtar/Breakout-v1 has Discrete\\(3\\)"):
-        load_teachers([f"MinAtar/Breakout-v1={plain}"])
+    with pytest.raises(CheckpointError, match=r"Discrete\(3\) but MinAtar/Asterix-v1 has Discrete\(5\)"):
+        load_teachers([f"MinAtar/Asterix-v1={plain}"])
     with pytest.raises(UserError, match="write it as TASK=PATH"):
         load_teachers([str(plain)])
-    with pytest.raises(UserError, match="was trained on MinAtar/Asterix-v1, not MinAtar/Freeway-v1"):
-        load_teachers([f"MinAtar/Freeway-v1={teachers['asterix']}"])
+    with pytest.raises(UserError, match="was trained on MinAtar/Freeway-v1, not MinAtar/Asterix-v1"):
+        load_teachers([f"MinAtar/Asterix-v1={teachers['freeway']}"])
