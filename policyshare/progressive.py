@@ -1410,7 +1410,7 @@ def _grow(plan: _Plan, seed_dir: Path, seed: int, init: ProgressiveNetwork | Non
     return network
 
 
-def _controls(plan: _Plan, seed_dir: Path, seed: int, network: ProgressiveNetwork) -> None:
+def _controls(plan: _Plan, seed_dir: Path, seed: int) -> None:
     """Train the selected controls on the target task (same seed, same config, same steps)."""
     from policyshare.runs import slug
 
@@ -1545,7 +1545,7 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
     for seed in plan.seeds:
         seed_dir = exp.path / f"s{seed}"
         network = _grow(plan, seed_dir, seed, init)
-        _controls(plan, seed_dir, seed, network)
+        _controls(plan, seed_dir, seed)
         forgetting, fisher = _seed_analysis(plan, seed_dir, seed, network)
         per_seed[seed] = {"network": network, "no_forgetting": forgetting, "fisher": fisher,
                           "dir": seed_dir}
