@@ -25,7 +25,8 @@ import contextlib
 import csv
 import io
 import math
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,30 @@ def open_logger(folder: str | Path, resume_step: int | None = None) -> Logger:
         trim_csv(d / CSV_NAME, resume_step)
     purge = None if resume_step is None else resume_step + 1
     return Logger(str(d), [ResumableTensorBoard(d, purge), StepCSV(d / CSV_NAME)])
+
+
+def silence_writer_thread_errors() -> Callable[[], None]:
+    """Keep tensorboard's writer thread from printing a traceback when a write fails.
+
+    The thread keeps the error and tensorboard raises it again in the main thread at the next
+    flush (SB3 flushes after every dump), where the training command reports it in one line.
+
+    Returns:
+        A function that puts the previous ``threading.excepthook`` back.
+    """
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and args.exc_type is not None
+                and issubclass(args.exc_type, OSError)):
+            previous(args)
+
+    threading.excepthook = hook
+
+    def restore() -> None:
+        threading.excepthook = previous
+
+    return restore
 
 
 def pending_values(logger: Logger) -> dict[str, Any]:

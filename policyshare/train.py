@@ -13,6 +13,7 @@ whole rollouts (:func:`trained_timesteps`); ``--resume`` continues an interrupte
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 import time
@@ -57,7 +58,7 @@ from policyshare.config import (
 from policyshare.envs import Suite, check_env_id, make_vec_env
 from policyshare.errors import CheckpointError, NumericalError, UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate, random_return
-from policyshare.logs import open_logger, restore_pending
+from policyshare.logs import open_logger, restore_pending, silence_writer_thread_errors
 from policyshare.paths import default_config
 from policyshare.runs import RunFolder, default_run_dir
 
@@ -257,6 +258,10 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} then, {b!r} now"]
 
 
+#: errno values of a write that failed for lack of space, quota, size limit or permission.
+_WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
 class _Interrupted(Exception):
     """A second SIGINT/SIGTERM: stop at once."""
 
@@ -325,6 +330,7 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
     if resume:
         check_same_config(RunFolder(folder), resolved)
     run = RunFolder.open(folder, command="train", config=resolved, seed=seed, resume=resume)
+    restore_excepthook = silence_writer_thread_errors()
     try:
         torch.set_num_threads(cfg.torch_threads)
         header = {"format": "policyshare.sb3", "algo": algo, "env_id": env_id, "seed": seed,
@@ -421,10 +427,6 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
                 f"training stopped at env step {model.num_timesteps}: the network's outputs became NaN "
                 f"or infinite during an update (largest parameter magnitude {_max_abs(model):.3g}; last "
                 f"losses: {losses})", run)) from None
-        except OSError as e:
-            raise CheckpointError(f"could not write {e.filename or 'a log file'}: {e.strerror or e}; free "
-                                  "space or fix permissions, then continue with --resume (checkpoints "
-                                  "are kept)") from e
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
@@ -472,7 +474,16 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
             print(f"trunk:        {trunk_path}  (policyshare.load_trunk)")
             print(f"TensorBoard:  tensorboard --logdir {run.tb_dir}")
         return TrainResult(run.path, model_path, trunk_path, metrics, model)
+    except OSError as e:
+        # Checkpoints and metrics report failed writes themselves (CheckpointError); this catches
+        # the logs (TensorBoard events, progress.csv) written through SB3.
+        if e.errno not in _WRITE_ERRORS:
+            raise
+        raise CheckpointError(f"could not write {e.filename or f'the logs in {run.tb_dir}'}: "
+                              f"{e.strerror or e}; free space or fix permissions, then continue with "
+                              "--resume (checkpoints are kept)") from e
     finally:
+        restore_excepthook()
         run.release()  # another process may resume the folder now
 
 
