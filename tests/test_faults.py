@@ -373,23 +373,31 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path: Path) -
     run = tmp_path / "run"
     args = [*PPO, "--set", "checkpoint_freq=512", "--set", "eval.freq=0"]
     with pytest.raises(Crash):
-        train("MinAtar/Breakout-v1", timesteps=2048, run_dir=run, overrides=overrides(args), quiet=True,
+        train("MinAtar/Breakout-v1", timesteps=1280, run_dir=run, overrides=overrides(args), quiet=True,
               extra_callbacks=[CrashAt(800)])
     assert [checkpoint_step(c) for c in checkpoints(run)] == [512]
     before = snapshot(run / "checkpoints")
     size = (run / "checkpoints" / "ckpt_512.zip").stat().st_size
     # Files may not grow beyond half a checkpoint: the next checkpoint cannot be written.
     log = tmp_path / "p"
-    rc, err = finish(spawn(["train", *args, "--timesteps", "2048", "--run-dir", str(run), "--resume"], log,
+    rc, err = finish(spawn(["train", *args, "--timesteps", "1280", "--run-dir", str(run), "--resume"], log,
                            file_limit=size // 2), log)
     one_line(rc, err, "could not write", "ckpt_1024.zip", "File too large", "--resume", "previous file is kept")
     assert snapshot(run / "checkpoints") == before
     assert_checkpoints_sound(run)
     assert not stale_temporaries(run)
     # Space again: the resume goes on from the checkpoint that was kept.
-    result = train("MinAtar/Breakout-v1", timesteps=2048, run_dir=run, overrides=overrides(args), quiet=True,
+    result = train("MinAtar/Breakout-v1", timesteps=1280, run_dir=run, overrides=overrides(args), quiet=True,
                    resume=True)
-    assert result.metrics["timesteps"] == 2048
+    assert result.metrics["timesteps"] == 1280
+
+
+def test_failed_log_write_is_one_line(tmp_path: Path) -> None:
+    """TensorBoard writes from a thread; its failure is reported once, by the command, without a traceback."""
+    log = tmp_path / "p"
+    rc, err = finish(spawn(["train", *PPO, "--timesteps", "2048", "--run-dir", str(tmp_path / "r"),
+                            "--set", "eval.freq=0", "--set", "checkpoint_freq=0"], log, file_limit=1200), log)
+    one_line(rc, err, "could not write the logs in", "File too large", "--resume")
 
 
 # --------------------------------------------------------------------------------------------
