@@ -617,13 +617,3 @@ def test_bad_distill_values(sets: list[str], expected: str, tmp_path: Path,
                *[a for s in sets for a in ("--set", s)]])
     one_line(rc, capsys.readouterr().err, expected)
     assert not (tmp_path / "r").exists()
-
-
-def test_bad_inputs_in_a_real_process_show_no_traceback(tmp_path: Path) -> None:
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("default:\n  hyperparams: {gamma: 1.5}\n")
-    log = tmp_path / "p"
-    rc, err = finish(spawn(["train", "--env", "MinAtar/Breakout-v1", "--config", str(cfg),
-                            "--run-dir", str(tmp_path / "r")], log), log)
-    one_line(rc, err, "gamma must lie in [0, 1]")
-    assert not (tmp_path / "r").exists()
