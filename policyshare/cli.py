@@ -290,8 +290,87 @@ def _cmd_zoo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _run_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "run", help="run the whole sharing experiment from one config",
+        description="Run the end-to-end sharing experiment: experts per source game (zoo, earlier runs or "
+        "trained), an Actor-Mimic student, transfer to the held-out games (scratch, fine-tuned expert "
+        "trunk, student trunk, progressive column, random-frozen-column control) over the seeds, the "
+        "vision comparison, and report.md + summary.json + plots. Finished stages are not redone: "
+        "run the same command again to continue after an interruption.")
+    p.add_argument("config", metavar="CONFIG", help="experiment YAML, e.g. configs/quickstart.yaml")
+    p.add_argument("--run-dir", default=None, metavar="DIR", help="experiment folder (default: runs/<name>)")
+    p.add_argument("--only", default=None, metavar="STAGE",
+                   help="run only this stage: experts, distill, transfer, vision or report")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="redo this stage and every later one (their outputs are moved aside, not deleted)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set transfer.timesteps=100000 (repeatable)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run up to N independent jobs of a stage at once, one process each (default: 1)")
+    p.set_defaults(handler=_cmd_run)
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from policyshare.config import parse_overrides
+    from policyshare.experiment import local_pool, run_experiment
+
+    if a.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {a.jobs}")
+    run_experiment(a.config, run_dir=a.run_dir, only=a.only, force=a.force,
+                   overrides=parse_overrides(a.overrides), executor=local_pool(a.jobs))
+    return 0
+
+
+def _report_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "report", help="rebuild an experiment's report from its run folders",
+        description="Rebuild report.md, summary.json and the plots of an experiment folder (written by "
+        "policyshare run or sweep) from its run folders alone.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the experiment folder")
+    p.set_defaults(handler=_cmd_report)
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from policyshare.report import build_report
+
+    build_report(a.run_dir)
+    print(f"report: {Path(a.run_dir) / 'report.md'}")
+    return 0
+
+
+def _sweep_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "sweep", help="run an experiment's jobs as Ray Tune trials",
+        description="Run the experiment's independent jobs (method x task x seed) as Ray Tune trials, stage by "
+        "stage: a local Ray by default, an existing cluster with --address (every node must see the "
+        "experiment folder). --backend local runs them one after another without Ray. Results land in the "
+        "same layout as policyshare run; policyshare report works on either.")
+    p.add_argument("config", metavar="CONFIG", help="experiment YAML")
+    p.add_argument("--seeds", nargs="+", default=None, metavar="S", help="seeds, e.g. 0-9 (default: the config's)")
+    p.add_argument("--address", default=None, metavar="ADDR", help="Ray cluster address (default: a local Ray)")
+    p.add_argument("--backend", default="ray", choices=["ray", "local"], help="ray (default) or local")
+    p.add_argument("--run-dir", default=None, metavar="DIR", help="experiment folder (default: runs/<name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable)")
+    p.set_defaults(handler=_cmd_sweep)
+
+
+def _cmd_sweep(a: argparse.Namespace) -> int:
+    from policyshare.config import parse_overrides
+    from policyshare.sweep import sweep
+    from policyshare.train import parse_seeds
+
+    sweep(a.config, seeds=parse_seeds(a.seeds) if a.seeds else None, address=a.address, backend=a.backend,
+          run_dir=a.run_dir, overrides=parse_overrides(a.overrides))
+    return 0
+
+
 COMMANDS: list[Callable[[Any], None]] = [_train_parser, _evaluate_parser, _progressive_parser, _distill_parser,
-                                          _transfer_parser, _vision_parser, _zoo_parser]
+                                          _transfer_parser, _vision_parser, _zoo_parser, _run_parser,
+                                          _report_parser, _sweep_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -111,7 +111,7 @@ def iqm_intervals(scores: Mapping[str, np.ndarray], reps: int = 2000, confidence
 
     Returns:
         method → :class:`Interval`. Non-finite scores are dropped; a method with none left
-        gets ``nan``.
+        gets ``nan``; a single value gets ``nan`` bounds (no interval from one run).
     """
     from rliable import library as rly
     from rliable import metrics as rmetrics
@@ -126,9 +126,8 @@ def iqm_intervals(scores: Mapping[str, np.ndarray], reps: int = 2000, confidence
         if a.size == 0:
             out[name] = Interval(float("nan"), float("nan"), float("nan"))
             continue
-        if a.shape[0] == 1 and a.shape[1] == 1:
-            v = float(a[0, 0])
-            out[name] = Interval(v, v, v)
+        if a.shape[0] == 1 and a.shape[1] == 1:  # one value: no interval can be estimated
+            out[name] = Interval(float(a[0, 0]), float("nan"), float("nan"))
             continue
         with warnings.catch_warnings():  # arch's notice about RandomState, which rliable passes
             warnings.simplefilter("ignore", FutureWarning)
