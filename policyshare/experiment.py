@@ -256,7 +256,38 @@ def load_experiment_config(path: str | Path, overrides: Mapping[str, Any] | None
     suites = {check_env_id(g).name for g in cfg.sources + cfg.targets}
     if len(suites) > 1:
         raise ConfigError(f"{path}: sources and targets mix suites ({', '.join(sorted(suites))})")
+    check_stage_configs(cfg)
     return cfg
+
+
+def check_stage_configs(cfg: ExperimentConfig) -> None:
+    """Validate every stage's own config and overrides now, before any stage runs.
+
+    Raises:
+        ConfigError: a bad key, type or value in a stage's config or ``set``.
+    """
+    from policyshare.train import load_train_config
+
+    if cfg.experts.source == "train":
+        for game in cfg.sources:
+            load_train_config(game, cfg.algo, cfg.experts.config, cfg.experts.set)
+    if cfg.distill.enabled:
+        from policyshare.distill import load_distill_config
+
+        load_distill_config(cfg.distill.config, cfg.distill.set)
+    for target in cfg.targets:
+        t_cfg, _ = load_train_config(target, cfg.algo, cfg.transfer.config, cfg.transfer.set)
+        if not 0 < 2 * t_cfg.eval.freq <= cfg.transfer.timesteps:
+            raise ConfigError(f"transfer is measured on learning curves: set transfer.set.eval.freq (now "
+                              f"{t_cfg.eval.freq}) to at most half of transfer.timesteps ({cfg.transfer.timesteps})")
+    if {"progressive", "random_column"} & set(cfg.transfer.methods):
+        from policyshare.progressive import AdapterConfig
+
+        from_dict(AdapterConfig, cfg.transfer.adapter, "transfer.adapter")
+    if cfg.vision.enabled:
+        from policyshare.vision.config import load_vision_config
+
+        load_vision_config(cfg.vision.config, cfg.vision.set)
 
 
 # --------------------------------------------------------------------------------------------
