@@ -1,5 +1,5 @@
 # policyshare: the two commands of the README, and their parts.
-#   make quickstart   install, then run the main job on the embedded default (MinAtar)
+#   make quickstart   install, then run the main job (the sharing experiment's quickstart preset)
 #   make test         install, then lint, type-check and run the fast tests
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 quickstart: install
-	$(BIN)/policyshare train --env MinAtar/Breakout-v1 --timesteps 500000
+	$(BIN)/policyshare run configs/quickstart.yaml --jobs 2
 
 lint: install
 	$(BIN)/ruff check policyshare tests benchmarks
