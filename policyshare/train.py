@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -398,7 +399,11 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
                 print(f"\n{name}: saving a checkpoint and stopping (send it again to stop at once, "
                       "without saving)", file=sys.stderr, flush=True)
 
-        previous = {s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        # Signal handlers can only be set in the main thread; a run inside a worker thread (a Ray
+        # Tune trial) is stopped by its executor instead, and resumes from its last checkpoint.
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = ({s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+                    if in_main else {})
         try:
             if remaining > 0:
                 model.learn(remaining, callback=callbacks, reset_num_timesteps=ckpt is None,
