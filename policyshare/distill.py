@@ -501,11 +501,13 @@ class TaskInfo:
     action_map: tuple[int, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (inverse of :meth:`from_dict`)."""
         return {"env_id": self.env_id, "obs_shape": list(self.obs_shape),
                 "obs_scale": self.obs_scale, "action_map": list(self.action_map)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaskInfo:
+        """Rebuild from :meth:`to_dict` output (raises ``KeyError``/``ValueError`` if malformed)."""
         return cls(env_id=str(d["env_id"]), obs_shape=tuple(int(v) for v in d["obs_shape"]),
                    obs_scale=float(d["obs_scale"]), action_map=tuple(int(v) for v in d["action_map"]))
 
