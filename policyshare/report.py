@@ -205,7 +205,9 @@ def _findings(summary: Mapping[str, Any]) -> list[str]:
                 verdict = "learns slower than from scratch (negative transfer): the interval lies below 100%"
             else:
                 verdict = "is not distinguishable from training from scratch: the interval contains 100%"
-            lines.append(f"On {target}, **{method}** ({iv}, {n} seeds) {verdict}.")
+            caveat = (f" — with only {n} seeds the interval is little more than their range: indicative, "
+                      "not conclusive" if n < 3 else "")
+            lines.append(f"On {target}, **{method}** ({iv}, {n} seeds) {verdict}{caveat}.")
         if "progressive" in tp and "random_column" in tp:
             p, r = tp["progressive"], tp["random_column"]
             if not all(np.isfinite(x) for x in (p["low"], p["high"], r["low"], r["high"])):
