@@ -1,8 +1,9 @@
 """Training throughput: ``policyshare train`` vs plain stable-baselines3, measured in the same run.
 
 Both train PPO on MinAtar Breakout with the MinAtar paper network (Conv 3x3x16 → dense 128) and
-SB3's default heads (separate 64-64 policy and value MLPs), 8 ``DummyVecEnv`` envs, n_steps 128,
-batch 256, 4 epochs, one torch thread, no periodic evaluation. The plain-SB3 side is what a user
+the heads and hyper-parameters of policyshare's default config for Breakout (read from
+``configs/ppo.yaml``: 8 ``DummyVecEnv`` envs, n_steps 128, batch 256, 10 epochs, 64-64 policy and
+value MLPs), one torch thread, no periodic evaluation. The plain-SB3 side is what a user
 would write by hand: a features extractor that permutes the channels-last grid and runs the two
 layers. Runs alternate (policyshare,
 SB3, policyshare, SB3, …) so that machine load affects both alike; the median of each is
@@ -53,12 +54,16 @@ def plain_sb3(timesteps: int, seed: int) -> float:
     from stable_baselines3.common.env_util import make_vec_env
 
     import policyshare.envs  # noqa: F401  (registers the MinAtar ids with Gymnasium)
+    from policyshare.config import to_dict
+    from policyshare.train import load_train_config
 
+    # The very hyper-parameters policyshare's default config resolves to for this env.
+    cfg, params = load_train_config(ENV, "ppo")
     torch.set_num_threads(1)
-    env = make_vec_env(ENV, n_envs=8, seed=seed)
-    model = PPO("CnnPolicy", env, n_steps=128, batch_size=256, n_epochs=4, learning_rate=2.5e-4,
-                clip_range=0.1, ent_coef=0.01, seed=seed, device="cpu",
-                policy_kwargs={"features_extractor_class": HandWrittenMinAtarCNN})
+    env = make_vec_env(ENV, n_envs=cfg.n_envs, seed=seed)
+    model = PPO("CnnPolicy", env, seed=seed, device="cpu", **to_dict(params),
+                policy_kwargs={"features_extractor_class": HandWrittenMinAtarCNN,
+                               "net_arch": list(cfg.policy.net_arch)})
     start = time.perf_counter()
     model.learn(timesteps)
     wall = time.perf_counter() - start

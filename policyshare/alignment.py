@@ -68,10 +68,17 @@ class InputAlignment(nn.Module):
         self.stem: nn.Conv2d | None = (
             nn.Conv2d(int(c), target, kernel_size=1) if mode == "stem" else None)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def layout(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations as floats ``(batch, C_task, H, W)``: cast and channels first, no padding.
+
+        A :class:`~policyshare.trunks.Trunk` reads such input as if zero-padded to its width
+        (the missing channels are zero), at the cost of the task's channels only.
+        """
         x = obs.float()
-        if self.channels_last:
-            x = x.permute(0, 3, 1, 2)
+        return x.permute(0, 3, 1, 2) if self.channels_last else x
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.layout(obs)
         if self.stem is not None:
             return self.stem(x)
         if self.out_channels > self.task_channels:

@@ -288,7 +288,8 @@ class Trunk(nn.Module):
         """All post-activation layer outputs.
 
         Args:
-            x: ``(batch, in_channels, height, width)`` float input.
+            x: ``(batch, in_channels, height, width)`` float input (fewer channels count as
+                zero-padded, as in :meth:`forward`).
             upto: stop after this layer name (inclusive); ``None`` runs all layers. Stopping at
                 a conv layer lets images of any size through.
 
@@ -302,22 +303,36 @@ class Trunk(nn.Module):
         if upto is not None and upto not in self.layer_names:
             raise KeyError(upto)
         outs: list[torch.Tensor] = []
-        for name, spec, layer, act in zip(self.layer_names, self.spec.layers, self.layers,
-                                          self.activations):
+        for i, (name, spec, act) in enumerate(zip(self.layer_names, self.spec.layers, self.activations)):
             if spec.kind == "fc" and x.dim() > 2:
                 x = x.flatten(1)
-            x = act(layer(x))
+            x = act(self._layer(i, x))
             outs.append(x)
             if name == upto:
                 break
         return outs
 
+    def _layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Layer ``i`` (no activation). The first conv layer reads input with fewer channels than
+        the spec as zero-padded to it — by using only the weights of the channels present, which
+        gives the same result as padding at a fraction of the cost."""
+        layer = self.layers[i]
+        if i == 0 and isinstance(layer, nn.Conv2d) and x.shape[1] < layer.in_channels:
+            return nn.functional.conv2d(x, layer.weight[:, : x.shape[1]], layer.bias, layer.stride,
+                                        layer.padding)
+        out: torch.Tensor = layer(x)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features ``(batch, features_dim)`` of ``(batch, C, H, W)`` input."""
-        for spec, layer, act in zip(self.spec.layers, self.layers, self.activations):
+        """Features ``(batch, features_dim)`` of ``(batch, C, H, W)`` input.
+
+        ``C`` may be smaller than ``spec.in_channels``: the missing trailing channels count as
+        zeros (the ``pad`` input alignment, without materialising the zeros).
+        """
+        for i, (spec, act) in enumerate(zip(self.spec.layers, self.activations)):
             if spec.kind == "fc" and x.dim() > 2:
                 x = x.flatten(1)
-            x = act(layer(x))
+            x = act(self._layer(i, x))
         return x
 
     def n_parameters(self) -> int:
@@ -366,4 +381,6 @@ class TrunkExtractor(BaseFeaturesExtractor):
         self.trunk = net
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        if self.alignment.mode == "pad":  # the trunk reads the missing channels as zeros
+            return self.trunk(self.alignment.layout(observations))
         return self.trunk(self.alignment(observations))

@@ -125,3 +125,17 @@ def test_padded_input_layer_starts_like_an_unpadded_one(algo: str) -> None:
         target = model.q_net_target.features_extractor.trunk.layers[0].weight
         assert torch.equal(target, net.features_extractor.trunk.layers[0].weight)
     env.close()
+
+
+@pytest.mark.parametrize("spec", ["minatar", "minatar_deep"])
+def test_missing_channels_read_as_zero_padding(spec: str) -> None:
+    trunk = Trunk(TrunkSpec(spec, 10, 10, 10))
+    x = torch.rand(6, 4, 10, 10)
+    padded = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, 6))
+    torch.testing.assert_close(trunk(x), trunk(padded), rtol=1e-5, atol=1e-6)
+    for a, b in zip(trunk.forward_layers(x), trunk.forward_layers(padded), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # Gradients reach only the weights of the channels present, as with padding.
+    trunk(x).sum().backward()
+    grad = trunk.layers[0].weight.grad
+    assert grad is not None and torch.count_nonzero(grad[:, 4:]) == 0 and torch.count_nonzero(grad[:, :4]) > 0
