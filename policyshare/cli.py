@@ -94,10 +94,16 @@ def _evaluate_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=10_000, help="evaluation seed (default: 10000)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--video", default=None, metavar="FILE.gif", help="also write one episode as a GIF")
-    p.add_argument("--safe", action="store_true",
-                   help="never unpickle: rebuild an SB3 zip's network from its policyshare.json and load "
-                   "only its weights (for checkpoints from untrusted sources)")
+    _add_safe_option(p, "the checkpoint")
     p.set_defaults(handler=_cmd_evaluate)
+
+
+def _add_safe_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--safe``: load SB3 zips (``what``) without unpickling anything."""
+    p.add_argument("--safe", action="store_true",
+                   help=f"never unpickle {what}: rebuild an SB3 zip's network from its policyshare.json "
+                   "and load only its weights (for checkpoints from untrusted sources; plain SB3 zips "
+                   "are refused)")
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
@@ -147,6 +153,7 @@ def _distill_parser(sub: Any) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set tau=0.5 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress or summary")
+    _add_safe_option(p, "teachers")
     _add_run_options(p)
     p.set_defaults(handler=_cmd_distill)
 
@@ -156,7 +163,7 @@ def _cmd_distill(a: argparse.Namespace) -> int:
     from policyshare.distill import distill
 
     distill(a.teachers, config=a.config, steps=a.steps, seed=a.seed, run_dir=a.run_dir,
-            overrides=parse_overrides(a.overrides), resume=a.resume, quiet=a.quiet)
+            overrides=parse_overrides(a.overrides), resume=a.resume, quiet=a.quiet, safe=a.safe)
     return 0
 
 
@@ -241,6 +248,7 @@ def _progressive_parser(sub: Any) -> None:
                    help="override a config key, e.g. --set adapter.alpha_init=0.1 or "
                    "--set train.eval.freq=5000 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress lines or summary")
+    _add_safe_option(p, "--init-from")
     _add_run_options(p, seeds=True)
     p.set_defaults(handler=_cmd_progressive)
 
@@ -254,7 +262,7 @@ def _cmd_progressive(a: argparse.Namespace) -> int:
     run_progressive(a.tasks, config=a.config, algo=a.algo, timesteps=a.timesteps,
                     seeds=parse_seeds(a.seeds), run_dir=a.run_dir, init_from=a.init_from,
                     controls=controls, overrides=parse_overrides(a.overrides), resume=a.resume,
-                    quiet=a.quiet)
+                    quiet=a.quiet, safe=a.safe)
     return 0
 
 

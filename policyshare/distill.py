@@ -424,7 +424,7 @@ def check_teacher_spaces(task: str, path: Path, observation_space: spaces.Space,
                               f"teacher trained on {task}")
 
 
-def load_teachers(items: Sequence[str], device: str = "cpu") -> list[Teacher]:
+def load_teachers(items: Sequence[str], device: str = "cpu", safe: bool = False) -> list[Teacher]:
     """Load and validate teachers, one per task, all of one suite.
 
     Args:
@@ -432,6 +432,9 @@ def load_teachers(items: Sequence[str], device: str = "cpu") -> list[Teacher]:
             The task is read from the checkpoint's policyshare header or its run folder's
             ``metrics.json``; plain SB3 files need ``TASK=``.
         device: torch device.
+        safe: never unpickle: rebuild each teacher from its zip's ``policyshare.json`` and
+            load only tensors (:func:`~policyshare.checkpoints.load_sb3_safe`; plain SB3 files
+            are then refused).
 
     Returns:
         The teachers, in the order given.
@@ -460,7 +463,7 @@ def load_teachers(items: Sequence[str], device: str = "cpu") -> list[Teacher]:
     teachers = []
     for task, path in found:
         suite = check_env_id(task)
-        model, header = load_sb3(path, device=device)
+        model, header = load_sb3(path, device=device, safe=safe)
         venv = policy_vec_env(task, 1, 0)
         try:
             check_teacher_spaces(task, path, model.observation_space, model.action_space,
@@ -1148,7 +1151,7 @@ def _compare_config(run: Path, resolved: Mapping[str, Any]) -> None:
 def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps: int | None = None,
             seed: int = 0, run_dir: str | Path | None = None,
             overrides: Mapping[str, Any] | None = None, resume: bool = False,
-            quiet: bool = False) -> DistillResult:
+            quiet: bool = False, safe: bool = False) -> DistillResult:
     """Distill teachers into one student and write a complete run folder.
 
     Stages (a resumed run skips the finished ones): train the student
@@ -1169,6 +1172,7 @@ def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps:
         overrides: nested config overrides (``--set``).
         resume: continue the unfinished run in ``run_dir``.
         quiet: no prints.
+        safe: load the teachers without unpickling (see :func:`load_teachers`).
 
     Returns:
         A :class:`DistillResult`.
@@ -1183,7 +1187,7 @@ def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps:
         if steps <= 0:
             raise UserError(f"--steps must be > 0, got {steps}")
         cfg = replace(cfg, steps=steps)
-    loaded = load_teachers(teachers, cfg.device)
+    loaded = load_teachers(teachers, cfg.device, safe=safe)
     suite = loaded[0].suite
     resolved = {"teachers": [{"task": t.task, "path": str(t.path)} for t in loaded], "seed": seed,
                 "suite": suite.name, "method": method_name(cfg), **to_dict(cfg)}

@@ -1301,7 +1301,7 @@ def _source(metrics: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 def network_from_checkpoint(path: str | Path, task: str, spec: TrunkSpec, adapter: AdapterConfig,
-                            algo: str) -> ProgressiveNetwork:
+                            algo: str, safe: bool = False) -> ProgressiveNetwork:
     """Column 1 from a single-task checkpoint (``--init-from``).
 
     Args:
@@ -1310,10 +1310,13 @@ def network_from_checkpoint(path: str | Path, task: str, spec: TrunkSpec, adapte
         spec: the trunk spec of the network to build.
         adapter: lateral adapter settings.
         algo: the algorithm the next columns train with (recorded).
+        safe: never unpickle (:func:`~policyshare.checkpoints.load_sb3_safe`): rebuild the
+            model from the zip's ``policyshare.json`` and load only tensors.
 
     Raises:
         CheckpointError: missing, unreadable, not an actor-critic policy on a trunk, or another
-            trunk spec (the message names both).
+            trunk spec (the message names both); with ``safe``, a zip without a policyshare
+            description or holding more than tensors.
         UserError: a checkpoint of another task.
     """
     from policyshare.checkpoints import read_sb3_header
@@ -1330,7 +1333,7 @@ def network_from_checkpoint(path: str | Path, task: str, spec: TrunkSpec, adapte
     if env_id is not None and env_id != task:
         raise UserError(f"--init-from {path} was trained on {env_id}, but the first task is "
                         f"{task}; list {env_id} first in --tasks or pass a checkpoint of {task}")
-    model, _ = load_sb3(p)
+    model, _ = load_sb3(p, safe=safe)
     ex = getattr(model.policy, "features_extractor", None)
     if not isinstance(ex, TrunkExtractor):
         raise CheckpointError(f"--init-from {path} is not a PPO/A2C policy on a policyshare trunk; "
@@ -1484,7 +1487,7 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
                     seeds: Sequence[int] = (0,), run_dir: str | Path | None = None,
                     init_from: str | Path | None = None, controls: Sequence[str] | None = None,
                     overrides: Mapping[str, Any] | None = None, resume: bool = False,
-                    quiet: bool = False) -> dict[str, Any]:
+                    quiet: bool = False, safe: bool = False) -> dict[str, Any]:
     """Grow a progressive network over ``tasks`` and measure transfer to the last one.
 
     For every seed: column 1 is trained on the first task (or taken from ``init_from``), each
@@ -1513,6 +1516,7 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
         overrides: nested overrides of the experiment config (``--set``).
         resume: continue an unfinished experiment in ``run_dir``.
         quiet: no progress lines.
+        safe: load ``init_from`` without unpickling (see :func:`network_from_checkpoint`).
 
     Returns:
         The contents of ``metrics.json``.
@@ -1527,8 +1531,8 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
     from policyshare.runs import RunFolder, default_run_dir, slug
 
     plan = _plan(tasks, config, algo, timesteps, seeds, controls, overrides, quiet)
-    init = (network_from_checkpoint(init_from, plan.tasks[0], plan.spec, plan.cfg.adapter, plan.algo)
-            if init_from is not None else None)
+    init = (network_from_checkpoint(init_from, plan.tasks[0], plan.spec, plan.cfg.adapter, plan.algo,
+                                    safe=safe) if init_from is not None else None)
     resolved = plan.resolved(str(init_from) if init_from is not None else None)
     folder = Path(run_dir) if run_dir is not None else default_run_dir(
         "progressive", "__".join(slug(t) for t in plan.tasks), None, plan.algo)

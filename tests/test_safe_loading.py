@@ -98,3 +98,48 @@ def test_trunk_files_never_unpickle(breakout_run: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         load_trunk(fake)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", ["distill", "progressive"])
+def test_teachers_and_init_from_never_unpickle_with_safe(command: str, breakout_run: Path,
+                                                         tmp_path: Path) -> None:
+    """``distill --teachers`` and ``progressive --init-from`` with ``--safe``: a crafted zip is
+    refused without running its code, before any run folder is written."""
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "bad.zip"
+    rewrite_zip(breakout_run / "model.zip", bad, {"policy.pth": evil_tensor_file(marker)})
+    out = tmp_path / "out"
+    if command == "distill":
+        args = ["distill", "--teachers", str(bad), "--steps", "64"]
+    else:
+        args = ["progressive", "--tasks", "MinAtar/Breakout-v1", "MinAtar/Asterix-v1",
+                "--init-from", str(bad), "--timesteps", "64", "--set", "train.eval.freq=32"]
+    proc = run_cli(*args, "--safe", "--run-dir", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert "refused without running it" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists() and not out.exists()
+
+
+def test_safe_teachers_and_init_from_load_genuine_checkpoints(breakout_run: Path) -> None:
+    """The safe path gives the same teacher policy and the same column 1 as SB3's loader."""
+    from policyshare.distill import load_teachers
+    from policyshare.progressive import AdapterConfig, network_from_checkpoint
+
+    plain, safe = load_teachers([str(breakout_run)]), load_teachers([str(breakout_run)], safe=True)
+    obs = torch.as_tensor(np.random.default_rng(1).random((8, 10, 10, 4)) > 0.7)
+    for a, b in zip(plain[0].outputs(obs.float()), safe[0].outputs(obs.float())):
+        assert torch.equal(a, b)
+    assert plain[0].task == safe[0].task == "MinAtar/Breakout-v1"
+    ref = network_from_checkpoint(breakout_run, "MinAtar/Breakout-v1", _spec(breakout_run), AdapterConfig(), "ppo")
+    net = network_from_checkpoint(breakout_run, "MinAtar/Breakout-v1", _spec(breakout_run), AdapterConfig(), "ppo",
+                                  safe=True)
+    with torch.no_grad():
+        x = obs.float()
+        for r, s in zip(ref(x, 0), net(x, 0)):
+            assert torch.equal(r, s)
+
+
+def _spec(run: Path) -> object:
+    from policyshare.checkpoints import load_trunk
+
+    return load_trunk(run / "trunk.safetensors").spec
