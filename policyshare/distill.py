@@ -925,7 +925,7 @@ def train_student(student: Student, teachers: Sequence[Teacher], cfg: DistillCon
         NumericalError: a loss or parameter became NaN or infinite.
         UserError: interrupted (SIGINT); a checkpoint is saved first.
     """
-    from stable_baselines3.common.logger import configure
+    from policyshare.logs import open_logger
 
     device = torch.device(cfg.device)
     student.to(device).train()
@@ -940,7 +940,8 @@ def train_student(student: Student, teachers: Sequence[Teacher], cfg: DistillCon
             print(f"resuming from {ckpts[-1]} at {env_steps} env steps per task")
     rng = np.random.default_rng(seed + env_steps)
     torch.manual_seed(seed + env_steps)
-    logger = configure(str(run.tb_dir), ["tensorboard", "csv"])
+    # Events and progress.csv of a resumed run are cut at its checkpoint and continued (logs.py).
+    logger = open_logger(run.tb_dir, env_steps if resume else None)
     curves_path = run.path / "evaluations.json"
     curves: dict[str, dict[str, list[float]]] = {t.task: {"timesteps": [], "mean": [], "std": []}
                                                  for t in teachers}

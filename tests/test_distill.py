@@ -342,6 +342,30 @@ def test_resume_redoes_only_unfinished_stages(student_run: Path, tmp_path: Path,
     assert result.metrics["env_steps_per_task"] == 3000
 
 
+def test_resumed_training_continues_its_logs_without_gaps_or_repeats(teachers: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    """A run resumed from a mid-run checkpoint has the same logged steps as one never stopped."""
+    from test_faults import csv_steps, tensorboard_steps
+
+    items = [str(teachers["freeway"]), str(teachers["breakout"] / "model.zip")]
+    overrides = {**parse_overrides(STUDENT_ARGS[3:-1:2]), "checkpoint_freq": 1000, "log_freq": 500,
+                 "eval": {"freq": 0, "episodes": 1, "final_episodes": 1, "random_episodes": 1}}
+    run = tmp_path / "run"
+    distill(items, steps=2000, run_dir=run, overrides=overrides, quiet=True)
+    tag = "distill/loss"
+    full_csv, full_tb = csv_steps(run), tensorboard_steps(run, tag)
+    assert full_csv == full_tb == [500, 1000, 1500, 2000]  # every log_freq env steps
+    # As if killed after the checkpoint at 1000 env steps, with the later steps already logged.
+    newest = sorted(run.glob("checkpoints/distill_*.safetensors"))
+    assert [p.name for p in newest] == ["distill_1000.safetensors", "distill_2000.safetensors"]
+    newest[-1].unlink()
+    for name in ("student.safetensors", "trunk.safetensors", "metrics.json"):
+        (run / name).unlink()
+    distill(items, steps=2000, run_dir=run, overrides=overrides, resume=True, quiet=True)
+    assert csv_steps(run) == full_csv
+    assert tensorboard_steps(run, tag) == full_tb
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad teachers
 
