@@ -276,7 +276,7 @@ def _zoo_parser(sub: Any) -> None:
         "each with its provenance (config, seed, command, versions, evaluation score and interval). "
         "Load one in Python with policyshare.zoo.load('MinAtar/Breakout-v1').")
     zsub = p.add_subparsers(dest="zoo_command", metavar="ACTION", parser_class=_Parser, required=True)
-    zsub.add_parser("list", help="print each expert with its score and 95% interval")
+    zsub.add_parser("list", help="print each expert with its score and 95%% interval")
     add = zsub.add_parser("add", help="copy finished policyshare train runs into the zoo")
     add.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished train run folders")
     p.set_defaults(handler=_cmd_zoo)
@@ -383,7 +383,13 @@ COMMANDS: list[Callable[[Any], None]] = [_train_parser, _evaluate_parser, _progr
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``policyshare`` argument parser with every subcommand."""
-    parser = _Parser(prog="policyshare", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = _Parser(
+        prog="policyshare",
+        description="Does sharing the lower conv layers across tasks pay off? Train shared-trunk "
+        "policies (SB3), grow progressive networks, distill experts into an Actor-Mimic student, "
+        "transfer trunks to new games, reuse them for vision, and run the whole experiment.",
+        epilog="Every command that writes takes --run-dir DIR and --seed/--seeds; bad input exits "
+        "with status 2 and one line on stderr. `policyshare COMMAND --help` for each command.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for add in COMMANDS:

@@ -683,6 +683,12 @@ def run_experiment(config: str | Path, *, run_dir: str | Path | None = None, onl
     if (root / "report.md").is_file():
         print(f"report:            {root / 'report.md'}")
     print(f"TensorBoard:       tensorboard --logdir {root}")
+    for label, pattern in (("experts:", "experts/*/model.zip"), ("student:", "distill/student.safetensors"),
+                           ("transfer runs:", "transfer/*/*/model.zip")):
+        found = sorted(root.glob(pattern))
+        if found:
+            more = f"  (+{len(found) - 1} more: {root / pattern})" if len(found) > 1 else ""
+            print(f"{label:18s} {found[0]}{more}")
     return root
 
 

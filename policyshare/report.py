@@ -266,12 +266,14 @@ def build_report(root: str | Path) -> dict[str, Any]:
 
     root = Path(root)
     if not (root / "config.yaml").is_file():
-        raise UserError(f"{root} is not an experiment folder (no config.yaml of policyshare run)")
+        raise UserError(f"{root} is not an experiment folder (no config.yaml of policyshare run); pass "
+                        "the folder `policyshare run` printed, e.g. runs/quickstart")
     raw = read_yaml(root / "config.yaml")
     try:
         cfg = from_dict(ExperimentConfig, raw, str(root / "config.yaml"))
     except UserError as e:
-        raise UserError(f"{root} is not an experiment folder of policyshare run ({e})") from None
+        raise UserError(f"{root} is not an experiment folder of policyshare run ({e}); pass the folder "
+                        "`policyshare run` printed, e.g. runs/quickstart") from None
     inputs = _inputs(root)
     summary: dict[str, Any] = {
         "name": cfg.name, "description": cfg.description, "algo": cfg.algo, "sources": cfg.sources,

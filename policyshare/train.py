@@ -386,7 +386,7 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
                                         save_replay_buffer=algo == "dqn", interrupt=interrupt)
         callbacks.append(checkpointer)
 
-        remaining = cfg.timesteps - model.num_timesteps
+        remaining = target - model.num_timesteps  # whole rollouts: the progress bar ends at its total
         start_step = int(model.num_timesteps)
         started = time.perf_counter()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import subprocess
@@ -148,3 +149,26 @@ def test_argument_errors_are_one_line(args: list[str]) -> None:
 def test_negative_timesteps(tmp_path: Path) -> None:
     proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--timesteps", "-5", "--run-dir", str(tmp_path / "r"))
     assert_user_error(proc, "--timesteps must be > 0")
+
+
+def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every (sub)command of ``parser``, as the words that reach it."""
+    paths = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                paths += _command_paths(sub, (*prefix, name))
+    return paths
+
+
+def test_every_help_page_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` of the command and of every subcommand prints usage and exits 0."""
+    from policyshare.cli import build_parser, main
+
+    paths = _command_paths(build_parser())
+    assert {("train",), ("progressive",), ("zoo", "list"), ("vision", "compare")} <= set(paths)
+    for path in paths:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*path, "--help"])
+        assert exit_info.value.code == 0, path
+        assert "usage: policyshare" in capsys.readouterr().out, path

@@ -87,3 +87,15 @@ def test_vec_env_shapes() -> None:
 def test_unknown_env_id_suggests_the_closest() -> None:
     with pytest.raises(UserError, match="did you mean 'MinAtar/Breakout-v1'"):
         suite_for("MinAtar/Breakot-v1")
+
+
+def test_import_policyshare_registers_minatar_and_exposes_submodules() -> None:
+    """What a user does after training: ``import policyshare`` then ``gym.make`` / ``policyshare.zoo``."""
+    import subprocess
+    import sys
+
+    code = ("import gymnasium as gym, policyshare; env = gym.make('MinAtar/Breakout-v1'); "
+            "print(env.reset(seed=0)[0].shape, callable(policyshare.zoo.load))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["(10,", "10,", "4)", "True"]
