@@ -199,6 +199,41 @@ def load_progressive_config(path: str | Path | None = None,
 # Columns and lateral adapters
 
 
+def pointwise_conv(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1 convolution computed as one matmul over the channels.
+
+    The same function and gradients as ``F.conv2d(h, weight, bias)``; PyTorch's CPU convolution
+    kernels spend about a millisecond on a 1x1 kernel over a 256-batch of 8x8 maps that this
+    matmul does in a tenth of that.
+
+    Args:
+        h: ``(batch, C_in, H, W)``.
+        weight: ``(C_out, C_in, 1, 1)``.
+        bias: ``(C_out,)`` or ``None``.
+
+    Returns:
+        ``(batch, C_out, H, W)``.
+    """
+    b, c, height, width = h.shape
+    z = torch.matmul(weight.reshape(weight.shape[0], c), h.reshape(b, c, height * width))
+    if bias is not None:
+        z = z + bias.view(1, -1, 1)
+    return z.view(b, -1, height, width)
+
+
+def columns_input(alignment: InputAlignment, observations: torch.Tensor) -> torch.Tensor:
+    """Observations as the columns read them: ``(batch, C, H, W)`` floats, contiguous.
+
+    With the ``pad`` alignment the task's own channels only (each column's first layer reads the
+    missing channels as zeros, :meth:`~policyshare.trunks.Trunk.apply_layer`); with a ``stem``,
+    the stem's output. Contiguous channels-first input keeps every conv output contiguous, so
+    flattening before a dense layer copies nothing.
+    """
+    if alignment.mode == "pad":
+        return alignment.layout(observations).contiguous()
+    return alignment(observations)
+
+
 def _width(shape: tuple[int, ...]) -> int:
     """Channels of a conv output ``(C, H, W)`` or units of a dense one ``(units,)``."""
     return shape[0]
@@ -273,7 +308,7 @@ class LateralAdapter(nn.Module):
             ``(batch, out)``; into the heads ``(batch, reduced)``.
         """
         w = self.scaled_reduce_weight()
-        z = self.act(F.conv2d(h, w, self.reduce.bias) if h.dim() == 4 else F.linear(h, w, self.reduce.bias))
+        z = self.act(pointwise_conv(h, w, self.reduce.bias) if h.dim() == 4 else F.linear(h, w, self.reduce.bias))
         if self.project is None:
             return z.flatten(1)
         if isinstance(self.project, nn.Linear) and z.dim() > 2:
@@ -434,10 +469,10 @@ class ColumnStack(nn.Module):
         laterals = self.adapters(c)
         outs: list[torch.Tensor] = []
         h = x
-        for i, (spec, layer, act) in enumerate(zip(self.spec.layers, trunk.layers, trunk.activations)):
+        for i, (spec, act) in enumerate(zip(self.spec.layers, trunk.activations)):
             if spec.kind == "fc" and h.dim() > 2:
                 h = h.flatten(1)
-            z = layer(h)
+            z = trunk.apply_layer(i, h)
             if i > 0 and c > 0:  # Eq. 2: U σ(V α [h_{i-1}^(<k)])
                 z = z + laterals[spec.name](earlier[i - 1])
             h = act(z)
@@ -522,7 +557,8 @@ class ColumnStack(nn.Module):
             s = w.spec
             b = h.shape[0]
             if s.kind == "conv":
-                z = F.conv2d(h, w.weight, w.bias, s.stride, s.padding, groups=1 if i == 0 else m)
+                weight = w.weight[:, : h.shape[1]] if i == 0 else w.weight  # fewer channels: padded
+                z = F.conv2d(h, weight, w.bias, s.stride, s.padding, groups=1 if i == 0 else m)
             elif i == 0:
                 z = F.linear(h.flatten(1), w.weight, w.bias)
             else:  # per-column dense layers as one batched matmul: (m, batch, in) @ (m, in, out)
@@ -531,7 +567,7 @@ class ColumnStack(nn.Module):
                 if w.bias is not None:
                     z = z + w.bias.view(m, -1)
             if w.reduce_weight is not None and w.project_weight is not None:
-                v = (F.conv2d(h, w.reduce_weight, w.reduce_bias) if h.dim() == 4
+                v = (pointwise_conv(h, w.reduce_weight, w.reduce_bias) if h.dim() == 4
                      else F.linear(h, w.reduce_weight, w.reduce_bias))
                 v = act[i](v)
                 if s.kind == "conv":
@@ -675,7 +711,7 @@ class ProgressiveExtractor(BaseFeaturesExtractor):
         return self.stack.column(self.n_columns - 1)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        x = self.alignment(observations)
+        x = columns_input(self.alignment, observations)
         k = self.n_columns - 1
         if self.cache is not None and self.training and not x.requires_grad:
             def frozen() -> list[torch.Tensor]:
@@ -974,7 +1010,7 @@ class ProgressiveNetwork(nn.Module):
         Returns:
             ``(logits (batch, n_actions), values (batch, 1))``.
         """
-        x = self.alignments[column](observations)
+        x = columns_input(cast(InputAlignment, self.alignments[column]), observations)
         earlier, own = self.stack.forward_column(x, column)
         logits, values = self.heads[column](self.stack.column_features(earlier, own, column))
         return logits, values

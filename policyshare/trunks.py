@@ -306,13 +306,13 @@ class Trunk(nn.Module):
         for i, (name, spec, act) in enumerate(zip(self.layer_names, self.spec.layers, self.activations)):
             if spec.kind == "fc" and x.dim() > 2:
                 x = x.flatten(1)
-            x = act(self._layer(i, x))
+            x = act(self.apply_layer(i, x))
             outs.append(x)
             if name == upto:
                 break
         return outs
 
-    def _layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
+    def apply_layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Layer ``i`` (no activation). The first conv layer reads input with fewer channels than
         the spec as zero-padded to it — by using only the weights of the channels present, which
         gives the same result as padding at a fraction of the cost."""
@@ -332,7 +332,7 @@ class Trunk(nn.Module):
         for i, (spec, act) in enumerate(zip(self.spec.layers, self.activations)):
             if spec.kind == "fc" and x.dim() > 2:
                 x = x.flatten(1)
-            x = act(self._layer(i, x))
+            x = act(self.apply_layer(i, x))
         return x
 
     def n_parameters(self) -> int:
