@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from conftest import run_cli
 from test_cli import assert_user_error
 
 from policyshare.algos import A2CParams, PolicyConfig, PPOParams, TrunkConfig, build_model
+from policyshare.alignment import InputAlignment
 from policyshare.checkpoints import load_sb3, load_trunk, save_sb3
 from policyshare.cli import main
 from policyshare.curves import load_curve
@@ -35,6 +37,7 @@ from policyshare.progressive import (
     ProgressiveExtractor,
     ProgressiveNetwork,
     column_model_factory,
+    columns_input,
     load_network,
     run_progressive,
 )
@@ -130,6 +133,28 @@ def test_fused_frozen_columns_equal_the_column_by_column_reference(name: str, ac
         stack.column(0).layers[0].weight.mul_(2)
     earlier, _ = stack.forward_column(x, 2)
     assert torch.allclose(earlier[0], torch.cat([r[0] for r in stack.activations(x, 2)], 1), atol=1e-5)
+
+
+
+def test_columns_read_fewer_channels_as_zero_padded() -> None:
+    """A task with fewer channels than the suite (``pad``): the columns read only its channels,
+    and every layer of every column equals the column-by-column run on the zero-padded input."""
+    torch.manual_seed(2)
+    stack = ColumnStack(TrunkSpec("minatar", 10, 10, 10), 3, AdapterConfig(alpha_init=0.5))
+    for p in stack.parameters():
+        p.data.normal_(0, 0.2)
+    obs = (torch.rand(5, 10, 10, 6) > 0.7).float()  # channels-last, as MinAtar gives them
+    padded = F.pad(obs.permute(0, 3, 1, 2), (0, 0, 0, 0, 0, 4))
+    align = InputAlignment((10, 10, 6), mode="pad", channels_last=True, channels=10)
+    x = columns_input(align, obs)
+    assert x.shape == (5, 6, 10, 10) and x.is_contiguous()
+    ref = stack.activations(padded, 3)
+    for column in range(3):
+        earlier, own = stack.forward_column(x, column)
+        for i, o in enumerate(own):
+            assert torch.allclose(o, ref[column][i], atol=1e-5, rtol=1e-5)
+        if column:
+            assert torch.allclose(earlier[-1], torch.cat([ref[j][-1] for j in range(column)], 1), atol=1e-5)
 
 
 def column_model(algo: str, network: ProgressiveNetwork | None, n_columns: int, seed: int = 0,
