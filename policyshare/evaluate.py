@@ -173,8 +173,11 @@ def load_policy(path: str | Path, task: str | None = None, safe: bool = False) -
         candidates = [p / "model.zip", p / "network.safetensors", p / "student.safetensors"]
         found = [c for c in candidates if c.is_file()]
         if not found:
+            others = sorted(c.name for c in p.glob("*.zip"))
+            hint = (f"pass one of its files, e.g. {p / others[0]}" if others
+                    else "pass a run folder of a finished run")
             raise CheckpointError(f"{p} holds no checkpoint (model.zip, network.safetensors or "
-                                  "student.safetensors); pass a run folder of a finished run")
+                                  f"student.safetensors); {hint}")
         p = found[0]
     if not p.exists():
         raise CheckpointError(f"checkpoint {p} not found; check the path")

@@ -111,6 +111,9 @@ def test_missing_and_corrupt_checkpoints(breakout_run: Path, tmp_path: Path) -> 
     bad.write_bytes(raw[: len(raw) // 3])
     proc = run_cli("evaluate", str(bad), "--env", "MinAtar/Breakout-v1")
     assert_user_error(proc, "truncated or corrupt")
+    # A folder without a run's checkpoint but with zips (like the zoo's): the message names one.
+    proc = run_cli("evaluate", str(tmp_path))
+    assert_user_error(proc, "holds no checkpoint", f"pass one of its files, e.g. {bad}")
 
 
 def test_trunk_of_other_shape_is_refused(tmp_path: Path) -> None:
