@@ -30,7 +30,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_run_options(p: argparse.ArgumentParser, seeds: bool = False) -> None:
     p.add_argument("--run-dir", default=None, metavar="DIR",
-                   help="run folder (default: runs/<command>/<env>__<method>__s<seed>)")
+                   help="run folder (default: under ./runs/, named from the command, env, method and "
+                   "seed; see runs/README.md)")
     if seeds:
         p.add_argument("--seeds", nargs="+", default=["0"], metavar="S",
                        help="seeds: integers or ranges such as 0-4 (default: 0)")

@@ -138,6 +138,13 @@ def load_train_config(env_id: str, algo: str, path: str | Path | None = None,
     if overrides:
         raw = deep_merge(raw, overrides)
     where = f"{p} [{env_id}]"
+    misplaced = ([k for k in raw if k in _hyperparam_names(algo) and k not in _config_names()]
+                 if isinstance(raw, Mapping) else [])
+    if misplaced:
+        from policyshare.errors import ConfigError
+
+        raise ConfigError(f"{where}: {misplaced[0]!r} is a hyper-parameter of {algo.upper()}: put it "
+                          f"under hyperparams (--set hyperparams.{misplaced[0]}=…)")
     cfg = from_dict(TrainConfig, raw, where)
     params = algo_params(algo, cfg.hyperparams, f"{where}.hyperparams")
     if algo == "ppo" and params.batch_size > params.n_steps * cfg.n_envs:
@@ -146,6 +153,23 @@ def load_train_config(env_id: str, algo: str, path: str | Path | None = None,
         raise ConfigError(f"{where}: hyperparams.batch_size ({params.batch_size}) exceeds the "
                           f"rollout size n_steps*n_envs ({params.n_steps * cfg.n_envs})")
     return cfg, params
+
+
+def _hyperparam_names(algo: str) -> set[str]:
+    """Field names of the algorithm's hyper-parameter dataclass (empty for an unknown algo)."""
+    import dataclasses
+
+    from policyshare.algos import PARAMS
+
+    cls = PARAMS.get(algo)
+    return {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
+
+
+def _config_names() -> set[str]:
+    """Top-level keys of a training config entry."""
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def _resolved(cfg: TrainConfig, params: Any, env_id: str, algo: str, seed: int) -> dict[str, Any]:

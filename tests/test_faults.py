@@ -560,6 +560,7 @@ BAD_SETS = {
     "wrong_type_float": (["hyperparams.gamma=high"], "gamma: expected a number"),
     "unknown_section_key": (["eval.frequency=5"], "unknown key 'frequency'"),
     "unknown_hyperparam": (["hyperparams.n_step=64"], "did you mean 'n_steps'"),
+    "hyperparam_at_top_level": (["gamma=0.9"], "'gamma' is a hyper-parameter of PPO: put it under hyperparams"),
     "negative_timesteps": (["timesteps=-100"], "timesteps must be > 0"),
     "gamma_above_1": (["hyperparams.gamma=1.5"], "gamma must lie in [0, 1]"),
     "zero_envs": (["n_envs=0"], "n_envs must be > 0"),
