@@ -12,6 +12,7 @@ Importing the package registers the MinAtar games with Gymnasium (``MinAtar/<Gam
 """
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 import policyshare.envs  # noqa: F401  (registers MinAtar/<Game>-v0/-v1 with Gymnasium)
@@ -22,15 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = ["Trunk", "TrunkExtractor", "TrunkSpec", "__version__", "load_trunk", "save_trunk"]
 
-_SUBMODULES = frozenset({
-    "algos", "alignment", "callbacks", "checkpoints", "cli", "config", "curves", "distill", "envs",
-    "errors", "evaluate", "experiment", "fisher", "logs", "metrics", "paths", "progressive", "report",
-    "runs", "sweep", "train", "transfer", "trunks", "vision", "zoo",
-})
-
-
 def __getattr__(name: str) -> ModuleType:
     """``policyshare.<submodule>`` without importing it first (PEP 562)."""
-    if name in _SUBMODULES:
-        return importlib.import_module(f"policyshare.{name}")
-    raise AttributeError(f"module 'policyshare' has no attribute {name!r}")
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -64,6 +64,19 @@ def transfer_summary(curves: Mapping[str, Mapping[int, Curve]], baseline: str, s
     return out
 
 
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write a matplotlib figure as a PNG (120 dpi, tight layout), atomically, and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def plot_curves(curves: Mapping[str, Sequence[Curve]], path: str | Path, title: str,
                 ylabel: str = "mean evaluation return", xlabel: str = "env steps") -> Path:
     """Plot methods' learning curves: mean over seeds with a 95 % bootstrap band; PNG, atomic.
@@ -74,7 +87,6 @@ def plot_curves(curves: Mapping[str, Sequence[Curve]], path: str | Path, title: 
         path: output ``.png``.
         title: figure title.
     """
-    import io
 
     import matplotlib
 
@@ -103,8 +115,4 @@ def plot_curves(curves: Mapping[str, Sequence[Curve]], path: str | Path, title: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_figure(fig, path)

@@ -23,7 +23,6 @@ stochastic policy on the target task (:func:`collect_observations`).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from policyshare.checkpoints import atomic_write_bytes
+from policyshare.curves import save_figure
 
 if TYPE_CHECKING:
     from policyshare.progressive import ProgressiveNetwork
@@ -212,8 +211,4 @@ def plot_fisher_heatmap(afs: np.ndarray, columns: list[str], layers: list[str], 
                     color="white" if afs[c, i] < 0.6 else "black")
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="average Fisher sensitivity")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_figure(fig, path)

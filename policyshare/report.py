@@ -21,14 +21,14 @@ experts' ``metrics.json``, the student's ``metrics.json``, every transfer run's
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from policyshare.checkpoints import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from policyshare.checkpoints import atomic_write_json, atomic_write_text, read_json
+from policyshare.curves import save_figure
 from policyshare.errors import UserError
 from policyshare.runs import slug
 
@@ -55,16 +55,6 @@ def report_is_current(root: Path) -> bool:
         return False
 
 
-def _png(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
 def _interval_plot(rows: Mapping[str, Mapping[str, float]], path: Path, title: str, ylabel: str,
                    reference: float | None) -> Path:
     """Points with interval bars, one per label."""
@@ -87,7 +77,7 @@ def _interval_plot(rows: Mapping[str, Mapping[str, float]], path: Path, title: s
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, axis="y")
-    return _png(fig, path)
+    return save_figure(fig, path)
 
 
 def _fmt(v: Any, digits: int = 1) -> str:

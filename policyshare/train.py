@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
@@ -138,13 +138,7 @@ def load_train_config(env_id: str, algo: str, path: str | Path | None = None,
     if overrides:
         raw = deep_merge(raw, overrides)
     where = f"{p} [{env_id}]"
-    misplaced = ([k for k in raw if k in _hyperparam_names(algo) and k not in _config_names()]
-                 if isinstance(raw, Mapping) else [])
-    if misplaced:
-        from policyshare.errors import ConfigError
-
-        raise ConfigError(f"{where}: {misplaced[0]!r} is a hyper-parameter of {algo.upper()}: put it "
-                          f"under hyperparams (--set hyperparams.{misplaced[0]}=…)")
+    _check_no_top_level_hyperparams(raw, algo, where)
     cfg = from_dict(TrainConfig, raw, where)
     params = algo_params(algo, cfg.hyperparams, f"{where}.hyperparams")
     if algo == "ppo" and params.batch_size > params.n_steps * cfg.n_envs:
@@ -155,21 +149,19 @@ def load_train_config(env_id: str, algo: str, path: str | Path | None = None,
     return cfg, params
 
 
-def _hyperparam_names(algo: str) -> set[str]:
-    """Field names of the algorithm's hyper-parameter dataclass (empty for an unknown algo)."""
-    import dataclasses
-
+def _check_no_top_level_hyperparams(raw: Any, algo: str, where: str) -> None:
+    """Raise ConfigError for a hyper-parameter of ``algo`` given beside ``hyperparams``, not in it
+    (``from_dict`` alone would only call it an unknown key)."""
     from policyshare.algos import PARAMS
+    from policyshare.errors import ConfigError
 
-    cls = PARAMS.get(algo)
-    return {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
-
-
-def _config_names() -> set[str]:
-    """Top-level keys of a training config entry."""
-    import dataclasses
-
-    return {f.name for f in dataclasses.fields(TrainConfig)}
+    if not isinstance(raw, Mapping) or algo not in PARAMS:
+        return
+    names = {f.name for f in fields(PARAMS[algo])} - {f.name for f in fields(TrainConfig)}
+    for key in raw:
+        if key in names:
+            raise ConfigError(f"{where}: {key!r} is a hyper-parameter of {algo.upper()}: put it under "
+                              f"hyperparams (--set hyperparams.{key}=…)")
 
 
 def _resolved(cfg: TrainConfig, params: Any, env_id: str, algo: str, seed: int) -> dict[str, Any]:

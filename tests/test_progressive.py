@@ -111,14 +111,20 @@ def test_lateral_adapter_is_eq2(source: tuple[int, ...], target: LayerSpec | Non
     assert a.alpha.grad is not None and a.alpha.grad.abs().item() > 0
 
 
+def random_stack(spec: TrunkSpec, n_columns: int, adapter: AdapterConfig, seed: int) -> ColumnStack:
+    """A column stack with every weight drawn from N(0, 0.2²), seeded."""
+    torch.manual_seed(seed)
+    stack = ColumnStack(spec, n_columns, adapter)
+    for p in stack.parameters():
+        p.data.normal_(0, 0.2)
+    return stack
+
+
 @pytest.mark.parametrize(("name", "act"), [("minatar", "relu"), ("minatar_deep", "trec"),
                                            ("minatar_deep", "relu")])
 def test_fused_frozen_columns_equal_the_column_by_column_reference(name: str, act: str) -> None:
-    torch.manual_seed(1)
-    stack = ColumnStack(TrunkSpec(name, 10, 10, 10, activation=act, theta=0.05), 4,
-                        AdapterConfig(alpha_init=0.5, reduction=6))
-    for p in stack.parameters():
-        p.data.normal_(0, 0.2)
+    stack = random_stack(TrunkSpec(name, 10, 10, 10, activation=act, theta=0.05), 4,
+                         AdapterConfig(alpha_init=0.5, reduction=6), seed=1)
     x = torch.rand(6, 10, 10, 10)
     ref = stack.activations(x, 4)
     for column in range(4):
@@ -135,14 +141,10 @@ def test_fused_frozen_columns_equal_the_column_by_column_reference(name: str, ac
     assert torch.allclose(earlier[0], torch.cat([r[0] for r in stack.activations(x, 2)], 1), atol=1e-5)
 
 
-
 def test_columns_read_fewer_channels_as_zero_padded() -> None:
     """A task with fewer channels than the suite (``pad``): the columns read only its channels,
     and every layer of every column equals the column-by-column run on the zero-padded input."""
-    torch.manual_seed(2)
-    stack = ColumnStack(TrunkSpec("minatar", 10, 10, 10), 3, AdapterConfig(alpha_init=0.5))
-    for p in stack.parameters():
-        p.data.normal_(0, 0.2)
+    stack = random_stack(TrunkSpec("minatar", 10, 10, 10), 3, AdapterConfig(alpha_init=0.5), seed=2)
     obs = (torch.rand(5, 10, 10, 6) > 0.7).float()  # channels-last, as MinAtar gives them
     padded = F.pad(obs.permute(0, 3, 1, 2), (0, 0, 0, 0, 0, 4))
     align = InputAlignment((10, 10, 6), mode="pad", channels_last=True, channels=10)

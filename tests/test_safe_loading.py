@@ -18,6 +18,7 @@ from conftest import run_cli
 
 from policyshare.checkpoints import SB3_HEADER, load_sb3, load_sb3_safe, load_trunk
 from policyshare.errors import CheckpointError
+from policyshare.trunks import TrunkSpec
 
 
 class _Payload:
@@ -130,16 +131,14 @@ def test_safe_teachers_and_init_from_load_genuine_checkpoints(breakout_run: Path
     for a, b in zip(plain[0].outputs(obs.float()), safe[0].outputs(obs.float())):
         assert torch.equal(a, b)
     assert plain[0].task == safe[0].task == "MinAtar/Breakout-v1"
-    ref = network_from_checkpoint(breakout_run, "MinAtar/Breakout-v1", _spec(breakout_run), AdapterConfig(), "ppo")
-    net = network_from_checkpoint(breakout_run, "MinAtar/Breakout-v1", _spec(breakout_run), AdapterConfig(), "ppo",
-                                  safe=True)
+    spec = _spec(breakout_run)
+    ref = network_from_checkpoint(breakout_run, "MinAtar/Breakout-v1", spec, AdapterConfig(), "ppo")
+    net = network_from_checkpoint(breakout_run, "MinAtar/Breakout-v1", spec, AdapterConfig(), "ppo", safe=True)
     with torch.no_grad():
         x = obs.float()
         for r, s in zip(ref(x, 0), net(x, 0)):
             assert torch.equal(r, s)
 
 
-def _spec(run: Path) -> object:
-    from policyshare.checkpoints import load_trunk
-
+def _spec(run: Path) -> TrunkSpec:
     return load_trunk(run / "trunk.safetensors").spec
