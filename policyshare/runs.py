@@ -30,7 +30,7 @@ import yaml
 
 from policyshare.checkpoints import atomic_write_json, atomic_write_text, read_json, versions
 from policyshare.errors import UserError
-from policyshare.paths import ROOT, runs_dir
+from policyshare.paths import SOURCE_DIR, runs_dir
 
 
 def slug(text: str) -> str:
@@ -50,11 +50,17 @@ def default_run_dir(command: str, name: str, seed: int | None = None,
 
 
 def git_commit() -> dict[str, Any]:
-    """The source tree's commit and whether it had uncommitted changes (empty if not a repo)."""
+    """The source tree's commit and whether it had uncommitted changes.
+
+    Empty when the package is not run from a source checkout (a wheel install: the version in
+    ``meta.json`` names the code then) or the checkout is not a git repository.
+    """
+    if SOURCE_DIR is None:
+        return {}
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+        commit = subprocess.run(["git", "-C", str(SOURCE_DIR), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(SOURCE_DIR), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10).stdout.strip() != ""
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
