@@ -15,6 +15,7 @@ that apply. :func:`make_vec_env` builds the vectorised env SB3 trains on.
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, partial
@@ -230,9 +231,14 @@ def suite_for(env_id: str) -> Suite:
     """The suite an env id belongs to.
 
     Raises:
-        UserError: if the id is in no suite (with the ids that are).
+        UserError: if the id is in no suite (with the ids that are), or if there are no suites at
+            all (``envs/`` missing or empty, e.g. a ``POLICYSHARE_HOME`` without it).
     """
     suites = all_suites()
+    if not suites:
+        fix = ("POLICYSHARE_HOME points there: give it an envs/ folder (a copy of policyshare's) or unset it"
+               if os.environ.get("POLICYSHARE_HOME") else "reinstall policyshare, whose envs/*.yaml are missing")
+        raise UserError(f"unknown env id {env_id!r}: no task suites (envs/*.yaml) in {ENVS_DIR}; {fix}")
     for s in suites:
         if s.contains(env_id):
             return s
