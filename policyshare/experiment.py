@@ -36,7 +36,6 @@ Layout of the experiment folder (``runs/<name>`` by default)::
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ import yaml
 from policyshare.checkpoints import atomic_write_bytes, atomic_write_json, read_json
 from policyshare.config import check_positive, deep_merge, from_dict, read_yaml, to_dict
 from policyshare.errors import ConfigError, UserError
-from policyshare.runs import RunFolder, runs_dir, slug
+from policyshare.runs import RunFolder, move_aside, runs_dir, slug
 
 #: The stages, in order.
 STAGES: tuple[str, ...] = ("experts", "distill", "transfer", "vision", "report")
@@ -481,13 +480,9 @@ def _vision_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
     from policyshare.vision.compare import compare
     from policyshare.vision.config import load_vision_config
 
-    folder = job.folder(root)
-    if folder.exists():  # unfinished (no checkpoints): keep it aside and start again
-        aside = root / ".replaced" / f"vision-unfinished-{time.strftime('%Y%m%d-%H%M%S')}"
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(folder), str(aside))
+    # An unfinished folder (no checkpoints) is moved aside to root/.replaced/ by compare itself.
     vcfg = load_vision_config(cfg.vision.config, cfg.vision.set)
-    compare(vision_trunks(root, cfg), vcfg, run_dir=folder, seed=cfg.seeds[0])
+    compare(vision_trunks(root, cfg), vcfg, run_dir=job.folder(root), seed=cfg.seeds[0])
 
 
 def _report_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
@@ -585,7 +580,6 @@ def force_stage(root: Path, stage: str) -> list[Path]:
     Returns:
         The folders moved.
     """
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     later = STAGES[STAGES.index(stage):]
     moved = []
     names = {"experts": ["experts"], "distill": ["distill"], "transfer": ["transfer"],
@@ -594,10 +588,7 @@ def force_stage(root: Path, stage: str) -> list[Path]:
         for name in names[s]:
             src = root / name
             if src.exists():
-                dst = root / ".replaced" / f"{stamp}-{name}"
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(src), str(dst))
-                moved.append(dst)
+                moved.append(move_aside(src, root))
     return moved
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -111,11 +112,39 @@ def _lock(folder: Path) -> None:
     _LOCKS[key] = fd
 
 
+def move_aside(path: Path, root: Path) -> Path:
+    """Move ``path`` to ``root/.replaced/<YYYYmmdd-HHMMSS>-<name>``; nothing is ever deleted.
+
+    The one way outputs are replaced: ``policyshare run --force STAGE`` moves a stage's outputs
+    aside, and a run folder opened with ``restart`` moves an unfinished run aside. A second move
+    of the same name within one second gets a ``-2``, ``-3`` … suffix.
+
+    Returns:
+        Where ``path`` now is.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dst = root / ".replaced" / f"{stamp}-{path.name}"
+    k = 1
+    while dst.exists():
+        k += 1
+        dst = root / ".replaced" / f"{stamp}-{path.name}-{k}"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), str(dst))
+    return dst
+
+
 @dataclass
 class RunFolder:
-    """A run's folder and the paths inside it."""
+    """A run's folder and the paths inside it.
+
+    Attributes:
+        path: the folder.
+        replaced: where :meth:`open` with ``restart`` moved an unfinished run found in ``path``
+            (``None``: there was none).
+    """
 
     path: Path
+    replaced: Path | None = None
 
     @property
     def tb_dir(self) -> Path:
@@ -144,7 +173,7 @@ class RunFolder:
 
     @classmethod
     def open(cls, path: str | Path, *, command: str, config: Mapping[str, Any],
-             seed: int | None = None, resume: bool = False) -> RunFolder:
+             seed: int | None = None, resume: bool = False, restart: bool = False) -> RunFolder:
         """Create a run folder, or reopen one to resume; never overwrite a run.
 
         Args:
@@ -153,18 +182,23 @@ class RunFolder:
             config: the resolved config (written as ``config.yaml``).
             seed: the run's seed (recorded in ``meta.json``).
             resume: continue an unfinished run in ``path``.
+            restart: for commands without checkpoints (``vision …``): move an unfinished run
+                (failed or killed) found in ``path`` aside to ``<parent>/.replaced/`` with
+                :func:`move_aside` and start afresh; :attr:`replaced` says where it went.
 
         Raises:
-            UserError: the folder holds a finished run; holds an unfinished one and
-                ``resume`` is off; ``resume`` is on and there is nothing to resume; or another
-                process is writing to it (see :func:`_lock`).
+            UserError: the folder holds a finished run; holds an unfinished one and neither
+                ``resume`` nor ``restart`` is on; ``resume`` is on and there is nothing to resume;
+                or another process is writing to it (see :func:`_lock`).
         """
         run = cls(Path(path))
         exists = run.path.is_dir() and any(f.name != LOCK_NAME for f in run.path.iterdir())
         if run.finished:
             raise UserError(f"run folder {run.path} holds a finished run (metrics.json); choose "
                             "another --run-dir or delete that folder")
-        if exists and not resume:
+        if exists and not resume and restart:
+            run.replaced = run._set_aside()
+        elif exists and not resume:
             raise UserError(f"run folder {run.path} holds an unfinished run; add --resume to "
                             "continue it, or choose another --run-dir")
         if resume and not run.meta_path.is_file():
@@ -180,6 +214,23 @@ class RunFolder:
             atomic_write_text(run.config_path, yaml.safe_dump(dict(config), sort_keys=False))
         atomic_write_json(run.meta_path, meta)
         return run
+
+    def _set_aside(self) -> Path:
+        """Move this unfinished run aside (refused while another process writes it)."""
+        import os
+
+        key = self.path.resolve()
+        try:
+            _lock(self.path)  # a killed process holds no lock; a running one does
+        except UserError:
+            raise UserError(f"run folder {self.path} is in use by another running process; wait for it to end "
+                            "(or stop it), then run the command again") from None
+        try:
+            return move_aside(self.path, self.path.parent)
+        finally:
+            fd = _LOCKS.pop(key, None)
+            if fd is not None:
+                os.close(fd)
 
     def release(self) -> None:
         """Give up this process's lock on the folder (taken by :meth:`open`), if it holds one.

@@ -174,6 +174,23 @@ def test_synthesis_stops_on_nan_and_stall() -> None:
         synthesize(lambda x: x.sum(), shape, optimizer="sgd", steps=1)
 
 
+
+def test_a_run_shorter_than_the_patience_without_progress_fails_at_its_end() -> None:
+    # Adam at lr 1e6 saturates the sigmoid pixels in one step: the loss never falls below the
+    # starting noise's. With 10 steps and a patience of 20 the stall rule never fires mid-run, so
+    # the verdict has to come at the end.
+    source, _ = texture_crops("brick", 64, 32)
+    loss = TextureLoss(random_trunk(VisionConfig().trunk, 0), source)
+    with pytest.raises(TextureFailure, match="stalled.*after 10 iterations.*starting noise"):
+        synthesize(loss, source.shape, optimizer="adam", steps=10, lr=1e6, patience=20)
+    # A constant loss over fewer iterations than the patience, with both optimisers.
+    for optimizer in ("adam", "lbfgs"):
+        with pytest.raises(TextureFailure, match="stalled"):
+            synthesize(lambda x: x.sum() * 0.0 + 1.0, (1, 1, 8, 8), optimizer=optimizer, steps=3, patience=20)
+    # Progress within a short run still passes.
+    result = synthesize(loss, source.shape, optimizer="lbfgs", steps=3, patience=20)
+    assert result.final_loss < 0.99 * result.initial_loss
+
 def test_evaluator_is_held_out_and_deterministic() -> None:
     a, b = EvaluatorNet(1, 7), EvaluatorNet(1, 7)
     for pa, pb in zip(a.parameters(), b.parameters()):

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 from policyshare.checkpoints import load_trunk, save_tensors, save_trunk
 from policyshare.cli import main
+from policyshare.runs import LOCK_NAME, RunFolder
 from policyshare.trunks import Trunk, TrunkSpec
 from policyshare.vision.config import load_vision_config
 
@@ -24,13 +31,15 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def tiny(cache: Path) -> list[str]:
-    """--set overrides that make every vision command take a second or two."""
-    sets = {"diffusion.timesteps": 10, "diffusion.hidden": 32, "diffusion.train_steps": 40,
-            "diffusion.cache_dir": str(cache), "guidance.train_steps": 40, "guidance.per_class": 3,
-            "pretrain.classify_epochs": 1, "pretrain.autoencoder_epochs": 1, "texture.resize": 64,
-            "texture.size": 32, "texture.steps": 4, "texture.patience": 4, "texture.shifts": "[2]",
-            "texture.evaluator_shifts": "[1, 2]", "probe.max_iter": 20}
+def tiny(cache: Path | None) -> list[str]:
+    """--set overrides that make every vision command take a second or two (``cache``: the prior's cache)."""
+    sets: dict[str, object] = {
+        "diffusion.timesteps": 10, "diffusion.hidden": 32, "diffusion.train_steps": 40, "guidance.train_steps": 40,
+        "guidance.per_class": 3, "pretrain.classify_epochs": 1, "pretrain.autoencoder_epochs": 1,
+        "texture.resize": 64, "texture.size": 32, "texture.steps": 4, "texture.patience": 4, "texture.shifts": "[2]",
+        "texture.evaluator_shifts": "[1, 2]", "probe.max_iter": 20}
+    if cache is not None:
+        sets["diffusion.cache_dir"] = str(cache)
     out: list[str] = []
     for key, value in sets.items():
         out += ["--set", f"{key}={value}"]
@@ -128,3 +137,123 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
     # The real process: exit status and stderr.
     proc = run_cli("vision", "texture", "--trunk", "random", "--image", str(tmp_path / "broken.png"))
     one_line_error(proc.returncode, proc.stderr, "could not decode image")
+
+
+# --------------------------------------------------------------------------------------------
+# Failed and killed runs
+
+
+def test_texture_without_progress_fails_and_writes_no_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    # 10 Adam steps at lr 1e6 never leave the starting noise; the stall patience (20) is longer
+    # than the run, so only a verdict at the end of the run catches it.
+    run = tmp_path / "tex"
+    cmd = ["vision", "texture", "--trunk", "random", "--image", "brick", "--run-dir", str(run),
+           *tiny(tmp_path / "cache"), "--set", "texture.patience=20"]
+    assert main([*cmd, "--optimizer", "adam", "--lr", "1e6", "--steps", "10"]) == 2
+    one_line_error(2, capsys.readouterr().err, "brick: texture synthesis stalled", "after 10 iterations")
+    assert not (run / "metrics.json").exists() and not (run / "brick_result.png").exists()
+    # The same command without the bad options works again: the failed run is moved aside.
+    assert main(cmd) == 0
+    assert "moved it aside" in capsys.readouterr().out
+    assert json.loads((run / "metrics.json").read_text())["results"]["brick"]["iterations"] == 4
+    (aside,) = (tmp_path / ".replaced").iterdir()
+    assert aside.name.endswith("-tex") and (aside / "meta.json").is_file() and not (aside / "metrics.json").exists()
+
+
+COMMANDS = {
+    "probe": ["probe", "--trunk", "random"],
+    "pretrain": ["pretrain", "--method", "autoencoder"],
+    "texture": ["texture", "--trunk", "random", "--image", "brick"],
+    "generate": ["generate", "--trunk", "random"],
+    "compare": ["compare", "--trunks", "random"],
+}
+
+
+@pytest.mark.parametrize("sub", list(COMMANDS))
+def test_every_command_restarts_where_a_run_was_left_unfinished(
+        sub: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # What a killed run leaves: config.yaml and meta.json but no metrics.json, and no lock (the
+    # kernel drops a dead process's flock).
+    run = tmp_path / sub
+    RunFolder.open(run, command=f"vision {sub}", config={"stale": True}).release()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("POLICYSHARE_RUNS", raising=False)
+    assert main(["vision", *COMMANDS[sub], "--run-dir", str(run), *tiny(None)]) == 0
+    assert f"moved it aside to {tmp_path / '.replaced'}" in capsys.readouterr().out
+    assert (run / "metrics.json").is_file() and "stale" not in (run / "config.yaml").read_text()
+    (aside,) = (tmp_path / ".replaced").iterdir()
+    assert "stale" in (aside / "config.yaml").read_text() and not (aside / "metrics.json").exists()
+    # Nothing is written outside the run folder: a diffusion prior is cached inside it.
+    assert not (cwd / "runs").exists()
+    assert bool(list(run.glob("cache/ddpm_*.safetensors"))) == (sub in ("generate", "compare"))
+
+
+def test_killed_texture_run_does_not_block_its_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "tex"
+    cmd = ["vision", "texture", "--trunk", "random", "--image", "brick", "--optimizer", "adam", "--run-dir", str(run),
+           *tiny(tmp_path / "cache")]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen([sys.executable, "-m", "policyshare", *cmd, "--steps", "1000000",
+                             "--set", "texture.patience=1000000"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((run / "tb").glob("events.out.tfevents.*")):  # synthesising
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (run / "metrics.json").exists()
+    assert main(cmd) == 0  # the same command (with its usual step count) runs again
+    assert "moved it aside" in capsys.readouterr().out
+    assert (run / "metrics.json").is_file() and (run / "brick_result.png").is_file()
+
+
+def test_a_folder_another_process_writes_is_not_moved(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "tex"
+    RunFolder.open(run, command="vision texture", config={}).release()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; "
+                               "fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+                               "print('held', flush=True); time.sleep(120)", str(run / LOCK_NAME)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code = main(["vision", "texture", "--trunk", "random", "--run-dir", str(run), *tiny(tmp_path / "cache")])
+        one_line_error(code, capsys.readouterr().err, "in use by another running process", "run the command again")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (run / "meta.json").is_file() and not (tmp_path / ".replaced").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Where the prior is cached; labelled sample grids
+
+
+def test_generate_caches_its_prior_in_its_run_folder_and_labels_each_class(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("POLICYSHARE_RUNS", raising=False)
+    run = tmp_path / "gen"
+    assert main(["vision", "generate", "--trunk", "random", "--run-dir", str(run), *tiny(None)]) == 0
+    assert not (cwd / "runs").exists()
+    (cached,) = (run / "cache").glob("ddpm_*.safetensors")
+    assert json.loads((run / "metrics.json").read_text())["prior"]["cache_file"] == str(cached)
+    for name in ("samples.png", "unguided.png"):
+        image = np.asarray(Image.open(run / name).convert("L"), dtype=np.float32) / 255.0
+        # 10 classes x 3 samples of 8x8 digits, 1-pixel padding, enlarged 4x; the rest is the margin.
+        assert image.shape[0] == 4 * (10 * 9 + 1)
+        margin = image[:, : image.shape[1] - 4 * (3 * 9 + 1)]
+        assert margin.shape[1] > 0
+        rows = [margin[4 * (1 + 9 * k): 4 * (9 + 9 * k)] for k in range(10)]
+        assert all(float(r.min()) < 0.5 for r in rows), "every row carries its class label"
+        assert len({r.tobytes() for r in rows}) == 10, "each row's label differs"

@@ -4,7 +4,10 @@ Each subcommand writes one run folder (``--run-dir``, default ``runs/vision/<sub
 holding ``config.yaml``, ``meta.json``, ``metrics.json``, PNGs and TensorBoard events under
 ``tb/`` with ``vision/`` tags. Bad input (an image that does not decode, a trunk file of an
 unknown spec, a layer the trunk does not have, a shift larger than the feature map) ends with
-one line on stderr and exit status 2.
+one line on stderr and exit status 2, before the run folder is touched; so does a texture
+synthesis that makes no progress, without writing its result or ``metrics.json``. Vision runs
+keep no checkpoints: a folder left unfinished by a failed or killed run is moved aside to
+``.replaced/`` beside it on the next run, with a note, so the same command works again.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set guidance.scale=2 (repeatable)")
     p.add_argument("--run-dir", default=None, metavar="DIR",
-                   help="run folder (default: runs/vision/<subcommand>__<trunk>__s<seed>)")
+                   help="run folder (default: runs/vision/<subcommand>__<trunk>__s<seed>); an unfinished run there "
+                   "(failed or killed) is moved aside to .replaced/ beside it")
     p.add_argument("--seed", type=int, default=0, help="seed of trunks, heads, samplers, noise (default: 0)")
     p.add_argument("--quiet", action="store_true", help="print only the final figures")
 
@@ -103,7 +107,8 @@ def _generate(sub: Any) -> None:
         "generate", help="class-conditional digits from the diffusion prior guided by a classifier on the trunk",
         description="Train a noisy-image classifier on the frozen trunk and use its gradient to guide the cached "
         "DDPM prior (trained once per config) towards each class (Dhariwal & Nichol 2021); --scale 0 is the "
-        "unguided baseline. Writes samples.png and unguided.png (one row per class) and metrics.json: accuracy of "
+        "unguided baseline. Writes samples.png and unguided.png (one row per class, labelled with it) and "
+        "metrics.json: accuracy of "
         "an independent SVM on the samples and the classification accuracy score (train on generated, test on "
         "real).")
     p.add_argument("--trunk", required=True, metavar="TRUNK", help=TRUNK_HELP)
@@ -159,12 +164,12 @@ def _progress(a: argparse.Namespace) -> Any:
 
 
 def _open(a: argparse.Namespace, sub: str, label: str, cfg: Any) -> Any:
-    """The run folder; ``config.yaml`` is the resolved config, reusable with ``--config``."""
-    from policyshare.config import to_dict
-    from policyshare.runs import RunFolder, default_run_dir
+    """The run folder (an unfinished one is moved aside, see :func:`~policyshare.vision.compare.open_run`)."""
+    from policyshare.runs import default_run_dir
+    from policyshare.vision.compare import open_run
 
     path = a.run_dir or default_run_dir("vision", sub, a.seed, label)
-    return RunFolder.open(path, command=f"vision {sub}", config=to_dict(cfg), seed=a.seed)
+    return open_run(path, f"vision {sub}", cfg, a.seed)
 
 
 def _cmd_probe(a: argparse.Namespace) -> int:
@@ -298,7 +303,8 @@ def _cmd_texture(a: argparse.Namespace) -> int:
         writer.close()
     for label, cells in results.items():
         if "error" in cells["result"]:
-            raise UserError(f"{label}: {cells['result']['error']}")
+            raise UserError(f"{label}: {cells['result']['error']} (no result written; the unfinished {run.path} is "
+                            "moved aside when the command is run again)")
     baselines = texture_baselines(textures, cfg, run.path, a.seed)
     run.write_metrics({"trunk": a.trunk, "results": {k: v["result"] for k, v in results.items()},
                        "baselines": baselines})
@@ -333,7 +339,7 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     run = _open(a, "generate", trunk_label(a.trunk), cfg)
     writer = VisionWriter(run.tb_dir)
     try:
-        ctx = prepare(cfg, a.seed, textures=False, writer=writer, progress=say)
+        ctx = prepare(cfg, a.seed, textures=False, writer=writer, progress=say, run_dir=run.path if a.run_dir else None)
         trunk = (resolve_trunk(a.trunk, ctx.splits.train, cfg, a.seed, writer.logger("pretrain"))
                  if pretrained else freeze(early))
         say(f"guided sampling at scale {cfg.guidance.scale}")

@@ -16,8 +16,12 @@ digits, a held-out crop of the same texture (what a perfect synthesis would scor
 initial noise.
 
 Outputs in the run folder: ``metrics.json``, ``report.md`` (the Markdown table),
-``<trunk>/samples.png`` and ``<trunk>/texture_<image>_<variant>.png``, ``unguided.png``,
-``textures/``, and TensorBoard events in ``tb/<trunk>/`` under ``vision/`` tags.
+``<trunk>/samples.png`` and ``<trunk>/texture_<image>_<variant>.png``, ``unguided.png`` (sample
+grids: one row per class, labelled with its class), ``textures/``, ``cache/`` (the diffusion
+prior, unless ``diffusion.cache_dir`` is set or the run uses its default folder; see
+:func:`~policyshare.vision.diffusion.cache_dir`), and TensorBoard events in ``tb/<trunk>/``
+under ``vision/`` tags. A folder left unfinished by a failed or killed run is moved aside to
+``.replaced/`` beside it and the run starts again (:func:`open_run`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,16 @@ from policyshare.errors import UserError
 from policyshare.runs import RunFolder, default_run_dir, slug
 from policyshare.trunks import Trunk
 from policyshare.vision.config import VisionConfig, load_vision_config
-from policyshare.vision.data import Splits, grid, load_dataset, save_png, split, subsample, texture_crops
+from policyshare.vision.data import (
+    Splits,
+    grid,
+    label_rows,
+    load_dataset,
+    save_png,
+    split,
+    subsample,
+    texture_crops,
+)
 from policyshare.vision.diffusion import DDPM, load_or_train_prior
 from policyshare.vision.evaluators import DigitJudge, EvaluatorNet, classification_accuracy_score, texture_distances
 from policyshare.vision.guidance import Samples, clean_accuracy, generate, train_noisy_classifier
@@ -89,8 +102,20 @@ def load_splits(cfg: VisionConfig) -> Splits:
 
 
 def prepare(cfg: VisionConfig, seed: int, *, generation: bool = True, textures: bool = True,
-            writer: VisionWriter | None = None, progress: Progress = _quiet) -> Context:
+            writer: VisionWriter | None = None, progress: Progress = _quiet,
+            run_dir: Path | None = None) -> Context:
     """Load data, train the judge, load or train the prior and crop the textures.
+
+    Args:
+        cfg: the config.
+        seed: the run seed.
+        generation: train the judge and load or train the prior.
+        textures: crop the textures.
+        writer: TensorBoard writer of the prior's training loss.
+        progress: receives one line per stage.
+        run_dir: the run folder the user chose (``--run-dir``), where the prior is cached unless
+            ``diffusion.cache_dir`` is set (``None``: the shared default cache; see
+            :func:`~policyshare.vision.diffusion.cache_dir`).
 
     Raises:
         UserError: bad data or texture sources.
@@ -102,7 +127,7 @@ def prepare(cfg: VisionConfig, seed: int, *, generation: bool = True, textures: 
         progress("diffusion prior: loading from cache or training (once per config)")
         t0 = time.perf_counter()
         prior, path, cached = load_or_train_prior(ctx.splits.train.images, cfg.diffusion, seed,
-                                                  writer.logger("prior") if writer else no_log)
+                                                  writer.logger("prior") if writer else no_log, run_dir)
         ctx.prior = prior
         ctx.prior_info = {"cache_file": str(path), "from_cache": cached,
                           "seconds": round(time.perf_counter() - t0, 1)}
@@ -150,11 +175,22 @@ def probe_step(trunk: Trunk, ctx: Context, writer: VisionWriter | None = None) -
     return out
 
 
-def samples_grid(samples: Samples, n_classes: int, columns: int = 10) -> torch.Tensor:
-    """One row per class, the first ``columns`` samples of each: ``(C, H', W')``."""
+def samples_grid(samples: Samples, classes: Sequence[str], columns: int = 10, upscale: int = 4) -> torch.Tensor:
+    """One row per class, the first ``columns`` samples of each, each row labelled with its class.
+
+    Args:
+        samples: ordered class by class, the same number per class.
+        classes: class names, indexed by label (the labels written beside the rows).
+        columns: samples shown per class.
+        upscale: nearest-neighbour enlargement of the samples.
+
+    Returns:
+        ``(C, H', W')`` in [0, 1]: the enlarged grid with a label margin on its left.
+    """
+    n_classes = len(classes)
     per = len(samples.labels) // n_classes
     pick = torch.cat([torch.arange(k * per, k * per + min(columns, per)) for k in range(n_classes)])
-    return grid(samples.images[pick], min(columns, per))
+    return label_rows(grid(samples.images[pick], min(columns, per)), [str(c) for c in classes], upscale)
 
 
 def unguided_step(ctx: Context, out_dir: Path, writer: VisionWriter | None = None) -> dict[str, Any]:
@@ -163,8 +199,8 @@ def unguided_step(ctx: Context, out_dir: Path, writer: VisionWriter | None = Non
     g = ctx.cfg.guidance
     n_classes = len(ctx.splits.train.classes)
     s = generate(ctx.prior, None, n_classes, g.per_class, 0.0, ctx.seed)
-    image = samples_grid(s, n_classes)
-    save_png(out_dir / "unguided.png", image, upscale=4)
+    image = samples_grid(s, ctx.splits.train.classes)
+    save_png(out_dir / "unguided.png", image)
     acc = ctx.judge.accuracy(s.images, s.labels)
     cas = classification_accuracy_score(s.images, s.labels, ctx.splits.test, g.judge_c)
     if writer:
@@ -178,7 +214,7 @@ def generation_step(trunk: Trunk, ctx: Context, out_dir: Path, writer: VisionWri
                     scale: float | None = None) -> dict[str, Any]:
     """Train the trunk's noisy classifier, sample with guidance, judge the samples.
 
-    Writes ``out_dir/samples.png`` (one row per class). TensorBoard: ``vision/guide/loss``,
+    Writes ``out_dir/samples.png`` (one row per class, labelled). TensorBoard: ``vision/guide/loss``,
     ``vision/generate/accuracy``, ``vision/generate/cas``, ``vision/generate/samples``.
 
     Returns:
@@ -197,8 +233,8 @@ def generation_step(trunk: Trunk, ctx: Context, out_dir: Path, writer: VisionWri
     clf = train_noisy_classifier(trunk, ctx.splits.train, ctx.prior.schedule, ctx.cfg.trunk, g, ctx.cfg.probe.layer,
                                  ctx.seed, writer.logger("guide") if writer else no_log)
     s = generate(ctx.prior, clf, n_classes, g.per_class, s_value, ctx.seed)
-    image = samples_grid(s, n_classes)
-    save_png(out_dir / "samples.png", image, upscale=4)
+    image = samples_grid(s, ctx.splits.train.classes)
+    save_png(out_dir / "samples.png", image)
     acc = ctx.judge.accuracy(s.images, s.labels)
     cas = classification_accuracy_score(s.images, s.labels, ctx.splits.test, g.judge_c)
     if writer:
@@ -387,6 +423,24 @@ def report_markdown(metrics: Mapping[str, Any]) -> str:
 # Entry point
 
 
+def open_run(path: str | Path, command: str, cfg: VisionConfig, seed: int) -> RunFolder:
+    """Open a vision run folder; an unfinished run found there is moved aside, with a note.
+
+    Vision runs keep no checkpoints, so a run that failed or was killed cannot be resumed: its
+    folder goes to ``<parent>/.replaced/<time>-<name>`` (:func:`policyshare.runs.move_aside`)
+    and the same command starts afresh. ``config.yaml`` is the resolved config, reusable with
+    ``--config``.
+
+    Raises:
+        UserError: the folder holds a finished run, or another running process writes to it.
+    """
+    run = RunFolder.open(path, command=command, config=to_dict(cfg), seed=seed, restart=True)
+    if run.replaced is not None:
+        print(f"note: {run.path} held an unfinished run (failed or killed; vision runs keep no checkpoints); "
+              f"moved it aside to {run.replaced}", flush=True)
+    return run
+
+
 def preflight(trunks: Sequence[str], cfg: VisionConfig, seed: int) -> None:
     """Check every trunk reference, texture, layer and shift in seconds, before anything trains.
 
@@ -441,7 +495,10 @@ def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = No
         trunks: references: ``random``, ``random:SPEC``, ``classify``, ``autoencoder`` (trained
             here on the training split) or trunk files.
         config: a :class:`VisionConfig`, a YAML path, or ``None`` for ``configs/vision.yaml``.
-        run_dir: the run folder (default ``runs/vision/compare__s<seed>``); never overwritten.
+        run_dir: the run folder (default ``runs/vision/compare__s<seed>``); a finished run is never
+            overwritten, an unfinished one is moved aside (:func:`open_run`). The diffusion prior
+            is cached in ``run_dir/cache`` unless ``diffusion.cache_dir`` is set (default folder:
+            the shared ``runs/vision/cache``).
         seed: seeds trunks, heads, samplers and texture noise (not the data split).
         progress: receives one line per stage.
 
@@ -452,7 +509,8 @@ def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = No
 
     Raises:
         UserError: no trunks, a bad trunk reference, data, layer or shift; a run folder that
-            holds a run.
+            holds a finished run or is in use (an unfinished one is moved aside, see
+            :func:`open_run`).
         CheckpointError: an unreadable trunk file or one of an unknown spec.
         NumericalError: diverging training.
     """
@@ -469,12 +527,12 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
     from policyshare.vision.inputs import unique_labels
 
     labels = unique_labels(list(trunks))
-    run = RunFolder.open(run_dir or default_run_dir("vision", "compare", seed), command="vision compare",
-                         config=to_dict(cfg), seed=seed)
-    preflight(trunks, cfg, seed)
+    preflight(trunks, cfg, seed)  # bad input is refused before the folder is touched
+    run = open_run(run_dir or default_run_dir("vision", "compare", seed), "vision compare", cfg, seed)
     base_writer = VisionWriter(run.tb_dir / "baselines")
     try:
-        ctx = prepare(cfg, seed, writer=base_writer, progress=progress)
+        ctx = prepare(cfg, seed, writer=base_writer, progress=progress,
+                      run_dir=run.path if run_dir is not None else None)
         progress("baselines: unguided prior, held-out texture crops")
         (run.path / "textures").mkdir(exist_ok=True)
         baselines: dict[str, Any] = {

@@ -220,7 +220,9 @@ class DiffusionConfig:
         batch_size: minibatch size.
         lr: Adam learning rate (cosine-decayed to 0).
         ema: decay of the exponential moving average of the weights used for sampling.
-        cache_dir: where trained priors are kept (``null``: ``runs/vision/cache``).
+        cache_dir: where trained priors are kept (``null``: ``cache/`` inside the run folder given
+            with ``--run-dir`` or the experiment's ``vision/`` folder; ``runs/vision/cache`` for runs
+            in their default folders).
     """
 
     timesteps: int = 100

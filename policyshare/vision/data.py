@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,3 +430,48 @@ def grid(images: torch.Tensor, nrow: int, pad: int = 1, fill: float = 1.0) -> to
         r, k = divmod(i, nrow)
         out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = images[i]
     return out
+
+
+def label_rows(image: torch.Tensor, labels: Sequence[str], upscale: int = 1, pad: int = 1) -> torch.Tensor:
+    """Enlarge a :func:`grid` and write ``labels[r]`` in a left margin beside its row ``r``.
+
+    The text is drawn with Pillow's default font, black on white, after the nearest-neighbour
+    enlargement so that it stays legible.
+
+    Args:
+        image: ``(C, H, W)`` in [0, 1], a grid of ``len(labels)`` rows as :func:`grid` tiles them
+            (``pad`` pixels before and between rows).
+        labels: one label per row, e.g. the class names.
+        upscale: nearest-neighbour enlargement of the images (the margin is added after it).
+        pad: the grid's padding, in pixels before enlargement.
+
+    Returns:
+        ``(C, H · upscale, M + W · upscale)``: the enlarged grid with an ``M``-pixel label margin.
+
+    Raises:
+        ValueError: ``image``'s height is not that of ``len(labels)`` rows of a :func:`grid`.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    c, height, width = image.shape
+    rows = len(labels)
+    if rows == 0 or (height - pad) % rows:
+        raise ValueError(f"a {height}-pixel-high grid does not hold {rows} rows with padding {pad}")
+    row_h = (height - pad) // rows * upscale  # one image plus one padding, enlarged
+    big = image.repeat_interleave(upscale, dim=1).repeat_interleave(upscale, dim=2)
+    try:
+        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.load_default(size=max(8, row_h * 3 // 5))
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    boxes = [probe.textbbox((0, 0), str(t), font=font) for t in labels]
+    margin = int(math.ceil(max(b[2] - b[0] for b in boxes))) + 2 * max(2, row_h // 6)
+    canvas = Image.new("L", (margin, height * upscale), 255)
+    draw = ImageDraw.Draw(canvas)
+    for r, (text, box) in enumerate(zip(labels, boxes)):
+        centre = pad * upscale + r * row_h + (row_h - pad * upscale) / 2
+        x = (margin - (box[2] - box[0])) / 2 - box[0]
+        y = centre - (box[3] - box[1]) / 2 - box[1]
+        draw.text((x, y), str(text), fill=0, font=font)
+    side = torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0).to(image.dtype)
+    return torch.cat([side.expand(c, -1, -1), big], dim=2)

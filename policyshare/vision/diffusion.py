@@ -10,9 +10,10 @@ clipped to [-1, 1] and variance ``β̃_t``. Classifier guidance (Dhariwal & Nich
 "Diffusion models beat GANs on image synthesis", Algorithm 1) shifts the posterior mean by
 ``s · β̃_t · ∇_{x_t} log p_φ(y | x_t, t)``; ``s = 0`` is the unguided prior.
 
-The prior never sees a trunk: it is trained once per (config, data, seed) and cached under
-``runs/vision/cache/`` so that every trunk guides the *same* prior, and differences between
-trunks are differences in guidance.
+The prior never sees a trunk: it is trained once per (config, data, seed) and cached (see
+:func:`cache_dir`: in the run folder, or in ``runs/vision/cache/`` for runs in their default
+folders) so that every trunk guides the *same* prior, and differences between trunks are
+differences in guidance.
 
 Index convention: timestep index ``i = 0 … T−1`` stands for the paper's ``t = i + 1``.
 """
@@ -230,13 +231,25 @@ def cache_key(images: torch.Tensor, cfg: DiffusionConfig, seed: int) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_dir(cfg: DiffusionConfig) -> Path:
-    """Where trained priors are kept: ``cfg.cache_dir`` or ``runs/vision/cache``."""
-    return Path(cfg.cache_dir) if cfg.cache_dir else runs_dir() / "vision" / "cache"
+def cache_dir(cfg: DiffusionConfig, run_dir: str | Path | None = None) -> Path:
+    """Where trained priors are kept.
+
+    Args:
+        cfg: ``cfg.cache_dir``, when set, wins.
+        run_dir: the run folder the user chose (``--run-dir``, or an experiment's ``vision/``
+            folder): priors go to ``run_dir/cache``, inside the folder the command writes.
+
+    Returns:
+        ``cfg.cache_dir``; else ``run_dir/cache``; else ``<runs>/vision/cache``, shared by the
+        vision runs in their default folders (``<runs>``: :func:`policyshare.paths.runs_dir`).
+    """
+    if cfg.cache_dir:
+        return Path(cfg.cache_dir)
+    return Path(run_dir) / "cache" if run_dir is not None else runs_dir() / "vision" / "cache"
 
 
 def load_or_train_prior(images: torch.Tensor, cfg: DiffusionConfig, seed: int = 0,
-                        log: ScalarLog = no_log) -> tuple[DDPM, Path, bool]:
+                        log: ScalarLog = no_log, run_dir: str | Path | None = None) -> tuple[DDPM, Path, bool]:
     """The cached prior for (images, config, seed), training and caching it if absent.
 
     A cache file that cannot be read (corrupt, truncated) is trained again and replaced.
@@ -246,6 +259,7 @@ def load_or_train_prior(images: torch.Tensor, cfg: DiffusionConfig, seed: int = 
         cfg: the prior's config.
         seed: training seed.
         log: receives the training loss when training.
+        run_dir: the run folder the user chose, if any (see :func:`cache_dir`).
 
     Returns:
         ``(prior, cache file, whether it came from the cache)``.
@@ -255,7 +269,7 @@ def load_or_train_prior(images: torch.Tensor, cfg: DiffusionConfig, seed: int = 
         CheckpointError: the cache file cannot be written.
     """
     key = cache_key(images, cfg, seed)
-    path = cache_dir(cfg) / f"ddpm_{key}.safetensors"
+    path = cache_dir(cfg, run_dir) / f"ddpm_{key}.safetensors"
     shape = (int(images.shape[1]), int(images.shape[2]), int(images.shape[3]))
     if path.is_file():
         try:

@@ -36,7 +36,8 @@ Without it and with ``hw``, a Gram term is 4x Gatys et al.'s
 
 Synthesis (:func:`synthesize`) optimises the pixels from uniform noise in [0.25, 0.75], with
 L-BFGS-B under box constraints [0, 1] or with Adam on logits (``x = sigmoid(z)``), so every
-pixel stays in range. A non-finite loss or one that does not fall stops synthesis with a clear
+pixel stays in range. A non-finite loss, or one that does not fall (within ``patience`` iterations,
+and again at the end of the run however short), stops synthesis with a clear
 error instead of returning a garbage image.
 """
 
@@ -333,6 +334,26 @@ class _Tracker:
             return True
         return False
 
+    def finish(self, how: str = "") -> SynthesisResult:
+        """The result, judged at the end of the run whatever the number of iterations.
+
+        Args:
+            how: why the optimiser ended, for the message (empty: it ran its steps or hit a plateau).
+
+        Raises:
+            TextureFailure: the best loss is not ``min_improvement`` below the initial one, so the
+                "result" would be (close to) the starting noise.
+        """
+        r = self.result
+        initial = r.losses[0]
+        if self.best > (1.0 - self.min_improvement) * initial:
+            ended = f" ({how})" if how else ""
+            raise TextureFailure(f"texture synthesis stalled: the loss is {self.best:.4g} after {r.iterations} "
+                                 f"iterations{ended}, not {self.min_improvement:.0%} below its initial "
+                                 f"{initial:.4g}, so the result would be the starting noise; choose other --layers, "
+                                 "another optimizer or --lr, more --steps, or another trunk")
+        return r
+
 
 def _check_finite(loss: float) -> None:
     if not math.isfinite(loss):
@@ -360,7 +381,8 @@ def synthesize(loss_fn: Callable[[torch.Tensor], torch.Tensor], shape: Sequence[
         lr: Adam's learning rate (L-BFGS-B needs none).
         patience: the loss must fall below ``(1 − min_improvement)`` × its initial value within
             this many iterations; and synthesis ends early when no new best appears for this many.
-        min_improvement: relative decrease that counts as progress.
+        min_improvement: relative decrease that counts as progress; the best loss must also be
+            this far below the initial one at the end of the run, however few the iterations.
         seed: seed of the initial noise.
         log: receives ``loss`` per iteration (iteration 0: the initial noise).
 
@@ -369,8 +391,9 @@ def synthesize(loss_fn: Callable[[torch.Tensor], torch.Tensor], shape: Sequence[
 
     Raises:
         TextureFailure: the loss or its gradient became NaN or infinite, or the loss stalled
-            (did not fall by ``min_improvement`` within ``patience`` iterations), e.g. dead
-            features or a learning rate far too small.
+            (did not fall by ``min_improvement`` within ``patience`` iterations, or by the end of
+            a run shorter than that), e.g. dead features or a learning rate far too small or
+            far too large.
         UserError: unknown optimizer.
     """
     if optimizer not in ("lbfgs", "adam"):
@@ -397,7 +420,7 @@ def _adam(loss_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, ste
         loss = loss_fn(image)
         if tracker.record(it, image, float(loss.detach())):
             break
-    return tracker.result
+    return tracker.finish()
 
 
 def _lbfgs(loss_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: int, patience: int,
@@ -430,8 +453,5 @@ def _lbfgs(loss_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, st
     r = tracker.result
     if r.stop == "steps" and r.iterations < steps:
         r.stop = f"optimizer: {res.message}"
-        if tracker.best > (1.0 - min_improvement) * r.losses[0]:
-            raise TextureFailure(f"texture synthesis stalled: L-BFGS-B stopped after {r.iterations} iterations "
-                                 f"({res.message}) with the loss at {tracker.best:.4g}, not {min_improvement:.0%} "
-                                 f"below its initial {r.losses[0]:.4g}; choose other --layers or another trunk")
-    return r
+        return tracker.finish(f"L-BFGS-B stopped: {res.message}")
+    return tracker.finish()
