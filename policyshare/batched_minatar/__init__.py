@@ -25,6 +25,7 @@ What lives where:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
 from typing import TYPE_CHECKING
 
@@ -42,8 +43,10 @@ GAMES: dict[str, str] = {
 }
 
 
-def game_class(name: str) -> type[BatchedGame]:
+def game_class(name: str) -> Callable[..., BatchedGame]:
     """The batched class of a MinAtar game, importing its module on first use.
+
+    The class is called as ``cls(n, randoms, ramping=True)``.
 
     Args:
         name: MinAtar module name (``breakout``, ``space_invaders`` …).
