@@ -71,8 +71,11 @@ N_ENVS = 8
 
 def run_against_reference(game: str, seeds: list[int], steps: int,
                           action_probs: tuple[float, ...] | None = None, ramping: bool = True,
-                          action_seed: int = 0) -> dict[str, float]:
+                          action_seed: int = 0, reset_every: int = 1) -> dict[str, float]:
     """Step reference and batched envs side by side; assert equality at every step.
+
+    Finished games are reset every ``reset_every`` steps (1: at once, as the vec env does);
+    until then both sides keep acting on them.
 
     Returns:
         ``terminations``, ``reward`` (summed over envs) and ``max_ramp`` seen.
@@ -102,6 +105,8 @@ def run_against_reference(game: str, seeds: list[int], steps: int,
         if ramps[0] is not None:
             assert np.array_equal(game_.ramp_index, ramps), f"{game}: ramps differ at step {t}"
             max_ramp = max(max_ramp, *ramps)
+        if t % reset_every:
+            continue
         done = np.flatnonzero(terminal)
         for i in done:
             refs[i].reset()
@@ -119,6 +124,14 @@ def test_batched_game_is_the_reference_game_step_for_step(game: str) -> None:
     assert stats["terminations"] >= case.min_terminations, stats
     assert stats["reward"] >= case.min_reward, stats
     assert stats["max_ramp"] >= case.min_ramps, stats
+
+
+@pytest.mark.parametrize("game", sorted(CASES))
+def test_finished_games_stay_finished_until_reset(game: str) -> None:
+    case = CASES[game]
+    stats = run_against_reference(game, [5, 6, 7, 8], min(case.steps, 2600 if game == "freeway" else 600),
+                                  case.action_probs, action_seed=2, reset_every=7)
+    assert stats["terminations"] >= 1
 
 
 def test_asterix_without_ramping_is_the_reference_game() -> None:

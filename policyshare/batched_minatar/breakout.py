@@ -21,8 +21,24 @@ _DY = np.array([-1, -1, 1, 1])
 _FLIP_X = np.array([1, 0, 3, 2])       # reflect off a side wall
 _FLIP_Y = np.array([3, 2, 1, 0])       # reflect off the top, a brick, or the paddle's near side
 _FLIP_XY = np.array([2, 3, 0, 1])      # bounced back by the paddle's far corner
-# Player movement per full MinAtar action index (n, l, u, r, d, f).
-_MOVE = np.array([0, -1, 0, 1, 0, 0])
+
+
+def _wall_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each ``(ball_y * 10 + ball_x) * 4 + ball_dir``: the next cell and direction after
+    the side and top walls (bricks and the paddle come later). A ball on the bottom row moving
+    down (only in a finished game, whose step is discarded) stays on the bottom row."""
+    y, x, d = (a.ravel() for a in np.meshgrid(np.arange(10), np.arange(10), np.arange(4), indexing="ij"))
+    nx, ny = x + _DX[d], y + _DY[d]
+    side = (nx < 0) | (nx > 9)
+    d = np.where(side, _FLIP_X[d], d)
+    top = ny < 0
+    d = np.where(top, _FLIP_Y[d], d)
+    return np.clip(nx, 0, 9), np.clip(ny, 0, 9), d
+
+
+_NEXT_X, _NEXT_Y, _NEXT_DIR = _wall_tables()
+# The paddle's next column for each (column, full MinAtar action index n, l, u, r, d, f).
+_PADDLE = np.clip(np.arange(10)[:, None] + np.array([0, -1, 0, 1, 0, 0]), 0, 9)
 
 
 class BatchedBreakout:
@@ -82,47 +98,42 @@ class BatchedBreakout:
 
     def act(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Advance every env one step (see :meth:`BatchedGame.act`); terminal envs stay put."""
-        live = ~self.terminal
         rows = self._rows
-        pos = np.clip(self.pos + _MOVE[actions], 0, 9)
-        d = self.ball_dir
-        new_x = self.ball_x + _DX[d]
-        new_y = self.ball_y + _DY[d]
-        # Side walls.
-        side = (new_x < 0) | (new_x > 9)
-        new_x = np.clip(new_x, 0, 9)
-        d = np.where(side, _FLIP_X[d], d)
-        # Top wall, else a brick, else the bottom row.
-        top = new_y < 0
-        new_y = np.maximum(new_y, 0)
-        # (A terminal env's ball may sit on the bottom row; its step is discarded below.)
-        brick = ~top & self.bricks[rows, np.minimum(new_y, 9), new_x]
+        pos = _PADDLE[self.pos, actions]
+        key = (self.ball_y * 10 + self.ball_x) * 4 + self.ball_dir
+        new_x, new_y, d = _NEXT_X[key], _NEXT_Y[key], _NEXT_DIR[key]
+        # Bricks never lie on the top row, so the reference's "top wall, else brick" needs no test.
+        brick = self.bricks[rows, new_y, new_x]
         hit = brick & ~self.strike                    # a brick broken this step
-        bottom = ~top & ~brick & (new_y == 9)
+        bottom = ~brick & (new_y == 9)
         near = bottom & (self.ball_x == pos)          # paddle under the ball's column
         far = bottom & ~near & (new_x == pos)         # paddle under the ball's landing column
-        lost = bottom & ~near & ~far
-        d = np.where(top | hit | near, _FLIP_Y[d], np.where(far, _FLIP_XY[d], d))
+        bounce = hit | near | far
         brick_y = new_y
-        new_y = np.where(hit | near | far, self.ball_y, new_y)
+        if bounce.any():
+            d = np.where(hit | near, _FLIP_Y[d], np.where(far, _FLIP_XY[d], d))
+            new_y = np.where(bounce, self.ball_y, new_y)
+        lost = bottom & ~near & ~far
 
-        # Commit the live envs only.
-        hit &= live
+        last_x, last_y = self.ball_x, self.ball_y
+        live = ~self.terminal
+        if not live.all():  # finished games stay as they are (the vec env resets them at once)
+            hit &= live
+            bottom &= live
+            lost &= live
+            new_x, new_y, d, pos, brick, last_x, last_y = (np.where(live, a, b) for a, b in (
+                (new_x, self.ball_x), (new_y, self.ball_y), (d, self.ball_dir), (pos, self.pos),
+                (brick, self.strike), (last_x, self.last_x), (last_y, self.last_y)))
         if hit.any():
             self.bricks[rows[hit], brick_y[hit], new_x[hit]] = False
-        refill = bottom & live
-        if refill.any():
-            r = rows[refill]
+        if bottom.any():
+            r = rows[bottom]
             empty = ~self.bricks[r].any(axis=(1, 2))
             self.bricks[r[empty], 1:4, :] = True
-        self.last_x = np.where(live, self.ball_x, self.last_x)
-        self.last_y = np.where(live, self.ball_y, self.last_y)
-        self.ball_x = np.where(live, new_x, self.ball_x)
-        self.ball_y = np.where(live, new_y, self.ball_y)
-        self.ball_dir = np.where(live, d, self.ball_dir)
-        self.pos = np.where(live, pos, self.pos)
-        self.strike = np.where(live, brick, self.strike)  # in a brick's cell this step
-        self.terminal = self.terminal | (lost & live)
+        self.last_x, self.last_y = last_x, last_y
+        self.ball_x, self.ball_y, self.ball_dir, self.pos = new_x, new_y, d, pos
+        self.strike = brick  # in a brick's cell this step
+        self.terminal = self.terminal | lost
         return hit.astype(np.float32), self.terminal.copy()
 
     def state(self) -> np.ndarray:
