@@ -19,9 +19,9 @@ RAMP_INTERVAL = 100      # env steps between two ramps (the timer runs down past
 INIT_SPAWN_SPEED = 10    # env steps between spawns at the start of an episode
 INIT_MOVE_INTERVAL = 5   # env steps between two moves of the entities at the start
 _SLOT_Y = np.arange(1, 9)  # entity slot k lives on row k + 1
-# Player movement per full MinAtar action index (n, l, u, r, d, f).
-_DX = np.array([0, -1, 0, 1, 0, 0])
-_DY = np.array([0, 0, -1, 0, 1, 0])
+# The player's next column / row for each (column or row, full MinAtar action n, l, u, r, d, f).
+_NEXT_X = np.clip(np.arange(10)[:, None] + np.array([0, -1, 0, 1, 0, 0]), 0, 9)
+_NEXT_Y = np.clip(np.arange(10)[:, None] + np.array([0, 0, -1, 0, 1, 0]), 1, 8)
 
 
 class BatchedAsterix:
@@ -83,13 +83,17 @@ class BatchedAsterix:
         side and kind are drawn all the same, as in the reference)."""
         free = ~self.alive[idx]
         counts = free.sum(axis=1)
-        draws = np.empty((len(idx), 2))
-        pick = np.zeros(len(idx), dtype=np.int64)
-        for k, i in enumerate(idx):
-            rs = self.randoms[i]
-            draws[k] = rs.rand(2)
-            if counts[k]:
-                pick[k] = rs.randint(counts[k])
+        side: list[float] = []
+        kind: list[float] = []
+        picks: list[int] = []
+        randoms = self.randoms
+        for i, c in zip(idx.tolist(), counts.tolist(), strict=True):
+            rs = randoms[i]
+            side.append(rs.random_sample())  # = rand(), without its wrapper
+            kind.append(rs.random_sample())
+            picks.append(rs.randint(c) if c else 0)
+        draws = np.array([side, kind]).T
+        pick = np.array(picks, dtype=np.int64)
         ok = counts > 0
         # The pick-th free slot: the first slot where the running count of free slots passes pick.
         slot = np.argmax(np.cumsum(free, axis=1) > pick[:, None], axis=1)
@@ -118,8 +122,8 @@ class BatchedAsterix:
             self._spawn(idx)
             self.spawn_timer[idx] = self.spawn_speed[idx]
 
-        self.player_x = np.where(live, np.clip(self.player_x + _DX[actions], 0, 9), self.player_x)
-        self.player_y = np.where(live, np.clip(self.player_y + _DY[actions], 1, 8), self.player_y)
+        self.player_x = np.where(live, _NEXT_X[self.player_x, actions], self.player_x)
+        self.player_y = np.where(live, _NEXT_Y[self.player_y, actions], self.player_y)
         reward, dead = self._collide(live)
 
         moves = live & (self.move_timer == 0)

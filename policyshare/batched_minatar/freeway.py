@@ -62,7 +62,7 @@ class BatchedFreeway:
             rs = self.randoms[i]
             s = rs.randint(1, 6, 8)
             # np.sign of rand() - 0.5, as the reference (0 only if rand() is exactly 0.5).
-            speeds[k] = s * np.sign(rs.rand(8) - 0.5).astype(int)
+            speeds[k] = s * np.sign(rs.random_sample(8) - 0.5).astype(int)  # = rand(8)
         self.car_speed[idx] = speeds
         self.car_timer[idx] = np.abs(speeds)
 
@@ -84,8 +84,7 @@ class BatchedFreeway:
         ready = live & (self.move_timer == 0)
         up = ready & (actions == 2)
         down = ready & (actions == 4)
-        pos = self.pos - up + down
-        np.clip(pos, 0, 9, out=pos)
+        pos = np.minimum(np.maximum(self.pos - up + down, 0), 9)
         self.move_timer[up | down] = PLAYER_SPEED
         win = pos == 0  # only a live env moves up
         if win.any():

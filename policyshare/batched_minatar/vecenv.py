@@ -87,7 +87,7 @@ class BatchedMinAtarVecEnv(VecEnv):
         game, minimal, registered_limit = minatar_spec(env_id)
         self.env_id = env_id
         self.randoms = [np.random.RandomState() for _ in range(n_envs)]
-        self._draw_sticky = [r.rand for r in self.randoms]
+        self._draw_sticky = [r.random_sample for r in self.randoms]  # = rand(), without its wrapper
         self.game = game_class(game)(n_envs, self.randoms, ramping=difficulty_ramping)
         self.action_set = np.array(self.game.minimal_actions if minimal else range(6), dtype=np.int64)
         self.sticky_action_prob = sticky_action_prob
