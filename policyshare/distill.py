@@ -66,7 +66,7 @@ from policyshare.config import (
     read_yaml,
     to_dict,
 )
-from policyshare.envs import Suite, check_env_id, make_vec_env, task_action_map
+from policyshare.envs import Suite, check_env_id, check_vec_env, make_vec_env, task_action_map
 from policyshare.errors import CheckpointError, ConfigError, NumericalError, UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, EvalResult, evaluate, random_return
 from policyshare.metrics import expert_normalised, iqm_intervals
@@ -114,7 +114,8 @@ class DistillConfig:
     Attributes:
         steps: env steps per task the student acts for (summed over the task's envs).
         n_envs: parallel envs per task.
-        vec_env: ``dummy`` (one process) or ``subproc``.
+        vec_env: ``dummy`` (one process), ``subproc`` or ``batched`` (MinAtar only: the envs
+            stepped together with array operations, same episodes as ``dummy``).
         epsilon: the student's fixed ε of ε-greedy acting, in [0, 1] (0.1 in Actor-Mimic).
         loss: ``cross_entropy`` (Actor-Mimic, Eq. 2) or ``kl`` (Policy Distillation, Eq. 3).
         head: ``common`` (one output over the common action space, per-task masks) or
@@ -140,7 +141,7 @@ class DistillConfig:
 
     steps: int = 500_000
     n_envs: int = 4
-    vec_env: Literal["dummy", "subproc"] = "dummy"
+    vec_env: Literal["dummy", "subproc", "batched"] = "dummy"
     epsilon: float = 0.1
     loss: LossKind = "cross_entropy"
     head: HeadKind = "common"
@@ -1190,6 +1191,8 @@ def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps:
         cfg = replace(cfg, steps=steps)
     loaded = load_teachers(teachers, cfg.device, safe=safe)
     suite = loaded[0].suite
+    for t in loaded:
+        check_vec_env(t.task, cfg.vec_env)
     resolved = {"teachers": [{"task": t.task, "path": str(t.path)} for t in loaded], "seed": seed,
                 "suite": suite.name, "method": method_name(cfg), **to_dict(cfg)}
     name = "_".join(t.task.split("/")[-1] for t in loaded)

@@ -96,11 +96,16 @@ class MinAtarEnv(gym.Env[np.ndarray, np.int64]):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        state = self.game.state()
-        n = state.shape[-1]
-        index = np.max(state * np.arange(1, n + 1).reshape(1, 1, -1), axis=2)
-        frame = _PALETTE[index % len(_PALETTE)]
-        return np.repeat(np.repeat(frame, self.render_scale, 0), self.render_scale, 1)
+        return render_frame(self.game.state(), self.render_scale)
+
+
+def render_frame(state: np.ndarray, scale: int = 24) -> np.ndarray:
+    """A MinAtar observation ``(10, 10, C)`` as an RGB frame ``(10*scale, 10*scale, 3)`` uint8
+    (each cell coloured by its highest set channel; black where none is set)."""
+    n = state.shape[-1]
+    index = np.max(state * np.arange(1, n + 1).reshape(1, 1, -1), axis=2)
+    frame = _PALETTE[index % len(_PALETTE)]
+    return np.repeat(np.repeat(frame, scale, 0), scale, 1)
 
 
 def register_minatar() -> None:
@@ -300,6 +305,28 @@ def _make_minatar(env_id: str, render_mode: str | None = None) -> gym.Env:
     return gym.make(env_id, render_mode=render_mode)
 
 
+def check_vec_env(env_id: str, vec_env: str) -> None:
+    """Refuse, before anything runs, a ``vec_env`` that cannot run ``env_id``: ``batched``
+    exists for the MinAtar games only.
+
+    Raises:
+        UserError: ``batched`` with an env of another suite, or a MinAtar game without a
+            batched version.
+    """
+    if vec_env != "batched":
+        return
+    suite = suite_for(env_id)
+    if suite.kind != "minatar":
+        raise UserError(f"vec_env 'batched' runs MinAtar games only, not {env_id!r} "
+                        f"({suite.name} suite); use vec_env=dummy or vec_env=subproc")
+    from policyshare.batched_minatar import available_games
+
+    game = gym.registry[env_id].kwargs["game"] if env_id in gym.registry else None
+    if game not in available_games():
+        raise UserError(f"vec_env 'batched' has no batched version of {env_id!r} yet "
+                        f"(batched: {', '.join(available_games())}); use vec_env=dummy")
+
+
 def make_vec_env(env_id: str, n_envs: int, seed: int, vec_env: str = "dummy",
                  render_mode: str | None = None) -> Any:
     """The vectorised env SB3 trains and evaluates on, each sub-env wrapped in ``Monitor``.
@@ -311,17 +338,26 @@ def make_vec_env(env_id: str, n_envs: int, seed: int, vec_env: str = "dummy",
         env_id: a Gymnasium id of a suite.
         n_envs: number of parallel envs.
         seed: base seed.
-        vec_env: ``dummy`` (``DummyVecEnv``, one process) or ``subproc`` (``SubprocVecEnv``).
+        vec_env: ``dummy`` (``DummyVecEnv``, one process), ``subproc`` (``SubprocVecEnv``) or
+            ``batched`` (MinAtar only: the ``n_envs`` games stepped together with array
+            operations, :class:`~policyshare.batched_minatar.vecenv.BatchedMinAtarVecEnv` under
+            SB3's ``VecMonitor``; the same observations, rewards and dones as ``dummy`` for the
+            same seed and actions).
         render_mode: passed to the envs (``rgb_array`` for videos).
 
     Raises:
-        UserError: unknown env id.
+        UserError: unknown env id; ``batched`` with an env that is not MinAtar.
     """
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
 
     suite = check_env_id(env_id)
+    if vec_env == "batched":
+        check_vec_env(env_id, vec_env)
+        from policyshare.batched_minatar.vecenv import make_batched_vec_env
+
+        return make_batched_vec_env(env_id, n_envs, seed, render_mode=render_mode)
     cls = SubprocVecEnv if vec_env == "subproc" and n_envs > 1 else DummyVecEnv
     if suite.kind == "atari":
         o = suite.atari

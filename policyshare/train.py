@@ -56,7 +56,7 @@ from policyshare.config import (
     resolve_env_entry,
     to_dict,
 )
-from policyshare.envs import Suite, check_env_id, make_vec_env
+from policyshare.envs import Suite, check_env_id, check_vec_env, make_vec_env
 from policyshare.errors import CheckpointError, NumericalError, UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate, random_return
 from policyshare.logs import open_logger, restore_pending, silence_writer_thread_errors
@@ -93,7 +93,8 @@ class TrainConfig:
     Attributes:
         timesteps: total env steps to train (summed over envs).
         n_envs: parallel envs.
-        vec_env: ``dummy`` (one process) or ``subproc``.
+        vec_env: ``dummy`` (one process), ``subproc`` or ``batched`` (MinAtar only: the envs
+            stepped together with array operations, same episodes as ``dummy``).
         torch_threads: torch intra-op threads.
         device: torch device (``cpu``, ``cuda``, ``auto``).
         checkpoint_freq: env steps between checkpoints; 0 turns them off.
@@ -106,7 +107,7 @@ class TrainConfig:
 
     timesteps: int = 1_000_000
     n_envs: int = 8
-    vec_env: Literal["dummy", "subproc"] = "dummy"
+    vec_env: Literal["dummy", "subproc", "batched"] = "dummy"
     torch_threads: int = 1
     device: str = "cpu"
     checkpoint_freq: int = 100_000
@@ -336,6 +337,7 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         if timesteps <= 0:
             raise UserError(f"--timesteps must be > 0, got {timesteps}")
         cfg = replace(cfg, timesteps=timesteps)
+    check_vec_env(env_id, cfg.vec_env)
     if freeze_trunk and init_trunk is None:
         raise UserError("--freeze-trunk needs a trunk to freeze: pass --init-trunk FILE")
     resolved = _resolved(cfg, params, env_id, algo, seed)
