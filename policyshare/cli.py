@@ -361,6 +361,9 @@ def _sweep_parser(sub: Any) -> None:
     p.add_argument("--seeds", nargs="+", default=None, metavar="S", help="seeds, e.g. 0-9 (default: the config's)")
     p.add_argument("--address", default=None, metavar="ADDR", help="Ray cluster address (default: a local Ray)")
     p.add_argument("--backend", default="ray", choices=["ray", "local"], help="ray (default) or local")
+    p.add_argument("--max-failures", type=int, default=None, metavar="N",
+                   help="retries of a trial whose worker died (a lost node, a killed process); it resumes from its "
+                   "run folder's last checkpoint; -1: no limit (default: 3; Ray Tune's FailureConfig)")
     p.add_argument("--run-dir", default=None, metavar="DIR", help="experiment folder (default: runs/<name>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable)")
@@ -373,7 +376,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     from policyshare.train import parse_seeds
 
     sweep(a.config, seeds=parse_seeds(a.seeds) if a.seeds else None, address=a.address, backend=a.backend,
-          run_dir=a.run_dir, overrides=parse_overrides(a.overrides))
+          run_dir=a.run_dir, overrides=parse_overrides(a.overrides), max_failures=a.max_failures)
     return 0
 
 
