@@ -13,7 +13,7 @@ one seed; hierarchical scores are ``(upstream seeds, target seeds[, tasks])``.
   (experts, students), then target seeds within each (Davison & Hinkley 1997, Sec. 3.8;
   Saravanan et al. 2020).
 * :func:`verdict` — "A beats B": supported, refuted, or undecided at this budget, with a rough
-  number of seeds that would decide it (Colas et al. 2018).
+  number of seeds that would decide it (Colas, Sigaud & Oudeyer 2018).
 * :func:`summarise_metrics` — per-seed :class:`~policyshare.transfer_metrics.Metric` values per
   method into one row each, undefined seeds reported by reason, no method dropped.
 
@@ -300,7 +300,7 @@ def hierarchical_bootstrap(scores: ArrayLike, statistic: Statistic = "iqm", *, r
     replication, per task: draw ``U`` upstream seeds with replacement; within each drawn one,
     draw ``S`` target seeds with replacement; compute the statistic over all drawn scores. The
     interval is the percentile interval of the replications (Davison & Hinkley 1997, "Bootstrap
-    methods and their application", Sec. 3.8, strategy 1; Saravanan, Berman & Sober 2020,
+    methods and their application", Sec. 3.8; Saravanan, Berman & Sober 2020,
     "Application of the hierarchical bootstrap to multi-level data in neuroscience").
 
     Args:
@@ -420,7 +420,7 @@ def seeds_to_decide(effect: float, sd: float, *, paired: bool, confidence: float
     with ``sd`` the standard deviation of ``d``. Independent groups: twice that per group, with
     ``sd`` the pooled standard deviation. ``α = 1 − confidence``, ``1 − β = power`` (Colas,
     Sigaud & Oudeyer 2018, "How many random seeds? Statistical power analysis in deep RL
-    experiments", Sec. 4). A rough guide only: it takes the observed effect at face value.
+    experiments"). A rough guide only: it takes the observed effect at face value.
 
     Returns:
         ``ceil(n)`` (at least 2), or ``None`` when the observed effect is 0.
@@ -487,9 +487,9 @@ def verdict(scores_a: ArrayLike, scores_b: ArrayLike, *, env_steps: int, claim: 
         sd_d = float(d.std(ddof=1)) if d.size > 1 else float("nan")
         n_d = seeds_to_decide(effect, sd_d, paired=True, confidence=confidence, power=power)
         needed = None if needed is None or n_d is None else max(needed, n_d)
-        diff = difference or aggregate(a - b, "mean", **kw)
+        diff = difference if difference is not None else aggregate(a - b, "mean", **kw)
     else:
-        diff = difference or _unpaired_difference(a, b, **kw)
+        diff = difference if difference is not None else _unpaired_difference(a, b, **kw)
     poi = probability_of_improvement(a, b, **kw)
     outcome: Outcome
     if not diff.is_confidence_interval or not poi.is_confidence_interval:

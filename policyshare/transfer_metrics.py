@@ -14,7 +14,7 @@ never ``nan``, so a method whose metric is undefined on some seed stays in every
   2016, Table 1), defined only where scratch is clearly above random.
 * :func:`normalised_area_gain` — (AUC − AUC_scratch) / (T · (expert − random)).
 * :func:`forward_transfer` — FT = (AUC − AUC_b) / (1 − AUC_b) on expert-normalised curves
-  (Wołczyk et al. 2021, Continual World, Sec. 3).
+  (Wołczyk et al. 2021, "Continual World: a robotic benchmark for continual RL", NeurIPS).
 * :func:`normalised_return_at` — expert-normalised return at fixed fractions of ``T``.
 
 Aggregates over seeds (intervals, verdicts) live in :mod:`policyshare.statistics`.
@@ -189,7 +189,11 @@ def normalised_area_gain(curve: Curve, scratch: Curve, random: float, expert: fl
 
 def forward_transfer(curve: Curve, baseline: Curve, random: float, expert: float, *,
                      budget: float | None = None) -> Metric:
-    """Forward transfer FT = (AUC − AUC_b) / (1 − AUC_b) (Wołczyk et al. 2021, Continual World, Sec. 3).
+    """Forward transfer FT = (AUC − AUC_b) / (1 − AUC_b) (Wołczyk et al. 2021, Continual World).
+
+    Continual World's ``FT_i := (AUC_i − AUC_i^b) / (1 − AUC_i^b)`` with
+    ``AUC_i = (1/Δ) ∫ p_i(t) dt`` over the task's budget Δ and ``b`` the reference trained from
+    scratch.
 
     Both curves are first expert-normalised, ``(return − random) / (expert − random)``, and
     each area is divided by ``T`` (env steps), so an area lies in ``[0, 1]`` when its curve does:
