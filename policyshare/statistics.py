@@ -552,6 +552,11 @@ class MetricSummary:
         """Seeds with a value."""
         return self.n_total - sum(self.undefined.values())
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (no ``nan``): the estimate's, ``n_total``, ``n_defined``, ``undefined``."""
+        return {**self.estimate.as_dict(), "n_total": self.n_total, "n_defined": self.n_defined,
+                "undefined": dict(self.undefined)}
+
     def __str__(self) -> str:
         reasons = "; ".join(f"{why} ({k} of {self.n_total} seeds)" if k < self.n_total else why
                             for why, k in self.undefined.items())

@@ -229,7 +229,8 @@ def test_a_table_of_per_seed_metrics_keeps_every_method_and_says_why_values_are_
     assert (rows["gain"].estimate.low, rows["gain"].estimate.high) == pytest.approx((0.35, 0.85))
     assert rows["ft"].estimate.high == pytest.approx((0.75 + 0.1) / 1.1)
     for row in rows.values():  # nothing is nan
-        assert json.dumps(row.estimate.as_dict(), allow_nan=False)
+        assert json.dumps(row.as_dict(), allow_nan=False)
+    assert rows["frozen"].as_dict()["undefined"] == {str(table["frozen"][1].why): 1, str(table["frozen"][2].why): 1}
 
 
 def test_summaries_accept_a_sequence_and_aggregate_many_seeds_with_an_interval() -> None:
