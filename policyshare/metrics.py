@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,22 @@ class Interval:
         return f"{self.point:.3g} [{self.low:.3g}, {self.high:.3g}]"
 
 
+@contextmanager
+def seeded_numpy_global(seed: int) -> Iterator[None]:
+    """Seed numpy's global generator for the block, then put its state back.
+
+    rliable's ``StratifiedBootstrap`` and ``StratifiedIndependentBootstrap`` draw their indices
+    from ``np.random.choice`` (rliable 1.2, ``library.py``), ignoring the ``random_state`` they
+    are given, so a bootstrap interval is reproducible only with the global generator seeded.
+    """
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def iqm(values: np.ndarray) -> float:
     """Interquartile mean over all entries (mean of the middle 50 %, ``scipy.stats.trim_mean``)."""
     from scipy.stats import trim_mean
@@ -129,7 +146,7 @@ def iqm_intervals(scores: Mapping[str, np.ndarray], reps: int = 2000, confidence
         if a.shape[0] == 1 and a.shape[1] == 1:  # one value: no interval can be estimated
             out[name] = Interval(float(a[0, 0]), float("nan"), float("nan"))
             continue
-        with warnings.catch_warnings():  # arch's notice about RandomState, which rliable passes
+        with seeded_numpy_global(seed), warnings.catch_warnings():  # arch's notice about RandomState
             warnings.simplefilter("ignore", FutureWarning)
             point, ci = rly.get_interval_estimates(
                 {name: a}, lambda x: np.array([rmetrics.aggregate_iqm(x)]), reps=reps,
