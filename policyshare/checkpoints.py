@@ -445,11 +445,56 @@ def load_sb3(path: str | Path, env: Any = None, device: str = "cpu",
     return model, header
 
 
+#: Features extractors other than the plain trunk that :func:`load_sb3_safe` rebuilds: the
+#: ``extractor.kind`` of a zip's ``policyshare.json`` → ``(module, extractor class, policy class)``.
+#: Only these are ever imported by name; a zip naming any other kind is refused.
+SAFE_EXTRACTORS: dict[str, tuple[str, str, str]] = {
+    "progressive": ("policyshare.progressive", "ProgressiveExtractor", "ProgressivePolicy"),
+}
+
+
+def extractor_header(policy: Any) -> dict[str, Any]:
+    """The ``policyshare.json`` entry that lets :func:`load_sb3_safe` rebuild ``policy``'s extractor.
+
+    Args:
+        policy: an SB3 policy (``model.policy``).
+
+    Returns:
+        ``{"extractor": {"kind", "kwargs"}}`` for an extractor of :data:`SAFE_EXTRACTORS` (its
+        constructor's plain-data kwargs, as SB3 records them), else ``{}`` (the plain trunk,
+        which the header's ``trunk`` entry describes).
+    """
+    cls = getattr(policy, "features_extractor_class", None)
+    for kind, (module, extractor, _) in SAFE_EXTRACTORS.items():
+        if cls is not None and (cls.__module__, cls.__qualname__) == (module, extractor):
+            return {"extractor": {"kind": kind, "kwargs": dict(policy.features_extractor_kwargs)}}
+    return {}
+
+
+def _safe_extractor(path: str | Path, header: Mapping[str, Any]) -> tuple[Any, tuple[type, dict[str, Any]] | None]:
+    """``(policy_class, features_extractor)`` for :func:`~policyshare.algos.build_model` from a header."""
+    import importlib
+
+    described = header.get("extractor")
+    if described is None:
+        return "CnnPolicy", None
+    kind = described.get("kind") if isinstance(described, Mapping) else None
+    kwargs = described.get("kwargs") if isinstance(described, Mapping) else None
+    if kind not in SAFE_EXTRACTORS or not isinstance(kwargs, Mapping):
+        raise CheckpointError(f"{path}: its policyshare.json describes a features extractor {kind!r} that "
+                              f"--safe cannot rebuild (it rebuilds {', '.join(SAFE_EXTRACTORS)}); only "
+                              "load it without --safe if you trust its source")
+    module_name, extractor, policy_class = SAFE_EXTRACTORS[str(kind)]
+    module = importlib.import_module(module_name)
+    return getattr(module, policy_class), (getattr(module, extractor), dict(kwargs))
+
+
 def load_sb3_safe(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """Load an SB3 zip written by policyshare without unpickling anything.
 
     The network is rebuilt from the zip's ``policyshare.json`` (algorithm, env id, trunk and
-    head description; plain JSON), and only ``policy.pth`` is read, with
+    head description, and for a progressive column its extractor's layout, :data:`SAFE_EXTRACTORS`;
+    plain JSON), and only ``policy.pth`` is read, with
     ``torch.load(weights_only=True)``, which accepts tensors and refuses any other object. The
     optimizer state and SB3's pickled ``data`` entry are never read, so the model can act
     (``predict``) but is not set up to continue training.
@@ -479,9 +524,15 @@ def load_sb3_safe(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str,
     policy = from_dict(PolicyConfig, header["policy"], f"{path} policyshare.json policy")
     # Smallest valid hyper-parameters: the model only acts, it is not trained.
     small = {"ppo": {"n_steps": 2, "batch_size": 2}, "a2c": {}, "dqn": {"buffer_size": 1, "learning_starts": 0}}
+    policy_class, extractor = _safe_extractor(path, header)
     env = make_vec_env(env_id, 1, 0)
     try:
-        model = build_model(algo, env, PARAMS[algo](**small[algo]), policy, trunk, suite, 0, device)
+        try:
+            model = build_model(algo, env, PARAMS[algo](**small[algo]), policy, trunk, suite, 0, device,
+                                policy_class=policy_class, features_extractor=extractor)
+        except (TypeError, ValueError) as e:  # extractor kwargs that do not build a network
+            raise CheckpointError(f"{path}: its policyshare.json does not describe a network policyshare "
+                                  f"can build ({e}); do not trust this file") from None
         with zipfile.ZipFile(path) as zf:
             raw = zf.read("policy.pth")
         try:
@@ -491,8 +542,28 @@ def load_sb3_safe(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str,
                                   f"running it ({type(e).__name__}); do not trust this file") from None
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"{path}: policy.pth is not a dict of tensors; refused")
+        _check_described(path, model.policy, state, extractor is not None)
         load_state_checked(model.policy, state, f"{path} policy.pth")
     finally:
         env.close()
     model.num_timesteps = int(header.get("timesteps", 0))
     return model, header
+
+
+def _check_described(path: str | Path, policy: torch.nn.Module, state: Mapping[str, torch.Tensor],
+                     described: bool) -> None:
+    """Refuse, in one short line, weights of another network than the header describes."""
+    own = policy.state_dict()
+    extra = sorted(set(state) - set(own))
+    missing = sorted(set(own) - set(state))
+    if not extra and not missing:
+        return
+    if not described and any(k.startswith("features_extractor.stack.") for k in extra):
+        raise CheckpointError(f"{path} is a progressive column saved without its network's layout in "
+                              "policyshare.json (an older policyshare), so --safe cannot rebuild it; "
+                              "evaluate its experiment's s<seed>/network.safetensors with --task ID "
+                              "instead (never unpickled), or drop --safe if you trust this file")
+    raise CheckpointError(f"{path}: policy.pth does not fit the network its policyshare.json describes "
+                          f"({len(missing)} tensors missing, e.g. {(missing or ['none'])[0]}; "
+                          f"{len(extra)} unexpected, e.g. {(extra or ['none'])[0]}); drop --safe only "
+                          "if you trust this file")

@@ -173,6 +173,26 @@ class DistillConfig:
                            checkpoint_freq=self.checkpoint_freq)
         for w in self.head_hidden:
             check_positive("", head_hidden=w)
+        rounds = -(-self.steps // self.n_envs)  # the run collects whole rounds of n_envs env steps
+        if rounds * self.n_envs < self.first_update_step:
+            raise ConfigError(
+                f"steps {self.steps} (env steps per task) trains nothing: the first update comes at env "
+                f"step {self.first_update_step} per task (learning_starts {self.learning_starts}, n_envs "
+                f"{self.n_envs}, train_freq {self.train_freq}); set steps (--steps) to at least "
+                f"{self.first_update_step} or lower learning_starts (--set learning_starts=N)")
+
+    @property
+    def first_update_step(self) -> int:
+        """Env steps per task at which the first gradient update runs.
+
+        Collection round ``r`` (1, 2, …) ends at ``r · n_envs`` env steps per task; updates
+        follow rounds with ``r · n_envs >= learning_starts`` and ``r`` a multiple of
+        ``train_freq``. A run of fewer ``steps`` would report an untrained student, so the
+        config refuses it.
+        """
+        first = max(1, -(-self.learning_starts // self.n_envs))  # ceil(learning_starts / n_envs)
+        first = -(-first // self.train_freq) * self.train_freq  # up to a multiple of train_freq
+        return first * self.n_envs
 
 
 def load_distill_config(path: str | Path | None = None,
@@ -919,8 +939,9 @@ def train_student(student: Student, teachers: Sequence[Teacher], cfg: DistillCon
         quiet: no progress prints.
 
     Returns:
-        ``{"env_steps": per task, "updates": gradient updates, "train_wall_s": seconds,
-        "feature_map_parameters": int}``.
+        ``{"env_steps": per task, "updates": gradient updates, "feature_map_parameters": int,
+        "train_wall_s": seconds of this call, "env_steps_trained": env steps per task of this
+        call}`` (the last two are timings: :func:`distill` keeps them in ``timing.json``).
 
     Raises:
         NumericalError: a loss or parameter became NaN or infinite.
@@ -964,6 +985,7 @@ def train_student(student: Student, teachers: Sequence[Teacher], cfg: DistillCon
     next_ckpt = ((env_steps // cfg.checkpoint_freq + 1) * cfg.checkpoint_freq
                  if cfg.checkpoint_freq else math.inf)
     started = time.perf_counter()
+    start_steps = env_steps
     rounds = 0
 
     def checkpoint() -> Path:
@@ -1076,8 +1098,9 @@ def train_student(student: Student, teachers: Sequence[Teacher], cfg: DistillCon
                                  "learning_rate and rerun")
     student.eval()
     return {"env_steps": env_steps, "updates": updates,
+            "feature_map_parameters": sum(p.numel() for p in maps.parameters()),
             "train_wall_s": round(time.perf_counter() - started, 3),
-            "feature_map_parameters": sum(p.numel() for p in maps.parameters())}
+            "env_steps_trained": env_steps - start_steps}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1162,7 +1185,8 @@ def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps:
     ``metrics.json``: per-task returns, expert-normalised score
     ``(student − random) / (teacher − random)``, its interquartile mean over tasks with a
     stratified bootstrap interval (tasks resampled; Agarwal et al. 2021), and the parameter
-    counts of the student and of all teachers together.
+    counts of the student and of all teachers together. Same-seed reruns write the same
+    ``metrics.json`` byte for byte (CPU); wall-clock figures go to ``timing.json``.
 
     Args:
         teachers: ``PATH`` or ``TASK=PATH`` per teacher (see :func:`load_teachers`).
@@ -1181,7 +1205,8 @@ def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps:
 
     Raises:
         UserError: bad teachers (same task twice, spaces that do not fit, mixed suites), bad
-            config, a run folder that would be overwritten, a resume with other settings.
+            config (also ``steps`` too few to reach ``learning_starts``: no update would run),
+            a run folder that would be overwritten, a resume with other settings.
         NumericalError: a non-finite loss.
     """
     cfg = load_distill_config(config, overrides)
@@ -1215,6 +1240,11 @@ def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps:
         train_info = read_json(train_info_path, "training summary")
     else:
         train_info = train_student(student, loaded, cfg, seed, run, resume=resume, quiet=quiet)
+        # Wall-clock figures live apart from metrics.json, which same-seed reruns reproduce exactly.
+        wall, trained = train_info.pop("train_wall_s"), train_info.pop("env_steps_trained")
+        atomic_write_json(run.path / "timing.json", {
+            "train_wall_s": wall, "env_steps_trained_per_task": trained,
+            "train_steps_per_s": round(trained * len(loaded) / wall, 1) if wall > 0 else None})
         atomic_write_json(train_info_path, train_info)
         save_student(student, student_path, {**source, "env_steps": train_info["env_steps"]})
 
@@ -1248,7 +1278,7 @@ def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps:
     metrics: dict[str, Any] = {
         "tasks": [t.task for t in loaded], "seed": seed, "method": method_name(cfg),
         "env_steps_per_task": int(train_info["env_steps"]), "updates": int(train_info["updates"]),
-        "train_wall_s": train_info["train_wall_s"], "eval_episodes": cfg.eval.final_episodes,
+        "eval_episodes": cfg.eval.final_episodes,
         "per_task": {task: {"student_return": r["student"]["mean"],
                             "student_std": r["student"]["std"],
                             "teacher_return": r["teacher"]["mean"],

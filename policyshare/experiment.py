@@ -273,7 +273,8 @@ def check_stage_configs(cfg: ExperimentConfig) -> None:
     if cfg.distill.enabled:
         from policyshare.distill import load_distill_config
 
-        load_distill_config(cfg.distill.config, cfg.distill.set)
+        steps = {} if cfg.distill.steps is None else {"steps": cfg.distill.steps}
+        load_distill_config(cfg.distill.config, {**cfg.distill.set, **steps})
     for target in cfg.targets:
         t_cfg, _ = load_train_config(target, cfg.algo, cfg.transfer.config, cfg.transfer.set)
         if not 0 < 2 * t_cfg.eval.freq <= cfg.transfer.timesteps:

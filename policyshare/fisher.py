@@ -16,6 +16,10 @@ Average Fisher Sensitivity of feature ``m`` normalises across columns,
 and AFS(i, c) is its mean over the features ``m`` (those with a non-zero denominator). Each
 layer's AFS sums to 1 over the columns.
 
+A layer whose activations do not reach the target's output has F̂ = 0 and so AFS 0: with
+``adapter.heads`` off, the earlier columns' last layer feeds nothing of the target column
+(only its own heads), so the target column holds all of that layer's sensitivity.
+
 The expectation over actions is taken exactly (a sum over the task's actions weighted by π);
 the expectation over states uses observations collected by running the target column's
 stochastic policy on the target task (:func:`collect_observations`).
@@ -137,8 +141,11 @@ def average_fisher_sensitivity(network: ProgressiveNetwork, task: str, observati
         logp = torch.log_softmax(logits, dim=1)
         probs = logp.detach().exp()
         for a in range(logp.shape[1]):  # E_{a~π}: exact sum over actions, weighted by π(a|s)
+            # A layer that does not reach the output (an earlier column's last layer without
+            # head laterals) has no gradient: its sensitivity is exactly 0 (zeros, not an error).
             grads = torch.autograd.grad(logp[:, a].sum(), [p for col in probes for p in col],
-                                        retain_graph=a < logp.shape[1] - 1)
+                                        retain_graph=a < logp.shape[1] - 1, allow_unused=True,
+                                        materialize_grads=True)
             weight = probs[:, a].double()
             for idx, g in enumerate(grads):
                 c, i = divmod(idx, n_layers)

@@ -1284,6 +1284,7 @@ def _plan(tasks: Sequence[str], config: str | Path | None, algo: str | None, tim
         _, spec = _spec_for(env.observation_space, trunk, suite.alignment_kwargs(mode))
     finally:
         env.close()
+    _check_spec_fits(spec, suite.name)
     chosen = [c for c in CONTROLS if getattr(cfg.controls, c)] if controls is None else list(controls)
     unknown = [c for c in chosen if c not in CONTROLS]
     if unknown:
@@ -1292,6 +1293,30 @@ def _plan(tasks: Sequence[str], config: str | Path | None, algo: str | None, tim
         raise UserError("no seeds given; pass --seeds 0 1 2")
     return _Plan(tasks, algo, cfg, timesteps, run_overrides, runs, trunk, spec, chosen, list(seeds),
                  quiet)
+
+
+def _check_spec_fits(spec: TrunkSpec, suite: str) -> None:
+    """Refuse a trunk spec whose layers do not fit the suite's observations (before training).
+
+    Raises:
+        ConfigError: naming the layer that does not fit and the specs that do.
+    """
+    from policyshare.trunks import TRUNK_SPECS
+
+    def fits(name: str) -> bool:
+        try:
+            Trunk(TrunkSpec(name, spec.in_channels, spec.height, spec.width, spec.activation, spec.theta))
+        except ConfigError:
+            return False
+        return True
+
+    if not fits(spec.name):
+        try:
+            Trunk(spec)
+        except ConfigError as e:
+            raise ConfigError(f"{e}; set train.trunk.spec to one that fits {suite}'s "
+                              f"{spec.height}x{spec.width} observations: "
+                              f"{', '.join(n for n in TRUNK_SPECS if fits(n))}") from None
 
 
 def _say(plan: _Plan, text: str) -> None:

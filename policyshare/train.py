@@ -40,6 +40,7 @@ from policyshare.callbacks import (
 from policyshare.checkpoints import (
     ALGOS,
     atomic_write_json,
+    extractor_header,
     load_sb3,
     load_trunk_weights,
     read_sb3_header,
@@ -379,6 +380,8 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
                     model.q_net_target.load_state_dict(model.q_net.state_dict())
             if freeze_trunk:
                 _freeze_trunk(model)
+        # Another extractor than the trunk (a progressive column): its layout, for `--safe` loads.
+        header.update(extractor_header(model.policy))
         resume_step = int(model.num_timesteps) if resume else None
         if resume_step is not None:
             # Cut what a killed run logged or evaluated after the state it continues from.

@@ -392,3 +392,42 @@ def test_teacher_whose_spaces_do_not_fit_its_task(teachers: dict[str, Path], tmp
         load_teachers([str(plain)])
     with pytest.raises(UserError, match="was trained on MinAtar/Freeway-v1, not MinAtar/Asterix-v1"):
         load_teachers([f"MinAtar/Asterix-v1={teachers['freeway']}"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Reproducible metrics; budgets that cannot train
+
+
+def test_same_seed_runs_write_byte_identical_metrics(teachers: dict[str, Path], tmp_path: Path) -> None:
+    """Two same-seed runs: the same metrics.json byte for byte; wall-clock time in timing.json."""
+    items = [str(teachers["freeway"]), str(teachers["breakout"] / "model.zip")]
+    overrides = {**parse_overrides(STUDENT_ARGS[3:-1:2]), "learning_starts": 128, "log_freq": 128,
+                 "checkpoint_freq": 0, "eval": {"freq": 0, "episodes": 1, "final_episodes": 1,
+                                                "random_episodes": 1}}
+    run = tmp_path / "run"
+    distill(items, steps=256, seed=3, run_dir=run, overrides=overrides, quiet=True)
+    first = (run / "metrics.json").read_bytes()
+    run.rename(tmp_path / "first")  # the same command again, into the same (now free) folder
+    result = distill(items, steps=256, seed=3, run_dir=run, overrides=overrides, quiet=True)
+    assert result.metrics["updates"] > 0
+    assert (run / "metrics.json").read_bytes() == first
+    timing = json.loads((run / "timing.json").read_text())
+    assert timing["train_wall_s"] > 0 and timing["env_steps_trained_per_task"] == 256
+    assert "train_wall_s" not in json.loads(first) and "train_wall_s" not in json.loads(
+        (run / "train_info.json").read_text())
+
+
+@pytest.mark.parametrize(("args", "first_update"), [
+    (["--steps", "64"], 5000),  # the config's learning_starts
+    (["--steps", "100", "--set", "learning_starts=50", "--set", "n_envs=4", "--set", "train_freq=30"], 120),
+])
+def test_steps_below_the_first_update_are_refused_before_anything_is_written(
+        breakout_run: Path, tmp_path: Path, args: list[str], first_update: int) -> None:
+    """No run that would report an untrained student as a result (``updates: 0``)."""
+    proc = run_cli("distill", "--teachers", str(breakout_run), *args, "--run-dir", str(tmp_path / "r"))
+    assert_user_error(proc, "trains nothing", f"at least {first_update}", "learning_starts")
+    assert not (tmp_path / "r").exists()
+    # The last collection round is whole: 113 steps in rounds of 4 reach env step 116 >= 116.
+    assert load_distill_config(overrides={"steps": 113, "learning_starts": 116, "n_envs": 4}).steps == 113
+    with pytest.raises(ConfigError, match="trains nothing"):
+        load_distill_config(overrides={"steps": 112, "learning_starts": 116, "n_envs": 4})

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from conftest import ROOT, run_cli
 
+from policyshare.errors import ConfigError
 from policyshare.experiment import load_experiment_config, plan, run_experiment
 from policyshare.report import build_report
 
@@ -113,6 +114,13 @@ def test_bad_experiment_configs(tmp_path: Path) -> None:
     proc = run_cli("run", str(tiny_config(tmp_path)), "--only", "vision", "--run-dir", str(tmp_path / "e"))
     assert proc.returncode == 2 and "needs the experts stage" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_distill_steps_that_cannot_reach_an_update_are_refused_before_any_stage(tmp_path: Path) -> None:
+    """``distill.steps`` below the distill config's first update: refused when the config loads."""
+    with pytest.raises(ConfigError, match="steps 200 .* trains nothing"):
+        load_experiment_config(tiny_config(tmp_path, distill={"steps": 200, "set": {"learning_starts": 256}}))
+    assert load_experiment_config(tiny_config(tmp_path, distill={"steps": 256, "set": {"learning_starts": 256}}))
 
 
 def test_presets_are_valid() -> None:

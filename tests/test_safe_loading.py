@@ -111,7 +111,7 @@ def test_teachers_and_init_from_never_unpickle_with_safe(command: str, breakout_
     rewrite_zip(breakout_run / "model.zip", bad, {"policy.pth": evil_tensor_file(marker)})
     out = tmp_path / "out"
     if command == "distill":
-        args = ["distill", "--teachers", str(bad), "--steps", "64"]
+        args = ["distill", "--teachers", str(bad), "--steps", "64", "--set", "learning_starts=0"]
     else:
         args = ["progressive", "--tasks", "MinAtar/Breakout-v1", "MinAtar/Asterix-v1",
                 "--init-from", str(bad), "--timesteps", "64", "--set", "train.eval.freq=32"]

@@ -72,6 +72,10 @@ def test_compare_smoke_subprocess(tmp_path: Path, breakout_run: Path) -> None:
         assert list((run / "tb" / label).glob("events.out.tfevents.*"))
     assert metrics["results"][breakout_run.name]["source"]["env_id"] == "MinAtar/Breakout-v1"
     assert metrics["results"]["classify"]["source"]["split"] == "train"
+    # Wall-clock figures live in timing.json: same-seed reruns write the same metrics.json.
+    assert "wall_seconds" not in metrics and all("seconds" not in r for r in metrics["results"].values())
+    timing = json.loads((run / "timing.json").read_text())
+    assert timing["wall_s"] > 0 and set(timing["trunks_s"]) == set(labels) and "seconds" not in metrics["prior"]
     report = (run / "report.md").read_text()
     assert "| trunk | probe acc." in report and "`autoencoder`" in report and "unguided prior" in report
     assert "| trunk | probe acc." in proc.stdout
@@ -108,6 +112,7 @@ def test_pretrain_probe_texture_generate(tmp_path: Path, capsys: pytest.CaptureF
                  *sets]) == 0
     gen = json.loads((tmp_path / "gen" / "metrics.json").read_text())
     assert gen["guided"]["scale"] == 2.0 and gen["unguided"]["scale"] == 0.0 and gen["prior"]["from_cache"] is False
+    assert "seconds" not in gen["prior"] and json.loads((tmp_path / "gen" / "timing.json").read_text())["prior_s"] >= 0
     assert (tmp_path / "gen" / "samples.png").is_file() and (tmp_path / "gen" / "unguided.png").is_file()
     out = capsys.readouterr().out
     assert "judge accuracy" in out and "linear probe" in out

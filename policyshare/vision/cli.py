@@ -352,6 +352,9 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     finally:
         writer.close()
     judge = guided["judge_accuracy"]
+    from policyshare.checkpoints import atomic_write_json
+
+    atomic_write_json(run.path / "timing.json", ctx.timing)  # wall-clock figures stay out of metrics.json
     run.write_metrics({"trunk": a.trunk, "guided": guided, "unguided": unguided, "judge_accuracy": judge,
                        "prior": ctx.prior_info, "data": ctx.splits.describe()})
     print(f"guided by {a.trunk} at scale {guided['scale']}: judge accuracy {guided['accuracy']:.3f}, CAS "
@@ -368,7 +371,7 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     cfg: VisionConfig = _config(a)
     metrics = compare(a.trunks, cfg, a.run_dir, a.seed, _progress(a))
     print(markdown_table(metrics))
-    print(f"wall time {metrics['wall_seconds']:.0f} s; run folder: {metrics['run_dir']}")
+    print(f"wall time {metrics['timing']['wall_s']:.0f} s; run folder: {metrics['run_dir']}")
     if not a.quiet:
         print(json.dumps({k: {"probe": v["probe"]["accuracy"], "guided": v["generate"]["accuracy"],
                               "cas": v["generate"]["cas"]} for k, v in metrics["results"].items()}))

@@ -76,8 +76,9 @@ class Context:
         splits: train / eval / test splits of the labelled data.
         judge: the independent classifier (trained on ``splits.eval``), for generation.
         prior: the cached diffusion prior (``None`` when generation is not needed).
-        prior_info: where the prior came from (cache file, whether cached, seconds).
+        prior_info: where the prior came from (cache file, whether cached).
         textures: ``{name: (source, reference)}`` crops, each ``(1, C, size, size)``.
+        timing: wall-clock seconds (``prior_s``); kept out of ``metrics.json``.
     """
 
     cfg: VisionConfig
@@ -87,6 +88,7 @@ class Context:
     prior: DDPM | None = None
     prior_info: dict[str, Any] = field(default_factory=dict)
     textures: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 def load_splits(cfg: VisionConfig) -> Splits:
@@ -129,8 +131,8 @@ def prepare(cfg: VisionConfig, seed: int, *, generation: bool = True, textures: 
         prior, path, cached = load_or_train_prior(ctx.splits.train.images, cfg.diffusion, seed,
                                                   writer.logger("prior") if writer else no_log, run_dir)
         ctx.prior = prior
-        ctx.prior_info = {"cache_file": str(path), "from_cache": cached,
-                          "seconds": round(time.perf_counter() - t0, 1)}
+        ctx.prior_info = {"cache_file": str(path), "from_cache": cached}
+        ctx.timing["prior_s"] = round(time.perf_counter() - t0, 1)
     if textures:
         ctx.textures = load_textures(cfg)
     return ctx
@@ -393,15 +395,16 @@ def markdown_table(metrics: Mapping[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def report_markdown(metrics: Mapping[str, Any]) -> str:
-    """``report.md``: the table plus what each column means."""
+def report_markdown(metrics: Mapping[str, Any], wall_seconds: float | None = None) -> str:
+    """``report.md``: the table plus what each column means (and the wall time, if given)."""
     data = metrics["data"]
     lines = [
         "# Vision comparison: classification, guided generation and texture synthesis per trunk",
         "",
         markdown_table(metrics),
         f"Data: {data['dataset']} — train {data['train']} (trunks, heads, prior), eval {data['eval']} (judge only), "
-        f"test {data['test']} (every accuracy). Seed {metrics['seed']}; wall time {metrics['wall_seconds']:.0f} s.",
+        f"test {data['test']} (every accuracy). Seed {metrics['seed']}"
+        + (f"; wall time {wall_seconds:.0f} s." if wall_seconds is not None else "."),
         "",
         "* **probe acc.**: linear probe on the frozen trunk's features, test split.",
         "* **guided acc.**: share of class-conditional samples (prior guided by a noisy classifier on the frozen "
@@ -504,8 +507,9 @@ def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = No
 
     Returns:
         The metrics written to ``metrics.json``: ``results`` per trunk label (``probe``,
-        ``generate``, ``texture``, ``source``, ``seconds``), ``baselines``, ``data``,
-        ``wall_seconds`` …
+        ``generate``, ``texture``, ``source``), ``baselines``, ``data`` …, plus ``run_dir`` and
+        ``timing`` (what ``timing.json`` holds: ``wall_s``, ``prior_s``, ``trunks_s`` per label;
+        wall-clock seconds stay out of ``metrics.json``, which same-seed reruns reproduce).
 
     Raises:
         UserError: no trunks, a bad trunk reference, data, layer or shift; a run folder that
@@ -547,6 +551,7 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
                                "data": ctx.splits.describe(), "guidance_scale": cfg.guidance.scale,
                                "texture_variants": list(texture_variants(cfg)), "prior": ctx.prior_info,
                                "baselines": baselines, "results": {}}
+    trunk_seconds: dict[str, float] = {}
     for label, ref in zip(labels, trunks):
         t0 = time.perf_counter()
         out_dir = run.path / label
@@ -566,14 +571,18 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
             row["texture"] = texture_step(trunk, cfg, ctx.textures, out_dir, writer, seed=seed)
         finally:
             writer.close()
-        row["seconds"] = round(time.perf_counter() - t0, 1)
+        seconds = round(time.perf_counter() - t0, 1)
+        trunk_seconds[label] = seconds
         metrics["results"][label] = row
         progress(f"{label}: probe {row['probe']['accuracy']:.3f}, guided {row['generate']['accuracy']:.3f}, "
-                 f"CAS {row['generate']['cas']:.3f} ({row['seconds']:.0f} s)")
-    metrics["wall_seconds"] = round(time.perf_counter() - start, 1)
-    from policyshare.checkpoints import atomic_write_text
+                 f"CAS {row['generate']['cas']:.3f} ({seconds:.0f} s)")
+    from policyshare.checkpoints import atomic_write_json, atomic_write_text
 
-    atomic_write_text(run.path / "report.md", report_markdown(metrics))
+    wall = round(time.perf_counter() - start, 1)
+    timing: dict[str, Any] = {"wall_s": wall, **ctx.timing, "trunks_s": trunk_seconds}
+    atomic_write_json(run.path / "timing.json", timing)
+    atomic_write_text(run.path / "report.md", report_markdown(metrics, wall))
     run.write_metrics(metrics)
     metrics["run_dir"] = str(run.path)
+    metrics["timing"] = timing
     return metrics
