@@ -216,3 +216,78 @@ def test_an_env_that_is_over_stays_as_it_is_until_reset(make) -> None:
 def test_one_random_state_per_env_is_required(game) -> None:
     with pytest.raises(ValueError, match="one RandomState per env"):
         game(3, [np.random.RandomState(0)])
+
+
+def load_seaquest(batched: BatchedSeaquest, i: int, env: seaquest.Env) -> None:
+    """Put the reference ``env``'s game into batched env ``i`` (list order kept as spawn order)."""
+    for name in ("oxygen", "diver_count", "sub_x", "sub_y", "sub_or", "e_spawn_speed", "e_spawn_timer",
+                 "d_spawn_timer", "move_speed", "ramp_index", "shot_timer", "surface", "terminal"):
+        getattr(batched, name)[i] = getattr(env, name)
+    for right, left, bullets in ((batched.f_right, batched.f_left, env.f_bullets),
+                                 (batched.e_right, batched.e_left, env.e_bullets)):
+        right[i] = left[i] = False
+        for x, y, lr in bullets:
+            (right if lr else left)[i, y, x] = True
+    enemies = [(fish, False) for fish in env.e_fish] + [(sub, True) for sub in env.e_subs]
+    assert len(enemies) <= batched.e_active.shape[1] and len(env.divers) <= batched.d_active.shape[1]
+    batched.e_active[i] = batched.d_active[i] = False
+    for k, (enemy, is_sub) in enumerate(enemies):
+        batched.e_active[i, k], batched.e_sub[i, k] = True, is_sub
+        batched.e_x[i, k], batched.e_y[i, k], batched.e_lr[i, k], batched.e_timer[i, k] = enemy[:4]
+        batched.e_shot[i, k] = enemy[4] if is_sub else 0
+        batched.e_order[i, k] = k - len(enemies)
+    for k, (x, y, lr, timer) in enumerate(env.divers):
+        batched.d_active[i, k] = True
+        batched.d_x[i, k], batched.d_y[i, k], batched.d_lr[i, k], batched.d_timer[i, k] = x, y, lr, timer
+        batched.d_order[i, k] = k - len(env.divers)
+
+
+def seaquest_scenario(**fields: object) -> tuple[seaquest.Env, BatchedSeaquest]:
+    """A reference Seaquest with ``fields`` set (no spawns for a while) and a batched copy of it."""
+    env = seaquest.Env()
+    env.e_spawn_timer = env.d_spawn_timer = 20
+    for name, value in fields.items():
+        setattr(env, name, value)
+    batched = BatchedSeaquest(1, [np.random.RandomState(0)])
+    load_seaquest(batched, 0, env)
+    np.testing.assert_array_equal(batched.state()[0], env.state())
+    return env, batched
+
+
+def play_noops(env: seaquest.Env, batched: BatchedSeaquest, steps: int) -> float:
+    """Step both with the no-op action; assert they agree every step; the reference's return."""
+    total = 0.0
+    for _ in range(steps):
+        reward, terminal = env.act(0)
+        got = batched.act(np.zeros(1, np.int64))
+        assert (got[0][0], got[1][0]) == (reward, terminal)
+        np.testing.assert_array_equal(batched.state()[0], env.state())
+        total += reward
+    return total
+
+
+def test_seaquest_bullet_takes_the_first_fish_in_its_cell_before_any_sub() -> None:
+    env, batched = seaquest_scenario(
+        sub_x=1, sub_y=5, sub_or=True, f_bullets=[[3, 5, True]],
+        e_fish=[[4, 5, False, 3], [4, 5, True, 2]], e_subs=[[4, 5, True, 3, 7]])
+    assert play_noops(env, batched, 1) == 1
+    assert env.e_fish == [[4, 5, True, 1]] and len(env.e_subs) == 1
+
+
+def test_seaquest_subs_stepping_onto_a_bullet_latest_spawned_first_and_it_still_fires() -> None:
+    env, batched = seaquest_scenario(
+        sub_x=8, sub_y=2, f_bullets=[[5, 5, False]],
+        e_subs=[[3, 5, True, 0, 6], [3, 5, True, 0, 0]], e_fish=[[5, 5, False, 0]])
+    assert play_noops(env, batched, 1) == 1
+    assert [sub[4] for sub in env.e_subs] == [5], "the earlier sub survives"
+    assert env.e_fish and env.e_bullets, "the fish survives (the sub took the bullet); the dead sub fired"
+    play_noops(env, batched, 8)  # the survivor fires when its own shot timer runs out
+
+
+def test_seaquest_sub_with_room_for_one_diver_takes_the_latest_spawned() -> None:
+    env, batched = seaquest_scenario(
+        sub_x=4, sub_y=6, diver_count=5, divers=[[4, 6, True, 2], [3, 6, True, 0]])
+    play_noops(env, batched, 1)
+    assert env.diver_count == 6 and env.divers == [[4, 6, True, 1]]
+    play_noops(env, batched, 2)  # the diver left behind moves on its own timer
+    assert env.divers == [[5, 6, True, 5]]
