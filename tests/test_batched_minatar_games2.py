@@ -225,9 +225,9 @@ def load_seaquest(batched: BatchedSeaquest, i: int, env: seaquest.Env) -> None:
         getattr(batched, name)[i] = getattr(env, name)
     for right, left, bullets in ((batched.f_right, batched.f_left, env.f_bullets),
                                  (batched.e_right, batched.e_left, env.e_bullets)):
-        right[i] = left[i] = False
+        right[i] = left[i] = 0
         for x, y, lr in bullets:
-            (right if lr else left)[i, y, x] = True
+            (right if lr else left)[i, y] |= 1 << x
     enemies = [(fish, False) for fish in env.e_fish] + [(sub, True) for sub in env.e_subs]
     assert len(enemies) <= batched.e_active.shape[1] and len(env.divers) <= batched.d_active.shape[1]
     batched.e_active[i] = batched.d_active[i] = False

@@ -11,9 +11,9 @@ the envs that spawn this step. Everything else is array operations over the env 
 
 Representation (``n`` envs):
 
-* bullets as bool maps ``(n, 10, 10)`` ``[env, row, column]``, one per direction of travel
-  (friendly bullets never share a cell, enemy bullets that share a cell and a direction move
-  together for ever, so maps lose nothing);
+* bullets as bit masks ``(n, 10)`` ``[env, row]`` (bit ``x`` set: a bullet in column ``x``),
+  one per direction of travel, so a move is a shift (friendly bullets never share a cell, enemy
+  bullets that share a cell and a direction move together for ever, so masks lose nothing);
 * enemies (fish and subs) and divers as slot arrays ``(n, K)`` with an ``active`` mask and the
   env step at which each was spawned (``order``). The reference keeps them in lists and walks
   them in list (= spawn) order or reversed, which decides who wins when two objects meet one
@@ -55,11 +55,30 @@ DIVER_MOVE_INTERVAL = 5
 MAX_DIVERS = 6
 """Divers the submarine can carry."""
 
+_ROW = (1 << 10) - 1
+_BITS = (np.arange(1 << 10)[:, None] >> np.arange(10)) & 1 == 1
+"""``_BITS[mask]``: the 10 columns of a row bit mask, as bools."""
+_OXYGEN_BAR = np.arange(10) < np.arange(11)[:, None]
+"""``_OXYGEN_BAR[k]``: the bottom row with the first ``k`` cells lit."""
+_DIVER_BAR = (np.arange(10) >= 9 - np.arange(MAX_DIVERS + 1)[:, None]) & (np.arange(10) < 9)
+"""``_DIVER_BAR[k]``: the bottom row with ``k`` cells lit, ending at column 8."""
+_CELLS = np.arange(10)
+_MOVE_X = np.stack([_CELLS, np.maximum(_CELLS - 1, 0), _CELLS, np.minimum(_CELLS + 1, 9), _CELLS, _CELLS])
+"""``_MOVE_X[action, x]``: the submarine's column after ``action`` (``l`` and ``r`` move it)."""
+_MOVE_Y = np.stack([_CELLS, _CELLS, np.maximum(_CELLS - 1, 0), _CELLS, np.minimum(_CELLS + 1, 8), _CELLS])
+"""``_MOVE_Y[action, y]``: the submarine's row after ``action`` (``u`` and ``d``; row 9 is the gauges')."""
+_FACE = np.array([[False, True], [False, False], [False, True], [True, True], [False, True], [False, True]])
+"""``_FACE[action, faces_right]``: whether the submarine faces right after ``action``."""
 _PLAYER_FIELDS = ("oxygen", "diver_count", "sub_x", "sub_y", "sub_or", "e_spawn_speed", "e_spawn_timer",
                   "d_spawn_timer", "move_speed", "ramp_index", "shot_timer", "surface", "terminal",
                   "f_right", "f_left", "e_right", "e_left")
 _ENEMY_FIELDS = ("e_active", "e_x", "e_y", "e_lr", "e_sub", "e_timer", "e_shot", "e_order")
 _DIVER_FIELDS = ("d_active", "d_x", "d_y", "d_lr", "d_timer", "d_order")
+
+
+def _bit(masks: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Whether bit ``x`` is set in ``masks`` (same shapes; ``x`` in ``0..9``), as bools."""
+    return ((masks >> x) & 1).astype(bool)
 
 
 def _one_per_cell(candidates: np.ndarray, cell: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -107,7 +126,7 @@ class BatchedSeaquest:
         surface: the submarine has surfaced and not dived since.
         terminal: the episode ended (the env stays as it is until :meth:`reset`).
         f_right, f_left, e_right, e_left: friendly and enemy bullets moving right / left,
-            bool ``(n, 10, 10)`` ``[env, row, column]``.
+            int bit masks ``(n, 10)`` ``[env, row]``, bit ``x`` for column ``x``.
         e_*: enemies, ``(n, K)``: ``active``, ``x``, ``y``, ``lr`` (moves right), ``sub``
             (a sub, else a fish), ``timer`` (env steps to its next move), ``shot`` (env steps
             to its next shot, subs only), ``order`` (env step of spawning).
@@ -144,10 +163,10 @@ class BatchedSeaquest:
         self.sub_or = np.zeros(n, bool)
         self.surface = np.zeros(n, bool)
         self.terminal = np.zeros(n, bool)
-        self.f_right = np.zeros((n, 10, 10), bool)
-        self.f_left = np.zeros((n, 10, 10), bool)
-        self.e_right = np.zeros((n, 10, 10), bool)
-        self.e_left = np.zeros((n, 10, 10), bool)
+        self.f_right = np.zeros((n, 10), np.int64)
+        self.f_left = np.zeros((n, 10), np.int64)
+        self.e_right = np.zeros((n, 10), np.int64)
+        self.e_left = np.zeros((n, 10), np.int64)
         self._make_slots(_ENEMY_FIELDS, 8)
         self._make_slots(_DIVER_FIELDS, 4)
         self.reset(self._rows)
@@ -199,7 +218,7 @@ class BatchedSeaquest:
         self.sub_y[idx] = 0
         self.sub_or[idx] = False
         for grid in (self.f_right, self.f_left, self.e_right, self.e_left):
-            grid[idx] = False
+            grid[idx] = 0
         self.e_active[idx] = False
         self.d_active[idx] = False
         self.e_spawn_speed[idx] = INIT_SPAWN_SPEED
@@ -214,8 +233,12 @@ class BatchedSeaquest:
     def _spawn_enemies(self, envs: np.ndarray) -> None:
         """Reference ``_spawn_enemy`` for each env in ``envs``: a fish or sub at a random row,
         entering from a random side, unless the row holds an enemy going the other way."""
-        draws = np.array([(*r.random_sample(2), r.randint(low=1, high=9))
-                          for r in (self.randoms[i] for i in envs)]).reshape(-1, 3)
+        values: list[float] = []
+        for i in envs.tolist():
+            r = self.randoms[i]
+            values += r.random_sample(2).tolist()
+            values.append(r.randint(low=1, high=9))
+        draws = np.array(values).reshape(-1, 3)
         lr = draws[:, 0] < 1 / 2
         sub = draws[:, 1] < 1 / 3
         y = draws[:, 2].astype(np.int64)
@@ -234,8 +257,11 @@ class BatchedSeaquest:
     def _spawn_divers(self, envs: np.ndarray) -> None:
         """Reference ``_spawn_diver`` for each env in ``envs``: a diver at a random row, entering
         from a random side."""
-        draws = np.array([(r.random_sample(), r.randint(low=1, high=9))
-                          for r in (self.randoms[i] for i in envs)]).reshape(-1, 2)
+        values: list[float] = []
+        for i in envs.tolist():
+            r = self.randoms[i]
+            values += (r.random_sample(), r.randint(low=1, high=9))
+        draws = np.array(values).reshape(-1, 2)
         lr = draws[:, 0] < 1 / 2
         slot = np.argmin(self.d_active[envs], axis=1)
         self.d_active[envs, slot] = True
@@ -287,24 +313,20 @@ class BatchedSeaquest:
             grid = np.where(self.sub_or[fire], 1, 0)
             for g, bullets in enumerate((self.f_left, self.f_right)):
                 f = fire[grid == g]
-                bullets[f, self.sub_y[f], self.sub_x[f]] = True
+                bullets[f, self.sub_y[f]] |= 1 << self.sub_x[f]
             self.shot_timer[fire] = SHOT_COOL_DOWN
-        self.sub_x = np.where(a == 1, np.maximum(self.sub_x - 1, 0), self.sub_x)
-        self.sub_x = np.where(a == 3, np.minimum(self.sub_x + 1, 9), self.sub_x)
-        self.sub_or = np.where(a == 1, False, np.where(a == 3, True, self.sub_or))
-        self.sub_y = np.where(a == 2, np.maximum(self.sub_y - 1, 0), self.sub_y)
-        self.sub_y = np.where(a == 4, np.minimum(self.sub_y + 1, 8), self.sub_y)
+        self.sub_or = _FACE[a, self.sub_or.view(np.int8)]
+        self.sub_x = _MOVE_X[a, self.sub_x]
+        self.sub_y = _MOVE_Y[a, self.sub_y]
         px, py = self.sub_x[:, None], self.sub_y[:, None]
 
         # Friendly bullets move; one that meets an enemy removes it (fish first, then subs,
         # each in spawn order) and is spent.
-        self.f_right[:, :, 1:] = self.f_right[:, :, :-1]
-        self.f_right[:, :, 0] = False
-        self.f_left[:, :, :-1] = self.f_left[:, :, 1:]
-        self.f_left[:, :, -1] = False
+        self.f_right = (self.f_right << 1) & _ROW
+        self.f_left >>= 1
         bullets = self.f_right | self.f_left
-        ex, ey = np.clip(self.e_x, 0, 9), self.e_y
-        hit = self.e_active & bullets[rows, ey, ex]
+        ex, ey = np.minimum(np.maximum(self.e_x, 0), 9), self.e_y
+        hit = self.e_active & _bit(bullets[rows, ey], ex)
         if hit.any():
             shot = _one_per_cell(hit, ey * 10 + ex, (self.e_sub.astype(np.int64) << 40) + self.e_order)
             self._spend_bullets(shot, ey, ex, bullets)
@@ -325,8 +347,8 @@ class BatchedSeaquest:
         landed = moves & ~gone
         on_player = landed & (self.e_x == px) & (self.e_y == py)
         term |= on_player.any(axis=1)
-        ex = np.clip(self.e_x, 0, 9)
-        hit = landed & ~on_player & bullets[rows, ey, ex]
+        ex = np.minimum(np.maximum(self.e_x, 0), 9)
+        hit = landed & ~on_player & _bit(bullets[rows, ey], ex)
         if hit.any():
             shot = _one_per_cell(hit, ey * 10 + ex, -((self.e_sub.astype(np.int64) << 40) + self.e_order))
             self._spend_bullets(shot, ey, ex, bullets)
@@ -340,17 +362,15 @@ class BatchedSeaquest:
             env, slot = np.nonzero(fires)
             right = self.e_lr[env, slot]
             for bullets_dir, sel in ((self.e_right, right), (self.e_left, ~right)):
-                bullets_dir[env[sel], self.e_y[env[sel], slot[sel]], self.e_x[env[sel], slot[sel]]] = True
+                np.bitwise_or.at(bullets_dir, (env[sel], self.e_y[env[sel], slot[sel]]),
+                                 1 << self.e_x[env[sel], slot[sel]])
         self.e_active = alive & ~gone
 
         # Enemy bullets: touching the player before or after their move ends the game.
-        player = (self._rows, self.sub_y, self.sub_x)
-        term |= self.e_right[player] | self.e_left[player]
-        self.e_right[:, :, 1:] = self.e_right[:, :, :-1]
-        self.e_right[:, :, 0] = False
-        self.e_left[:, :, :-1] = self.e_left[:, :, 1:]
-        self.e_left[:, :, -1] = False
-        term |= self.e_right[player] | self.e_left[player]
+        term |= _bit((self.e_right | self.e_left)[self._rows, self.sub_y], self.sub_x)
+        self.e_right = (self.e_right << 1) & _ROW
+        self.e_left >>= 1
+        term |= _bit((self.e_right | self.e_left)[self._rows, self.sub_y], self.sub_x)
 
         # Timers, oxygen and surfacing.
         self.e_spawn_timer -= self.e_spawn_timer > 0
@@ -376,10 +396,9 @@ class BatchedSeaquest:
     def _spend_bullets(self, shot: np.ndarray, ey: np.ndarray, ex: np.ndarray, bullets: np.ndarray) -> None:
         """Remove the friendly bullets at the cells of the enemies ``shot`` ``(n, K)`` bool."""
         env, slot = np.nonzero(shot)
-        cell = (env, ey[env, slot], ex[env, slot])
-        self.f_right[cell] = False
-        self.f_left[cell] = False
-        bullets[cell] = False
+        row, keep = (env, ey[env, slot]), ~(1 << ex[env, slot])
+        for mask in (self.f_right, self.f_left, bullets):
+            np.bitwise_and.at(mask, row, keep)
 
     def _move_divers(self, px: np.ndarray, py: np.ndarray) -> None:
         """Reference diver walk: the submarine picks up divers it touches, before or after their
@@ -430,16 +449,15 @@ class BatchedSeaquest:
         s = np.zeros((self.n, 10, 10, self.channels), bool)
         s[self._rows, self.sub_y, self.sub_x, 0] = True
         s[self._rows, self.sub_y, np.where(self.sub_or, self.sub_x - 1, self.sub_x + 1), 1] = True
-        s[..., 2] = self.f_right | self.f_left
-        s[..., 4] = self.e_right | self.e_left
-        s[:, 9, :, 7] = self._cols < (np.maximum(self.oxygen, 0) * 10 // MAX_OXYGEN)[:, None]
-        s[:, 9, :, 8] = (self._cols >= 9 - self.diver_count[:, None]) & (self._cols < 9)
-        for active, x, y, lr, channel in (
-                (self.e_active, self.e_x, self.e_y, self.e_lr, np.where(self.e_sub, 6, 5)),
-                (self.d_active, self.d_x, self.d_y, self.d_lr, np.full_like(self.d_x, 9))):
+        s[..., 2] = _BITS[self.f_right | self.f_left]
+        s[..., 4] = _BITS[self.e_right | self.e_left]
+        s[:, 9, :, 7] = _OXYGEN_BAR[np.maximum(self.oxygen, 0) * 10 // MAX_OXYGEN]
+        s[:, 9, :, 8] = _DIVER_BAR[np.maximum(self.diver_count, 0)]  # none lit at -1 and below
+        for active, x, y, lr, kind in ((self.e_active, self.e_x, self.e_y, self.e_lr, np.where(self.e_sub, 6, 5)),
+                                       (self.d_active, self.d_x, self.d_y, self.d_lr, None)):
             env, slot = np.nonzero(active)
             ox, oy = x[env, slot], y[env, slot]
-            s[env, oy, ox, channel[env, slot]] = True
+            s[env, oy, ox, 9 if kind is None else kind[env, slot]] = True
             back = np.where(lr[env, slot], ox - 1, ox + 1)
             seen = (back >= 0) & (back <= 9)
             s[env[seen], oy[seen], back[seen], 3] = True
