@@ -233,12 +233,13 @@ def load_seaquest(batched: BatchedSeaquest, i: int, env: seaquest.Env) -> None:
     batched.e_active[i] = batched.d_active[i] = False
     for k, (enemy, is_sub) in enumerate(enemies):
         batched.e_active[i, k], batched.e_sub[i, k] = True, is_sub
-        batched.e_x[i, k], batched.e_y[i, k], batched.e_lr[i, k], batched.e_timer[i, k] = enemy[:4]
+        batched.e_x[i, k], batched.e_y[i, k], batched.e_timer[i, k] = enemy[0], enemy[1], enemy[3]
+        batched.e_dx[i, k] = 1 if enemy[2] else -1
         batched.e_shot[i, k] = enemy[4] if is_sub else 0
         batched.e_order[i, k] = k - len(enemies)
     for k, (x, y, lr, timer) in enumerate(env.divers):
         batched.d_active[i, k] = True
-        batched.d_x[i, k], batched.d_y[i, k], batched.d_lr[i, k], batched.d_timer[i, k] = x, y, lr, timer
+        batched.d_x[i, k], batched.d_y[i, k], batched.d_dx[i, k], batched.d_timer[i, k] = x, y, 1 if lr else -1, timer
         batched.d_order[i, k] = k - len(env.divers)
 
 
