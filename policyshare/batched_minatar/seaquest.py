@@ -218,6 +218,8 @@ class BatchedSeaquest:
         """Start new episodes in the envs ``idx`` (int array of env indices), as the reference's
         ``Env.reset`` (no random draws; ramping restarts)."""
         idx = np.asarray(idx, dtype=np.intp)
+        if idx.size == 0:
+            return
         self.oxygen[idx] = MAX_OXYGEN
         self.diver_count[idx] = 0
         self.sub_x[idx] = 5
