@@ -35,31 +35,41 @@ class Lockstep:
     envs: list[int] = field(default_factory=list)
 
 
+def assert_same_states(refs: list, batched, when: str) -> np.ndarray:
+    """Assert the batched observations equal the reference ones; return them."""
+    state = batched.state()
+    expected = np.stack([env.state() for env in refs])
+    assert state.shape == expected.shape and state.dtype == bool
+    wrong = np.argwhere(state != expected)
+    assert wrong.size == 0, f"{when}: states differ at [env, row, col, channel] {wrong[:5].tolist()}"
+    return state
+
+
 def lockstep(refs: list, batched, steps: int, policy: Policy, seed: int, setup: Setup | None = None) -> Lockstep:
-    """Play ``refs`` and ``batched`` side by side for ``steps`` env steps; assert they agree."""
+    """Play ``refs`` and ``batched`` side by side for ``steps`` env steps; assert they agree
+    (observations after every step, the last one of an episode included, and after resets)."""
     n = len(refs)
     actions_rng = np.random.default_rng(seed)
     seen = Lockstep()
     episode_return = np.zeros(n)
     if setup is not None:
         setup(refs, batched, np.arange(n))
+    state = assert_same_states(refs, batched, "at the start")
     for step in range(steps):
-        state = batched.state()
-        expected = np.stack([env.state() for env in refs])
-        assert state.shape == expected.shape
-        wrong = np.argwhere(state != expected)
-        assert wrong.size == 0, f"step {step}: states differ at [env, row, col, channel] {wrong[:5].tolist()}"
         actions = policy(state, actions_rng)
         out = [env.act(int(a)) for env, a in zip(refs, actions)]
         reward, terminal = batched.act(actions)
         assert reward.dtype == np.float32 and terminal.dtype == bool
         np.testing.assert_array_equal(reward, [r for r, _ in out], err_msg=f"rewards at step {step}")
         np.testing.assert_array_equal(terminal, [t for _, t in out], err_msg=f"terminals at step {step}")
+        state = assert_same_states(refs, batched, f"after step {step}")
         seen.reward += float(reward.sum())
         episode_return += reward
         if hasattr(refs[0], "diver_count"):
             seen.diver_counts.update(env.diver_count for env in refs)
         over = np.flatnonzero(terminal)
+        if over.size == 0:
+            continue
         for i in over:
             seen.ramp_at_game_over.append(refs[i].ramp_index)
             seen.returns.append(float(episode_return[i]))
@@ -67,9 +77,10 @@ def lockstep(refs: list, batched, steps: int, policy: Policy, seed: int, setup: 
             episode_return[i] = 0
             refs[i].reset()
         batched.reset(over)
-        if setup is not None and over.size:
+        if setup is not None:
             setup(refs, batched, over)
         seen.game_overs += over.size
+        state = assert_same_states(refs, batched, f"after the resets of step {step}")
     return seen
 
 
@@ -187,7 +198,8 @@ def test_space_invaders_matches_the_reference_at_the_ramp_floor(ramping: bool) -
         assert {ramp for _, ramp in cleared} == {0}
 
 
-@pytest.mark.parametrize("make", [lambda n: seaquest_pair(n, seed=9), space_invaders_pair])
+@pytest.mark.parametrize("make", [lambda n: seaquest_pair(n, seed=9), space_invaders_pair],
+                         ids=["seaquest", "space_invaders"])
 def test_an_env_that_is_over_stays_as_it_is_until_reset(make) -> None:
     refs, batched = make(4)
     rng = np.random.default_rng(0)
@@ -199,6 +211,8 @@ def test_an_env_that_is_over_stays_as_it_is_until_reset(make) -> None:
         if over[0]:
             break
     assert over[0], "env 0 never ended"
+    if isinstance(batched, BatchedSeaquest):
+        batched.e_spawn_timer[0] = batched.d_spawn_timer[0] = 0  # spawns due: they must not draw
     frozen_state = batched.state()[0]
     frozen_draws = batched.randoms[0].get_state()[1].copy(), batched.randoms[0].get_state()[2]
     for _ in range(40):
@@ -233,12 +247,13 @@ def load_seaquest(batched: BatchedSeaquest, i: int, env: seaquest.Env) -> None:
     batched.e_active[i] = batched.d_active[i] = False
     for k, (enemy, is_sub) in enumerate(enemies):
         batched.e_active[i, k], batched.e_sub[i, k] = True, is_sub
-        batched.e_x[i, k], batched.e_y[i, k], batched.e_lr[i, k], batched.e_timer[i, k] = enemy[:4]
+        batched.e_x[i, k], batched.e_y[i, k], batched.e_timer[i, k] = enemy[0], enemy[1], enemy[3]
+        batched.e_dx[i, k] = 1 if enemy[2] else -1
         batched.e_shot[i, k] = enemy[4] if is_sub else 0
         batched.e_order[i, k] = k - len(enemies)
     for k, (x, y, lr, timer) in enumerate(env.divers):
         batched.d_active[i, k] = True
-        batched.d_x[i, k], batched.d_y[i, k], batched.d_lr[i, k], batched.d_timer[i, k] = x, y, lr, timer
+        batched.d_x[i, k], batched.d_y[i, k], batched.d_dx[i, k], batched.d_timer[i, k] = x, y, 1 if lr else -1, timer
         batched.d_order[i, k] = k - len(env.divers)
 
 

@@ -72,13 +72,19 @@ _FACE = np.array([[False, True], [False, False], [False, True], [True, True], [F
 _PLAYER_FIELDS = ("oxygen", "diver_count", "sub_x", "sub_y", "sub_or", "e_spawn_speed", "e_spawn_timer",
                   "d_spawn_timer", "move_speed", "ramp_index", "shot_timer", "surface", "terminal",
                   "f_right", "f_left", "e_right", "e_left")
-_ENEMY_FIELDS = ("e_active", "e_x", "e_y", "e_lr", "e_sub", "e_timer", "e_shot", "e_order")
-_DIVER_FIELDS = ("d_active", "d_x", "d_y", "d_lr", "d_timer", "d_order")
+_ENEMY_FIELDS = ("e_active", "e_x", "e_y", "e_dx", "e_sub", "e_timer", "e_shot", "e_order")
+_DIVER_FIELDS = ("d_active", "d_x", "d_y", "d_dx", "d_timer", "d_order")
 
 
 def _bit(masks: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Whether bit ``x`` is set in ``masks`` (same shapes; ``x`` in ``0..9``), as bools."""
     return ((masks >> x) & 1).astype(bool)
+
+
+def _on_screen(x: np.ndarray) -> np.ndarray:
+    """Whether columns ``x`` (int64) lie in ``0..9``: one comparison, as negative ints read as
+    huge unsigned ones."""
+    return x.view(np.uint64) < 10
 
 
 def _one_per_cell(candidates: np.ndarray, cell: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -127,10 +133,10 @@ class BatchedSeaquest:
         terminal: the episode ended (the env stays as it is until :meth:`reset`).
         f_right, f_left, e_right, e_left: friendly and enemy bullets moving right / left,
             int bit masks ``(n, 10)`` ``[env, row]``, bit ``x`` for column ``x``.
-        e_*: enemies, ``(n, K)``: ``active``, ``x``, ``y``, ``lr`` (moves right), ``sub``
+        e_*: enemies, ``(n, K)``: ``active``, ``x``, ``y``, ``dx`` (+1 moving right, -1 left), ``sub``
             (a sub, else a fish), ``timer`` (env steps to its next move), ``shot`` (env steps
             to its next shot, subs only), ``order`` (env step of spawning).
-        d_*: divers, ``(n, D)``: ``active``, ``x``, ``y``, ``lr``, ``timer``, ``order``.
+        d_*: divers, ``(n, D)``: ``active``, ``x``, ``y``, ``dx``, ``timer``, ``order``.
 
     Args:
         n: number of envs, at least 1.
@@ -185,7 +191,7 @@ class BatchedSeaquest:
     e_active: np.ndarray
     e_x: np.ndarray
     e_y: np.ndarray
-    e_lr: np.ndarray
+    e_dx: np.ndarray
     e_sub: np.ndarray
     e_timer: np.ndarray
     e_shot: np.ndarray
@@ -193,13 +199,13 @@ class BatchedSeaquest:
     d_active: np.ndarray
     d_x: np.ndarray
     d_y: np.ndarray
-    d_lr: np.ndarray
+    d_dx: np.ndarray
     d_timer: np.ndarray
     d_order: np.ndarray
 
     def _make_slots(self, fields: tuple[str, ...], capacity: int) -> None:
         for name in fields:
-            kind = bool if name.endswith(("active", "lr", "sub")) else np.int64
+            kind = bool if name.endswith(("active", "sub")) else np.int64
             setattr(self, name, np.zeros((self.n, capacity), kind))
 
     def _grow(self, fields: tuple[str, ...]) -> None:
@@ -212,6 +218,8 @@ class BatchedSeaquest:
         """Start new episodes in the envs ``idx`` (int array of env indices), as the reference's
         ``Env.reset`` (no random draws; ramping restarts)."""
         idx = np.asarray(idx, dtype=np.intp)
+        if idx.size == 0:
+            return
         self.oxygen[idx] = MAX_OXYGEN
         self.diver_count[idx] = 0
         self.sub_x[idx] = 5
@@ -239,16 +247,16 @@ class BatchedSeaquest:
             values += r.random_sample(2).tolist()
             values.append(r.randint(low=1, high=9))
         draws = np.array(values).reshape(-1, 3)
-        lr = draws[:, 0] < 1 / 2
+        dx = np.where(draws[:, 0] < 1 / 2, 1, -1)
         sub = draws[:, 1] < 1 / 3
         y = draws[:, 2].astype(np.int64)
-        blocked = (self.e_active[envs] & (self.e_y[envs] == y[:, None]) & (self.e_lr[envs] != lr[:, None])).any(1)
-        envs, lr, sub, y = envs[~blocked], lr[~blocked], sub[~blocked], y[~blocked]
+        blocked = (self.e_active[envs] & (self.e_y[envs] == y[:, None]) & (self.e_dx[envs] != dx[:, None])).any(1)
+        envs, dx, sub, y = envs[~blocked], dx[~blocked], sub[~blocked], y[~blocked]
         slot = np.argmin(self.e_active[envs], axis=1)
         self.e_active[envs, slot] = True
-        self.e_x[envs, slot] = np.where(lr, 0, 9)
+        self.e_x[envs, slot] = np.where(dx > 0, 0, 9)
         self.e_y[envs, slot] = y
-        self.e_lr[envs, slot] = lr
+        self.e_dx[envs, slot] = dx
         self.e_sub[envs, slot] = sub
         self.e_timer[envs, slot] = self.move_speed[envs]
         self.e_shot[envs, slot] = ENEMY_SHOT_INTERVAL
@@ -262,12 +270,12 @@ class BatchedSeaquest:
             r = self.randoms[i]
             values += (r.random_sample(), r.randint(low=1, high=9))
         draws = np.array(values).reshape(-1, 2)
-        lr = draws[:, 0] < 1 / 2
+        right = draws[:, 0] < 1 / 2
         slot = np.argmin(self.d_active[envs], axis=1)
         self.d_active[envs, slot] = True
-        self.d_x[envs, slot] = np.where(lr, 0, 9)
+        self.d_x[envs, slot] = np.where(right, 0, 9)
         self.d_y[envs, slot] = draws[:, 1].astype(np.int64)
-        self.d_lr[envs, slot] = lr
+        self.d_dx[envs, slot] = np.where(right, 1, -1)
         self.d_timer[envs, slot] = DIVER_MOVE_INTERVAL
         self.d_order[envs, slot] = self._clock
 
@@ -325,7 +333,7 @@ class BatchedSeaquest:
         self.f_right = (self.f_right << 1) & _ROW
         self.f_left >>= 1
         bullets = self.f_right | self.f_left
-        ex, ey = np.minimum(np.maximum(self.e_x, 0), 9), self.e_y
+        ex, ey = np.where(self.e_active, self.e_x, 0), self.e_y
         hit = self.e_active & _bit(bullets[rows, ey], ex)
         if hit.any():
             shot = _one_per_cell(hit, ey * 10 + ex, (self.e_sub.astype(np.int64) << 40) + self.e_order)
@@ -338,29 +346,30 @@ class BatchedSeaquest:
         # Enemies: touching the player ends the game; on their move timer they step (leaving
         # the screen at the sides); one that steps onto a bullet dies with it (subs before fish,
         # latest spawned first, as the reference's reversed walks); subs fire on their shot timer.
+        # (Timers of free slots run on below zero; a spawn sets them again.)
         alive = self.e_active
-        term |= (alive & (self.e_x == px) & (self.e_y == py)).any(axis=1)
+        in_row = alive & (self.e_y == py)
+        touching = in_row & (self.e_x == px)
         moves = alive & (self.e_timer == 0)
-        self.e_timer = np.where(moves, self.move_speed[:, None], np.where(alive, self.e_timer - 1, self.e_timer))
-        self.e_x = np.where(moves, self.e_x + np.where(self.e_lr, 1, -1), self.e_x)
-        gone = moves & ((self.e_x < 0) | (self.e_x > 9))
-        landed = moves & ~gone
-        on_player = landed & (self.e_x == px) & (self.e_y == py)
-        term |= on_player.any(axis=1)
-        ex = np.minimum(np.maximum(self.e_x, 0), 9)
+        self.e_timer = np.where(moves, self.move_speed[:, None], self.e_timer - 1)
+        self.e_x = np.where(moves, self.e_x + self.e_dx, self.e_x)
+        landed = moves & _on_screen(self.e_x)
+        gone = moves & ~landed
+        on_player = landed & in_row & (self.e_x == px)
+        term |= (touching | on_player).any(axis=1)
+        ex = np.where(landed, self.e_x, 0)
         hit = landed & ~on_player & _bit(bullets[rows, ey], ex)
         if hit.any():
             shot = _one_per_cell(hit, ey * 10 + ex, -((self.e_sub.astype(np.int64) << 40) + self.e_order))
             self._spend_bullets(shot, ey, ex, bullets)
             reward += shot.sum(axis=1)
             gone |= shot
-        subs = alive & self.e_sub
-        fires = subs & (self.e_shot == 0)
-        self.e_shot = np.where(fires, ENEMY_SHOT_INTERVAL, np.where(subs, self.e_shot - 1, self.e_shot))
-        fires &= (self.e_x >= 0) & (self.e_x <= 9)
+        fires = alive & self.e_sub & (self.e_shot == 0)
+        self.e_shot = np.where(fires, ENEMY_SHOT_INTERVAL, self.e_shot - 1)
+        fires &= _on_screen(self.e_x)
         if fires.any():
             env, slot = np.nonzero(fires)
-            right = self.e_lr[env, slot]
+            right = self.e_dx[env, slot] > 0
             for bullets_dir, sel in ((self.e_right, right), (self.e_left, ~right)):
                 np.bitwise_or.at(bullets_dir, (env[sel], self.e_y[env[sel], slot[sel]]),
                                  1 << self.e_x[env[sel], slot[sel]])
@@ -407,10 +416,10 @@ class BatchedSeaquest:
         alive = self.d_active
         if not alive.any():
             return
-        step = np.where(self.d_lr, 1, -1)
         moves = alive & (self.d_timer == 0)
-        here = alive & (self.d_x == px) & (self.d_y == py)
-        touched = here | (moves & (self.d_x + step == px) & (self.d_y == py))
+        moved_x = self.d_x + self.d_dx
+        in_row = alive & (self.d_y == py)
+        touched = in_row & ((self.d_x == px) | (moves & (moved_x == px)))
         picked = np.zeros_like(alive)
         if touched.any():
             later = (touched[:, None, :] & (self.d_order[:, None, :] > self.d_order[:, :, None])).sum(axis=2)
@@ -418,9 +427,9 @@ class BatchedSeaquest:
             self.diver_count += picked.sum(axis=1)
         rest = alive & ~picked
         moves &= rest
-        self.d_timer = np.where(moves, DIVER_MOVE_INTERVAL, np.where(rest, self.d_timer - 1, self.d_timer))
-        self.d_x = np.where(moves, self.d_x + step, self.d_x)
-        self.d_active = rest & (self.d_x >= 0) & (self.d_x <= 9)
+        self.d_timer = np.where(moves, DIVER_MOVE_INTERVAL, self.d_timer - 1)  # free slots run on below zero
+        self.d_x = np.where(moves, moved_x, self.d_x)
+        self.d_active = rest & _on_screen(self.d_x)
 
     def _surface(self, envs: np.ndarray) -> np.ndarray:
         """Reference ``_surface`` for ``envs`` (surfacing with divers on board): oxygen refilled,
@@ -453,12 +462,12 @@ class BatchedSeaquest:
         s[..., 4] = _BITS[self.e_right | self.e_left]
         s[:, 9, :, 7] = _OXYGEN_BAR[np.maximum(self.oxygen, 0) * 10 // MAX_OXYGEN]
         s[:, 9, :, 8] = _DIVER_BAR[np.maximum(self.diver_count, 0)]  # none lit at -1 and below
-        for active, x, y, lr, kind in ((self.e_active, self.e_x, self.e_y, self.e_lr, np.where(self.e_sub, 6, 5)),
-                                       (self.d_active, self.d_x, self.d_y, self.d_lr, None)):
+        for active, x, y, dx, kind in ((self.e_active, self.e_x, self.e_y, self.e_dx, np.where(self.e_sub, 6, 5)),
+                                       (self.d_active, self.d_x, self.d_y, self.d_dx, None)):
             env, slot = np.nonzero(active)
             ox, oy = x[env, slot], y[env, slot]
             s[env, oy, ox, 9 if kind is None else kind[env, slot]] = True
-            back = np.where(lr[env, slot], ox - 1, ox + 1)
-            seen = (back >= 0) & (back <= 9)
+            back = ox - dx[env, slot]
+            seen = _on_screen(back)
             s[env[seen], oy[seen], back[seen], 3] = True
         return s

@@ -97,6 +97,8 @@ class BatchedSpaceInvaders:
         """Start new episodes in the envs ``idx`` (int array of env indices): the reference's
         ``Env.reset`` (cannon at column 5, a fresh wave moving left, ramping restarted)."""
         idx = np.asarray(idx, dtype=np.intp)
+        if idx.size == 0:
+            return
         self.pos[idx] = 5
         self.f_bullets[idx] = False
         self.e_bullets[idx] = False
