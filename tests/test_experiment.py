@@ -128,3 +128,15 @@ def test_quickstart_preset_runs(tmp_path: Path) -> None:
                    timeout=3600)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "qs" / "report.md").is_file()
+
+
+def test_a_key_given_twice_in_an_experiment_config_is_refused(tmp_path: Path) -> None:
+    text = tiny_config(tmp_path).read_text() + "seeds: [5]\n"  # `seeds` is already set above
+    config = tmp_path / "twice.yaml"
+    config.write_text(text)
+    first = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("seeds:"))
+    last = len(text.splitlines())
+    proc = run_cli("run", str(config), "--run-dir", str(tmp_path / "e"))
+    assert proc.returncode == 2
+    assert f"duplicate key 'seeds' at line {last} (first at line {first})" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "e").exists()
