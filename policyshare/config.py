@@ -323,6 +323,29 @@ def check_positive(where: str, **values: float) -> None:
             raise ConfigError(f"{where}{name} must be > 0, got {v}")
 
 
+def check_seeds(seeds: Sequence[int], where: str = "seeds") -> list[int]:
+    """Refuse a seed list that repeats a seed (a repeated seed would count one run twice, and
+    intervals over "two seeds" would come from one).
+
+    Args:
+        seeds: the seeds, in the user's order.
+        where: the option or key that gave them (``--seeds``, ``seeds``), for the message.
+
+    Returns:
+        The seeds as a list, unchanged.
+
+    Raises:
+        ConfigError: a seed given twice.
+    """
+    seen: set[int] = set()
+    for s in seeds:
+        if s in seen:
+            given = " ".join(map(str, seeds))
+            raise ConfigError(f"{where}: seed {s} is given twice ({given}); list each seed once")
+        seen.add(s)
+    return list(seeds)
+
+
 def check_non_negative(where: str, **values: float) -> None:
     """Raise ConfigError unless every value is >= 0."""
     for name, v in values.items():

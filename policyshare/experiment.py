@@ -46,7 +46,7 @@ from typing import Any, Literal
 import yaml
 
 from policyshare.checkpoints import atomic_write_bytes, atomic_write_json, read_json
-from policyshare.config import check_positive, deep_merge, from_dict, read_yaml, to_dict
+from policyshare.config import check_positive, check_seeds, deep_merge, from_dict, read_yaml, to_dict
 from policyshare.errors import ConfigError, UserError
 from policyshare.runs import RunFolder, runs_dir, slug
 
@@ -217,6 +217,7 @@ class ExperimentConfig:
             raise ConfigError(f"{both[0]} is both a source and a target; a target must be held out")
         if not self.seeds or any(s < 0 for s in self.seeds):
             raise ConfigError("seeds: list at least one seed >= 0")
+        check_seeds(self.seeds)
         if len(self.sources) < 2 and self.distill.enabled:
             raise ConfigError("distillation needs at least two source games (or set distill.enabled: false)")
         if not self.distill.enabled and "student" in self.transfer.methods:

@@ -36,7 +36,7 @@ from policyshare.checkpoints import (
     load_trunk_weights,
     read_json,
 )
-from policyshare.config import to_dict
+from policyshare.config import check_seeds, to_dict
 from policyshare.curves import Curve, load_curve, plot_curves, transfer_summary
 from policyshare.envs import check_env_id, make_vec_env
 from policyshare.errors import ConfigError, UserError
@@ -111,11 +111,12 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
 
     Raises:
         UserError: a trunk file of another spec, activation or shape (checked before anything
-            is written), unknown env id, bad config, no periodic evaluation, a folder that would
+            is written), a seed given twice, unknown env id, bad config, no periodic evaluation, a folder that would
             be overwritten.
     """
     if not seeds:
         raise UserError("no seeds given: pass --seeds 0 1 2")
+    check_seeds(seeds)
     if timesteps is not None and timesteps <= 0:
         raise UserError(f"--timesteps must be > 0, got {timesteps}")
     cfg, params = load_train_config(env_id, algo, config, overrides)
