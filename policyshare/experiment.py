@@ -530,12 +530,43 @@ def _release(folder: Path) -> None:
 # The command
 
 
-#: The first stage each top-level config key affects (later stages depend on earlier ones).
-KEY_STAGE: dict[str, str] = {
-    "sources": "experts", "algo": "experts", "experts": "experts", "distill": "distill",
-    "targets": "transfer", "seeds": "transfer", "transfer": "transfer", "vision": "vision",
-    "report": "report", "name": "report", "description": "report",
-}
+def job_settings(cfg: ExperimentConfig, job: Job) -> dict[str, Any]:
+    """Every setting a job's result depends on, its inputs' included ("resume only with the same
+    settings" compares these, job by job).
+
+    The list of seeds, targets and methods is not among them: adding a seed, a target or a method
+    adds jobs and changes none of the finished ones. The report job has none: it is rebuilt
+    whenever its inputs (``config.yaml`` among them) change.
+    """
+    d = to_dict(cfg)
+    if job.kind == "expert":
+        game = job.params["env_id"]
+        experts = {**d["experts"], "runs": {game: d["experts"]["runs"].get(game)}}
+        return {"algo": cfg.algo, "env_id": game, "experts": experts}
+    if job.kind == "distill":
+        return {"algo": cfg.algo, "sources": cfg.sources, "experts": d["experts"], "distill": d["distill"]}
+    if job.kind == "transfer":
+        method = job.params["method"]
+        transfer = {k: v for k, v in d["transfer"].items()
+                    if k not in ("methods", "finetune_from", "progressive_from", "adapter")}
+        out: dict[str, Any] = {"algo": cfg.algo, **job.params, "transfer": transfer}
+        if method == "finetune":
+            out["from"] = job_settings(cfg, Job("experts", "expert", "", {"env_id": cfg.finetune_from}))
+        elif method == "student":
+            out["from"] = job_settings(cfg, Job("distill", "distill", "distill", {}))
+        elif method in ("progressive", "random_column"):
+            out["adapter"] = d["transfer"]["adapter"]
+            out["from"] = job_settings(cfg, Job("experts", "expert", "", {"env_id": cfg.progressive_from}))
+        return out
+    if job.kind == "vision":
+        inputs = {"expert": job_settings(cfg, Job("experts", "expert", "", {"env_id": cfg.sources[0]}))}
+        if "student" in cfg.vision.include and cfg.distill.enabled:
+            inputs["student"] = job_settings(cfg, Job("distill", "distill", "distill", {}))
+        if "progressive" in cfg.vision.include and "progressive" in cfg.transfer.methods:
+            inputs["progressive"] = job_settings(cfg, Job("transfer", "transfer", "", {
+                "env_id": cfg.targets[0], "method": "progressive", "seed": cfg.seeds[0]}))
+        return {"vision": d["vision"], "seed": cfg.seeds[0], "inputs": inputs}
+    return {}
 
 
 def open_experiment(config: str | Path, run_dir: str | Path | None,
@@ -543,11 +574,13 @@ def open_experiment(config: str | Path, run_dir: str | Path | None,
                     force: Sequence[str] = ()) -> tuple[ExperimentConfig, Path]:
     """Validate the config and open (or reopen) the experiment folder.
 
-    A reopened experiment may change settings of stages that have no results yet (or that
-    ``force`` redoes); the stored ``config.yaml`` is then updated.
+    A reopened experiment may change any setting that no finished job depends on
+    (:func:`job_settings`), and any setting at all of the stages ``force`` redoes; the stored
+    ``config.yaml`` is then updated. So more seeds, targets or methods only add their own jobs.
 
     Raises:
-        UserError: a changed setting whose stage (or a later one) already has results.
+        UserError: a changed setting that a finished job depends on (naming the job and the
+            ``--force STAGE`` that redoes it).
     """
     cfg = load_experiment_config(config, overrides)
     root = Path(run_dir) if run_dir is not None else runs_dir() / slug(cfg.name)
@@ -559,16 +592,18 @@ def open_experiment(config: str | Path, run_dir: str | Path | None,
         stored = read_yaml(root / "config.yaml") or {}
         keys = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
         if keys:
-            first = min((KEY_STAGE.get(k, "experts") for k in keys), key=STAGES.index)
+            before = from_dict(ExperimentConfig, stored, str(root / "config.yaml"))
             forced = min(force, key=STAGES.index) if force else None
-            if forced is None or STAGES.index(forced) > STAGES.index(first):
-                stages = plan(cfg)
-                done = [j.name for s in STAGES[STAGES.index(first):] for j in stages[s]
-                        if j.kind != "report" and j.done(root)]
-                if done:
-                    raise UserError(f"{root}: {', '.join(keys)} changed, but the {first} stage or a later one "
-                                    f"has results ({done[0]} …); add --force {first} to redo them (they are "
-                                    "moved aside), or use another --run-dir")
+            redone = STAGES[STAGES.index(forced):] if forced else ()
+            jobs = plan(cfg)
+            stale = [j for s in STAGES if s not in redone for j in jobs[s]
+                     if j.kind != "report" and j.done(root) and job_settings(before, j) != job_settings(cfg, j)]
+            if stale:
+                first = min((j.stage for j in stale), key=STAGES.index)
+                more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
+                raise UserError(f"{root}: {', '.join(keys)} changed, and {stale[0].name}{more} finished with the "
+                                f"old settings; add --force {first} to redo the {first} stage and every later one "
+                                "(their outputs are moved aside), or use another --run-dir")
             changed = True
     RunFolder.open(root, command="run", config=resolved, resume=resume)
     if changed:

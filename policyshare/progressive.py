@@ -1709,11 +1709,13 @@ def _summarise(plan: _Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]
 
 
 def _transfer_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    from policyshare.metrics import format_interval, format_number
+
     rows = []
     for m, d in metrics["methods"].items():
         t = d["transfer_percent"]
-        interval = f"{t['iqm']:.1f} [{t['low']:.1f}, {t['high']:.1f}]" if t else "n/a"
-        per_seed = ", ".join(f"s{s}: {v:.1f}" for s, v in t["per_seed"].items()) if t else "n/a"
+        interval = format_interval(t["iqm"], t["low"], t["high"]) if t else "n/a"
+        per_seed = ", ".join(f"s{s}: {format_number(v)}" for s, v in t["per_seed"].items()) if t else "n/a"
         rows.append((m, interval, per_seed, f"{d['final_eval_mean_return_over_seeds']:.2f}"))
     return rows
 

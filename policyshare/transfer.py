@@ -40,6 +40,7 @@ from policyshare.config import check_seeds, to_dict
 from policyshare.curves import Curve, load_curve, plot_curves, transfer_summary
 from policyshare.envs import check_env_id, make_vec_env
 from policyshare.errors import ConfigError, UserError
+from policyshare.metrics import format_interval, format_number
 from policyshare.runs import RunFolder, default_run_dir
 from policyshare.train import load_train_config, train
 
@@ -181,12 +182,14 @@ def report(summary: Mapping[str, Any]) -> str:
              "|---:|---:|---:|---:|"]
     for seed in summary["seeds"]:
         s = str(seed)
-        lines.append(f"| {seed} | {t['per_seed'].get(s, float('nan')):.1f} | "
+        lines.append(f"| {seed} | {format_number(t['per_seed'].get(s))} | "
                      f"{summary['final_returns'][method][s]:.2f} | "
                      f"{summary['final_returns'][SCRATCH][s]:.2f} |")
+    n = len(summary["seeds"])
     lines += ["", f"Transfer % (area under the learning curve ÷ scratch's, × 100; 100 = no "
-              f"transfer), IQM over {len(summary['seeds'])} seeds: **{t['iqm']:.1f}** "
-              f"[{t['low']:.1f}, {t['high']:.1f}] (95 % stratified bootstrap).", "",
+              f"transfer), IQM over {n} seed{'s' if n != 1 else ''}: "
+              f"**{format_interval(t['iqm'], t['low'], t['high'])}**"
+              f"{' (95 % stratified bootstrap)' if n > 1 else ''}.", "",
               f"Mean final return: {method} {summary['final_return_mean'][method]:.2f}, "
               f"scratch {summary['final_return_mean'][SCRATCH]:.2f}.", "",
               f"![learning curves]({Path(summary['plot']).name})", ""]
