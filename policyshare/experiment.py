@@ -47,7 +47,7 @@ import yaml
 
 from policyshare.checkpoints import atomic_write_bytes, atomic_write_json, read_json
 from policyshare.config import check_positive, check_seeds, deep_merge, from_dict, read_yaml, to_dict
-from policyshare.errors import ConfigError, UserError
+from policyshare.errors import ConfigError, Interrupted, UserError
 from policyshare.runs import RunFolder, runs_dir, slug
 
 #: The stages, in order.
@@ -648,29 +648,108 @@ def _local(root: Path, jobs: Sequence[Job]) -> None:
         print(f"  {job.name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
+#: Set in a worker of :func:`local_pool` while it runs a job.
+_IN_JOB = False
+
+
+def _worker_start() -> None:
+    """A pool worker: its own process group, so that a Ctrl-C at the terminal reaches only the
+    parent (which asks each worker once); SIGINT interrupts a job, and is ignored between jobs."""
+    import os
+    import signal
+
+    os.setpgrp()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if _IN_JOB:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGTERM, on_sigint)
+
+
 def _job_in_process(root: str, job: dict[str, Any]) -> str:
     import torch
 
+    global _IN_JOB
     torch.set_num_threads(1)
-    return run_job(root, job)
+    _IN_JOB = True
+    try:
+        return run_job(root, job)
+    finally:
+        _IN_JOB = False
+
+
+def _unfinished(root: Path, jobs: Sequence[Job], signame: str) -> Interrupted:
+    left = [j.name for j in jobs if not j.done(root)]
+    shown = ", ".join(left[:4]) + (f" and {len(left) - 4} more" if len(left) > 4 else "")
+    return Interrupted(f"interrupted ({signame}); unfinished: {shown or 'none of this stage'}, and the later "
+                       "stages; run the same command again to continue (finished jobs are kept, unfinished "
+                       "ones resume from their last checkpoint)")
 
 
 def local_pool(workers: int) -> Executor:
     """An executor running up to ``workers`` jobs at once in separate processes (one torch thread
-    each); ``workers == 1`` runs them in this process, one after another."""
+    each); ``workers == 1`` runs them in this process, one after another.
+
+    Jobs are handed to a worker only when one is free. On SIGINT (Ctrl-C) or SIGTERM no further
+    job starts, each running job is asked once to stop (training saves a checkpoint first), and
+    :class:`~policyshare.errors.Interrupted` (exit status 130) names the unfinished jobs; the same
+    command resumes them. A second signal asks the running jobs again, which stops them at once.
+
+    Raises:
+        Interrupted: a signal stopped the stage.
+    """
     if workers <= 1:
         return _local
 
     def execute(root: Path, jobs: Sequence[Job]) -> None:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        import os
+        import signal
+        import threading
+        from concurrent.futures import FIRST_COMPLETED, Future, wait
+        from concurrent.futures import ProcessPoolExecutor as Pool
         from dataclasses import asdict
 
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
-            futures = {pool.submit(_job_in_process, str(root), asdict(j)): j for j in jobs}
-            for f in as_completed(futures):
-                print(f"  {futures[f].name}: {f.result()}", flush=True)
+        stop: list[str] = []
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop.append(signal.Signals(signum).name)
+            for child in multiprocessing.active_children():  # the pool's workers
+                if child.pid is not None:
+                    os.kill(child.pid, signal.SIGINT)
+
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = ({s: signal.signal(s, on_signal) for s in handled}
+                    if threading.current_thread() is threading.main_thread() else {})
+        error: BaseException | None = None
+        try:
+            ctx = multiprocessing.get_context("spawn")
+            with Pool(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_worker_start) as pool:
+                queue = list(jobs)
+                running: dict[Future[str], Job] = {}
+                while running or (queue and not stop and error is None):
+                    while queue and not stop and error is None and len(running) < workers:
+                        job = queue.pop(0)
+                        running[pool.submit(_job_in_process, str(root), asdict(job))] = job
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        job = running.pop(f)
+                        try:
+                            print(f"  {job.name}: {f.result()}", flush=True)
+                        except BaseException as e:  # a job failed, or was stopped by the signal
+                            if stop:
+                                print(f"  {job.name}: stopped ({e})", flush=True)
+                            elif error is None:
+                                error = e
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        if stop:
+            raise _unfinished(root, jobs, stop[0])
+        if error is not None:
+            raise error
 
     return execute
 

@@ -278,3 +278,40 @@ def test_student_plot_title_fits_the_figure_and_clears_the_y_label() -> None:
     for box in (title, ylabel):
         assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
     assert not title.overlaps(ylabel)
+
+
+def test_ctrl_c_stops_a_pool_of_jobs_and_names_the_unfinished_ones(tmp_path: Path) -> None:
+    # Four transfer jobs far too long to finish here, two at a time: the first two start, a SIGINT
+    # (what Ctrl-C sends) must stop them at a checkpoint and never start the other two.
+    config = tiny_config(tmp_path, vision={"enabled": False}, distill={"enabled": False}, seeds=[0, 1],
+                         transfer={"timesteps": 500_000, "methods": ["scratch", "finetune"], "set": TINY_TRANSFER})
+    root = tmp_path / "exp"
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen([sys.executable, "-m", "policyshare", "run", str(config), "--run-dir", str(root),
+                             "--jobs", "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    transfer = root / "transfer" / "MinAtar-Breakout-v1"
+    deadline = time.time() + 300
+    while len(list(transfer.glob("*/checkpoints/ckpt_*.zip"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    started = sorted(p.name for p in transfer.iterdir())
+    assert len(started) == 2, started
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"still running 180 s after SIGINT:\n{out[-2000:]}")
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("policyshare run: interrupted (SIGINT); unfinished: ")
+    for name in ("scratch__s0", "finetune__s0", "scratch__s1", "finetune__s1"):
+        assert f"transfer/MinAtar-Breakout-v1/{name}" in lines[0]
+    assert "run the same command again to continue" in lines[0]
+    assert sorted(p.name for p in transfer.iterdir()) == started  # the queued jobs never started
+    for name in started:
+        assert list((transfer / name / "checkpoints").glob("ckpt_*.zip"))
+        assert not (transfer / name / "metrics.json").exists()
+    assert not (root / "report.md").exists()
