@@ -131,14 +131,15 @@ def test_quickstart_preset_runs(tmp_path: Path) -> None:
 
 
 def test_a_key_given_twice_in_an_experiment_config_is_refused(tmp_path: Path) -> None:
-    text = tiny_config(tmp_path).read_text() + "seeds: [5]\n"  # `seeds` is already set above
+    # `targets` is already set above; were the later one taken, the unknown id would stop the run.
+    text = tiny_config(tmp_path).read_text() + "targets: [MinAtar/Nope-v1]\n"
     config = tmp_path / "twice.yaml"
     config.write_text(text)
-    first = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("seeds:"))
+    first = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("targets:"))
     last = len(text.splitlines())
     proc = run_cli("run", str(config), "--run-dir", str(tmp_path / "e"))
     assert proc.returncode == 2
-    assert f"duplicate key 'seeds' at line {last} (first at line {first})" in proc.stderr
+    assert f"duplicate key 'targets' at line {last} (first at line {first})" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "e").exists()
 
 
