@@ -111,9 +111,84 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically; see :func:`atomic_write_bytes`."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+def _undefined(key: str, why: Mapping[str, str]) -> str:
+    from policyshare.metrics import UNDEFINED_WHY
+
+    return why.get(key) or UNDEFINED_WHY.get(key) or "not a finite number (NaN or infinity): undefined here"
+
+
+def json_ready(obj: Any, why: Mapping[str, str] | None = None) -> Any:
+    """Plain, strictly valid JSON data: numpy scalars and arrays become numbers and lists, paths
+    strings, and every NaN or infinity ``None`` (JSON's ``null``).
+
+    JSON has no NaN (``json.dumps`` writes a bare ``NaN`` that strict parsers reject). An entry
+    ``key: nan`` of a record becomes ``key: null`` plus ``"<key>_why": reason``. Entries of a
+    list, or of a mapping keyed by data (seeds, env ids: keys that are not identifiers), become
+    ``null`` and the reason goes beside the list or mapping (``"per_seed_why": "… (null at 0)"``),
+    so that the data's own keys stay as they were.
+
+    Args:
+        obj: nested mappings, lists, tuples, numbers, strings, numpy values, paths.
+        why: reasons by key; keys not given take :data:`policyshare.metrics.UNDEFINED_WHY`'s,
+            else a generic one.
+
+    Returns:
+        A copy of ``obj`` that ``json.dumps(..., allow_nan=False)`` accepts.
+    """
+    why = why or {}
+
+    def bad(v: Any) -> bool:
+        return isinstance(v, (float, np.floating)) and not np.isfinite(v)
+
+    def clean(o: Any) -> tuple[Any, list[str]]:
+        """The clean value and where in it a number became null without a reason beside it."""
+        if isinstance(o, (bool, np.bool_)):
+            return bool(o), []
+        if isinstance(o, (float, np.floating)):
+            return (float(o), []) if np.isfinite(o) else (None, [])
+        if isinstance(o, np.integer):
+            return int(o), []
+        if isinstance(o, np.ndarray):
+            return clean(o.tolist())
+        if isinstance(o, Path):
+            return str(o), []
+        if isinstance(o, Mapping):
+            out: dict[Any, Any] = {}
+            nulled: list[str] = []
+            for k, v in o.items():
+                out[k], inner = clean(v)
+                key = str(k)
+                if bad(v) and not key.isidentifier():
+                    nulled.append(key)
+                    continue
+                if (bad(v) or inner) and f"{key}_why" not in o:
+                    reason = _undefined(key, why)
+                    out[f"{key}_why"] = reason + (f" (null at {', '.join(inner)})" if inner else "")
+            return out, nulled
+        if isinstance(o, (list, tuple)):
+            items = [clean(x) for x in o]
+            return [x for x, _ in items], [str(i) for i, x in enumerate(o) if bad(x)]
+        return o, []
+
+    return clean(obj)[0]
+
+
+def atomic_write_json(path: str | Path, obj: Any, why: Mapping[str, str] | None = None) -> Path:
+    """Write ``obj`` as indented, strictly valid JSON atomically; see :func:`atomic_write_bytes`.
+
+    NaN and infinities are written as ``null`` with a ``"<key>_why"`` reason (:func:`json_ready`),
+    never as the bare ``NaN`` that strict parsers reject.
+
+    Args:
+        path: the file.
+        obj: the data (see :func:`json_ready`).
+        why: reasons for undefined figures, by key (defaults: :data:`policyshare.metrics.UNDEFINED_WHY`).
+
+    Raises:
+        CheckpointError: the write failed (the previous file is kept).
+    """
+    text = json.dumps(json_ready(obj, why), indent=2, allow_nan=False, default=_json_default)
+    return atomic_write_text(path, text + "\n")
 
 
 def read_json(path: str | Path, what: str = "file") -> Any:

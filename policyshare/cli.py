@@ -316,7 +316,9 @@ def _run_parser(sub: Any) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set transfer.timesteps=100000 (repeatable)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="run up to N independent jobs of a stage at once, one process each (default: 1)")
+                   help="run up to N independent jobs of a stage at once, one process each (default: 1); "
+                   "Ctrl-C starts no further job, stops the running ones at a checkpoint and exits with "
+                   "status 130 naming the unfinished jobs")
     p.set_defaults(handler=_cmd_run)
 
 
@@ -433,7 +435,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except UserError as e:
-        print(f"policyshare {args.command}: error: {e}", file=sys.stderr)
+        from policyshare.errors import Interrupted
+
+        kind = "" if isinstance(e, Interrupted) else "error: "
+        print(f"policyshare {args.command}: {kind}{e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         # Commands that train save on Ctrl-C themselves; this covers the other moments.

@@ -1,4 +1,4 @@
-"""Typed configuration: YAML (``yaml.safe_load``) validated into dataclasses.
+"""Typed configuration: YAML (a ``yaml.SafeLoader`` that refuses repeated keys) validated into dataclasses.
 
 Configs are data, as in rl-baselines3-zoo, but nothing is ever ``eval``-ed: a YAML mapping is
 converted into a dataclass field by field; an unknown key, a wrong type or an out-of-range value
@@ -28,17 +28,62 @@ from policyshare.errors import ConfigError
 T = TypeVar("T")
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Load a YAML file with ``yaml.safe_load``.
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping in a YAML document repeats a key (plain YAML loaders keep the later value)."""
+
+    def __init__(self, key: Any, first: yaml.Mark, again: yaml.Mark) -> None:
+        super().__init__(None, None, f"duplicate key {key!r}", again)
+        self.key, self.first, self.again = key, first, again
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping repeating a key (at any depth).
+
+    YAML 1.2 requires keys to be unique, but PyYAML silently keeps the later value, so a setting
+    given twice would be half-ignored. Merge keys (``<<: *anchor``) may still be overridden.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: SafeLoader reports it
+                continue
+            if first is not key_node.start_mark:
+                raise DuplicateKeyError(key, first, key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text safely (``yaml.SafeLoader``; nothing is constructed but plain data) and
+    refuse repeated keys (:class:`UniqueKeyLoader`).
 
     Raises:
-        ConfigError: if the file is missing or is not valid YAML.
+        yaml.YAMLError: malformed YAML, or :class:`DuplicateKeyError`.
+    """
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Load a YAML file safely with :func:`load_yaml` (a ``yaml.SafeLoader`` that refuses
+    repeated keys). Every config and suite file is read through here.
+
+    Raises:
+        ConfigError: if the file is missing, is not valid YAML or repeats a key in a mapping
+            (naming the lines of both).
     """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} not found; pass an existing YAML file")
     try:
-        return yaml.safe_load(p.read_text())
+        return load_yaml(p.read_text())
+    except DuplicateKeyError as e:
+        raise ConfigError(f"{p}: duplicate key {e.key!r} at line {e.again.line + 1} (first at line "
+                          f"{e.first.line + 1}); keep one of them") from None
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         context = getattr(e, "context", None)
@@ -213,10 +258,10 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """Turn ``["a.b=1", "c=[1, 2]"]`` into ``{"a": {"b": 1}, "c": [1, 2]}``.
 
-    Values are parsed with ``yaml.safe_load`` (numbers, booleans, lists), never evaluated.
+    Values are parsed with :func:`load_yaml` (numbers, booleans, lists), never evaluated.
 
     Raises:
-        ConfigError: an item without ``=`` or with an empty key.
+        ConfigError: an item without ``=``, with an empty key, or a value repeating a key.
     """
     out: dict[str, Any] = {}
     for item in items:
@@ -227,7 +272,9 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         if not key or any(not part for part in key.split(".")):
             raise ConfigError(f"--set {item!r}: empty key; expected key=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_yaml(raw) if raw.strip() else ""
+        except DuplicateKeyError as e:
+            raise ConfigError(f"--set {item!r}: duplicate key {e.key!r}; keep one of them") from None
         except yaml.YAMLError:
             value = raw
         node = out
@@ -274,6 +321,29 @@ def check_positive(where: str, **values: float) -> None:
     for name, v in values.items():
         if not v > 0:
             raise ConfigError(f"{where}{name} must be > 0, got {v}")
+
+
+def check_seeds(seeds: Sequence[int], where: str = "seeds") -> list[int]:
+    """Refuse a seed list that repeats a seed (a repeated seed would count one run twice, and
+    intervals over "two seeds" would come from one).
+
+    Args:
+        seeds: the seeds, in the user's order.
+        where: the option or key that gave them (``--seeds``, ``seeds``), for the message.
+
+    Returns:
+        The seeds as a list, unchanged.
+
+    Raises:
+        ConfigError: a seed given twice.
+    """
+    seen: set[int] = set()
+    for s in seeds:
+        if s in seen:
+            given = " ".join(map(str, seeds))
+            raise ConfigError(f"{where}: seed {s} is given twice ({given}); list each seed once")
+        seen.add(s)
+    return list(seeds)
 
 
 def check_non_negative(where: str, **values: float) -> None:

@@ -46,16 +46,25 @@ def transfer_by_seed(curves: Mapping[str, Mapping[int, Curve]], baseline: str) -
             for m, by_seed in curves.items()}
 
 
-def transfer_summary(curves: Mapping[str, Mapping[int, Curve]], baseline: str, seed: int = 0
-                     ) -> dict[str, dict[str, Any]]:
-    """Transfer % per seed and its IQM with a bootstrap interval, per method.
+def transfer_summary(curves: Mapping[str, Mapping[int, Curve]], baseline: str, seed: int = 0,
+                     reps: int = 2000, confidence: float = 0.95) -> dict[str, dict[str, Any]]:
+    """Transfer % per seed and its IQM with a stratified bootstrap interval, per method.
+
+    Args:
+        curves: method → seed → curve.
+        baseline: the from-scratch method's name.
+        seed: bootstrap seed.
+        reps: bootstrap replications.
+        confidence: interval size (e.g. ``0.95``).
 
     Returns:
-        method → ``{"per_seed": {seed: %}, "iqm": point, "low": …, "high": …}``.
+        method → ``{"per_seed": {seed: %}, "iqm": point, "low": …, "high": …}``; ``low`` and
+        ``high`` are ``nan`` with a single seed (no interval).
     """
     per_seed = transfer_by_seed(curves, baseline)
     intervals: dict[str, Interval] = iqm_intervals(
-        {m: np.array(list(v.values()), float) for m, v in per_seed.items() if v}, seed=seed)
+        {m: np.array(list(v.values()), float) for m, v in per_seed.items() if v}, reps=reps,
+        confidence=confidence, seed=seed)
     out: dict[str, dict[str, Any]] = {}
     for m, v in per_seed.items():
         iv = intervals.get(m, Interval(float("nan"), float("nan"), float("nan")))
@@ -65,12 +74,17 @@ def transfer_summary(curves: Mapping[str, Mapping[int, Curve]], baseline: str, s
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:
-    """Write a matplotlib figure as a PNG (120 dpi, tight layout), atomically, and close it."""
+    """Write a matplotlib figure as a PNG (120 dpi), atomically, and close it.
+
+    A figure made with a layout engine (``layout="constrained"``) keeps it; any other gets
+    ``tight_layout``.
+    """
     import io
 
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
@@ -78,14 +92,18 @@ def save_figure(fig: Any, path: str | Path) -> Path:
 
 
 def plot_curves(curves: Mapping[str, Sequence[Curve]], path: str | Path, title: str,
-                ylabel: str = "mean evaluation return", xlabel: str = "env steps") -> Path:
-    """Plot methods' learning curves: mean over seeds with a 95 % bootstrap band; PNG, atomic.
+                ylabel: str = "mean evaluation return", xlabel: str = "env steps",
+                confidence: float = 0.95) -> Path:
+    """Plot methods' learning curves: mean over seeds with a bootstrap band; PNG, atomic.
 
     Args:
         curves: method → one curve per seed. Curves of one method are interpolated onto the
             union of their env steps over their common range.
         path: output ``.png``.
         title: figure title.
+        ylabel, xlabel: axis labels.
+        confidence: size of the band (percentile bootstrap of the mean over seeds, 1000
+            resamples; no band for a single seed).
     """
 
     import matplotlib
@@ -108,7 +126,8 @@ def plot_curves(curves: Mapping[str, Sequence[Curve]], path: str | Path, title: 
         line = ax.plot(steps, mean, label=f"{method} (n={len(runs)})")[0]
         if len(runs) > 1:
             boots = ys[rng.integers(len(runs), size=(1000, len(runs)))].mean(axis=1)
-            ax.fill_between(steps, np.percentile(boots, 2.5, axis=0), np.percentile(boots, 97.5, axis=0),
+            tail = 50 * (1 - confidence)
+            ax.fill_between(steps, np.percentile(boots, tail, axis=0), np.percentile(boots, 100 - tail, axis=0),
                             color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -27,3 +27,10 @@ class CheckpointError(UserError):
 
 class NumericalError(UserError):
     """A NaN or infinite loss or parameter stopped training."""
+
+
+class Interrupted(UserError):
+    """The user stopped a command (Ctrl-C / SIGINT, SIGTERM) between or during jobs; what finished
+    is kept. Reported as one line and exit status 130."""
+
+    exit_code = 130

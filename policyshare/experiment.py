@@ -45,8 +45,8 @@ from typing import Any, Literal
 import yaml
 
 from policyshare.checkpoints import atomic_write_bytes, atomic_write_json, read_json
-from policyshare.config import check_positive, deep_merge, from_dict, read_yaml, to_dict
-from policyshare.errors import ConfigError, UserError
+from policyshare.config import check_positive, check_seeds, deep_merge, from_dict, read_yaml, to_dict
+from policyshare.errors import ConfigError, Interrupted, UserError
 from policyshare.runs import RunFolder, move_aside, runs_dir, slug
 
 #: The stages, in order.
@@ -216,6 +216,7 @@ class ExperimentConfig:
             raise ConfigError(f"{both[0]} is both a source and a target; a target must be held out")
         if not self.seeds or any(s < 0 for s in self.seeds):
             raise ConfigError("seeds: list at least one seed >= 0")
+        check_seeds(self.seeds)
         if len(self.sources) < 2 and self.distill.enabled:
             raise ConfigError("distillation needs at least two source games (or set distill.enabled: false)")
         if not self.distill.enabled and "student" in self.transfer.methods:
@@ -525,12 +526,43 @@ def _release(folder: Path) -> None:
 # The command
 
 
-#: The first stage each top-level config key affects (later stages depend on earlier ones).
-KEY_STAGE: dict[str, str] = {
-    "sources": "experts", "algo": "experts", "experts": "experts", "distill": "distill",
-    "targets": "transfer", "seeds": "transfer", "transfer": "transfer", "vision": "vision",
-    "report": "report", "name": "report", "description": "report",
-}
+def job_settings(cfg: ExperimentConfig, job: Job) -> dict[str, Any]:
+    """Every setting a job's result depends on, its inputs' included ("resume only with the same
+    settings" compares these, job by job).
+
+    The list of seeds, targets and methods is not among them: adding a seed, a target or a method
+    adds jobs and changes none of the finished ones. The report job has none: it is rebuilt
+    whenever its inputs (``config.yaml`` among them) change.
+    """
+    d = to_dict(cfg)
+    if job.kind == "expert":
+        game = job.params["env_id"]
+        experts = {**d["experts"], "runs": {game: d["experts"]["runs"].get(game)}}
+        return {"algo": cfg.algo, "env_id": game, "experts": experts}
+    if job.kind == "distill":
+        return {"algo": cfg.algo, "sources": cfg.sources, "experts": d["experts"], "distill": d["distill"]}
+    if job.kind == "transfer":
+        method = job.params["method"]
+        transfer = {k: v for k, v in d["transfer"].items()
+                    if k not in ("methods", "finetune_from", "progressive_from", "adapter")}
+        out: dict[str, Any] = {"algo": cfg.algo, **job.params, "transfer": transfer}
+        if method == "finetune":
+            out["from"] = job_settings(cfg, Job("experts", "expert", "", {"env_id": cfg.finetune_from}))
+        elif method == "student":
+            out["from"] = job_settings(cfg, Job("distill", "distill", "distill", {}))
+        elif method in ("progressive", "random_column"):
+            out["adapter"] = d["transfer"]["adapter"]
+            out["from"] = job_settings(cfg, Job("experts", "expert", "", {"env_id": cfg.progressive_from}))
+        return out
+    if job.kind == "vision":
+        inputs = {"expert": job_settings(cfg, Job("experts", "expert", "", {"env_id": cfg.sources[0]}))}
+        if "student" in cfg.vision.include and cfg.distill.enabled:
+            inputs["student"] = job_settings(cfg, Job("distill", "distill", "distill", {}))
+        if "progressive" in cfg.vision.include and "progressive" in cfg.transfer.methods:
+            inputs["progressive"] = job_settings(cfg, Job("transfer", "transfer", "", {
+                "env_id": cfg.targets[0], "method": "progressive", "seed": cfg.seeds[0]}))
+        return {"vision": d["vision"], "seed": cfg.seeds[0], "inputs": inputs}
+    return {}
 
 
 def open_experiment(config: str | Path, run_dir: str | Path | None,
@@ -538,11 +570,13 @@ def open_experiment(config: str | Path, run_dir: str | Path | None,
                     force: Sequence[str] = ()) -> tuple[ExperimentConfig, Path]:
     """Validate the config and open (or reopen) the experiment folder.
 
-    A reopened experiment may change settings of stages that have no results yet (or that
-    ``force`` redoes); the stored ``config.yaml`` is then updated.
+    A reopened experiment may change any setting that no finished job depends on
+    (:func:`job_settings`), and any setting at all of the stages ``force`` redoes; the stored
+    ``config.yaml`` is then updated. So more seeds, targets or methods only add their own jobs.
 
     Raises:
-        UserError: a changed setting whose stage (or a later one) already has results.
+        UserError: a changed setting that a finished job depends on (naming the job and the
+            ``--force STAGE`` that redoes it).
     """
     cfg = load_experiment_config(config, overrides)
     root = Path(run_dir) if run_dir is not None else runs_dir() / slug(cfg.name)
@@ -554,16 +588,18 @@ def open_experiment(config: str | Path, run_dir: str | Path | None,
         stored = read_yaml(root / "config.yaml") or {}
         keys = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
         if keys:
-            first = min((KEY_STAGE.get(k, "experts") for k in keys), key=STAGES.index)
+            before = from_dict(ExperimentConfig, stored, str(root / "config.yaml"))
             forced = min(force, key=STAGES.index) if force else None
-            if forced is None or STAGES.index(forced) > STAGES.index(first):
-                stages = plan(cfg)
-                done = [j.name for s in STAGES[STAGES.index(first):] for j in stages[s]
-                        if j.kind != "report" and j.done(root)]
-                if done:
-                    raise UserError(f"{root}: {', '.join(keys)} changed, but the {first} stage or a later one "
-                                    f"has results ({done[0]} …); add --force {first} to redo them (they are "
-                                    "moved aside), or use another --run-dir")
+            redone = STAGES[STAGES.index(forced):] if forced else ()
+            jobs = plan(cfg)
+            stale = [j for s in STAGES if s not in redone for j in jobs[s]
+                     if j.kind != "report" and j.done(root) and job_settings(before, j) != job_settings(cfg, j)]
+            if stale:
+                first = min((j.stage for j in stale), key=STAGES.index)
+                more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
+                raise UserError(f"{root}: {', '.join(keys)} changed, and {stale[0].name}{more} finished with the "
+                                f"old settings; add --force {first} to redo the {first} stage and every later one "
+                                "(their outputs are moved aside), or use another --run-dir")
             changed = True
     RunFolder.open(root, command="run", config=resolved, resume=resume)
     if changed:
@@ -604,29 +640,108 @@ def _local(root: Path, jobs: Sequence[Job]) -> None:
         print(f"  {job.name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
+#: Set in a worker of :func:`local_pool` while it runs a job.
+_IN_JOB = False
+
+
+def _worker_start() -> None:
+    """A pool worker: its own process group, so that a Ctrl-C at the terminal reaches only the
+    parent (which asks each worker once); SIGINT interrupts a job, and is ignored between jobs."""
+    import os
+    import signal
+
+    os.setpgrp()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if _IN_JOB:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGTERM, on_sigint)
+
+
 def _job_in_process(root: str, job: dict[str, Any]) -> str:
     import torch
 
+    global _IN_JOB
     torch.set_num_threads(1)
-    return run_job(root, job)
+    _IN_JOB = True
+    try:
+        return run_job(root, job)
+    finally:
+        _IN_JOB = False
+
+
+def _unfinished(root: Path, jobs: Sequence[Job], signame: str) -> Interrupted:
+    left = [j.name for j in jobs if not j.done(root)]
+    shown = ", ".join(left[:4]) + (f" and {len(left) - 4} more" if len(left) > 4 else "")
+    return Interrupted(f"interrupted ({signame}); unfinished: {shown or 'none of this stage'}, and the later "
+                       "stages; run the same command again to continue (finished jobs are kept, unfinished "
+                       "ones resume from their last checkpoint)")
 
 
 def local_pool(workers: int) -> Executor:
     """An executor running up to ``workers`` jobs at once in separate processes (one torch thread
-    each); ``workers == 1`` runs them in this process, one after another."""
+    each); ``workers == 1`` runs them in this process, one after another.
+
+    Jobs are handed to a worker only when one is free. On SIGINT (Ctrl-C) or SIGTERM no further
+    job starts, each running job is asked once to stop (training saves a checkpoint first), and
+    :class:`~policyshare.errors.Interrupted` (exit status 130) names the unfinished jobs; the same
+    command resumes them. A second signal asks the running jobs again, which stops them at once.
+
+    Raises:
+        Interrupted: a signal stopped the stage.
+    """
     if workers <= 1:
         return _local
 
     def execute(root: Path, jobs: Sequence[Job]) -> None:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        import os
+        import signal
+        import threading
+        from concurrent.futures import FIRST_COMPLETED, Future, wait
+        from concurrent.futures import ProcessPoolExecutor as Pool
         from dataclasses import asdict
 
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
-            futures = {pool.submit(_job_in_process, str(root), asdict(j)): j for j in jobs}
-            for f in as_completed(futures):
-                print(f"  {futures[f].name}: {f.result()}", flush=True)
+        stop: list[str] = []
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop.append(signal.Signals(signum).name)
+            for child in multiprocessing.active_children():  # the pool's workers
+                if child.pid is not None:
+                    os.kill(child.pid, signal.SIGINT)
+
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = ({s: signal.signal(s, on_signal) for s in handled}
+                    if threading.current_thread() is threading.main_thread() else {})
+        error: BaseException | None = None
+        try:
+            ctx = multiprocessing.get_context("spawn")
+            with Pool(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_worker_start) as pool:
+                queue = list(jobs)
+                running: dict[Future[str], Job] = {}
+                while running or (queue and not stop and error is None):
+                    while queue and not stop and error is None and len(running) < workers:
+                        job = queue.pop(0)
+                        running[pool.submit(_job_in_process, str(root), asdict(job))] = job
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        job = running.pop(f)
+                        try:
+                            print(f"  {job.name}: {f.result()}", flush=True)
+                        except BaseException as e:  # a job failed, or was stopped by the signal
+                            if stop:
+                                print(f"  {job.name}: stopped ({e})", flush=True)
+                            elif error is None:
+                                error = e
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        if stop:
+            raise _unfinished(root, jobs, stop[0])
+        if error is not None:
+            raise error
 
     return execute
 

@@ -14,9 +14,22 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+#: Why a figure of this module can be undefined, by the key it is stored under. JSON has no NaN:
+#: :func:`policyshare.checkpoints.atomic_write_json` writes such a figure as ``null`` with a
+#: sibling ``"<key>_why"`` holding this reason.
+UNDEFINED_WHY: dict[str, str] = {
+    "low": "one value (one seed): no interval",
+    "high": "one value (one seed): no interval",
+    "iqm": "no finite values to average",
+    "point": "no finite values to average",
+    "per_seed": "transfer % is undefined where scratch's area under the curve is not positive",
+    "expert_normalised": "the expert is no better than random: the score is undefined",
+}
 
 
 def expert_normalised(score: float, random: float, expert: float) -> float:
@@ -89,7 +102,47 @@ class Interval:
         return {"point": self.point, "low": self.low, "high": self.high}
 
     def __str__(self) -> str:
-        return f"{self.point:.3g} [{self.low:.3g}, {self.high:.3g}]"
+        return format_interval(self.point, self.low, self.high, spec=".3g")
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return bool(np.isfinite(float(v)))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_number(v: Any, digits: int = 1, spec: str | None = None) -> str:
+    """A number with ``digits`` decimals (or format ``spec``); ``"—"`` for NaN, infinity or ``None``."""
+    return format(float(v), spec or f".{digits}f") if _finite(v) else "—"
+
+
+def format_interval(point: Any, low: Any, high: Any, digits: int = 1, *, spec: str | None = None,
+                    single: str = "one seed") -> str:
+    """``"point [low, high]"``, or ``"point (one seed: no interval)"`` where the bounds are
+    undefined (NaN, or ``null`` read back from JSON): every interval the commands print goes
+    through here, so a single run never shows as ``[nan, nan]``.
+
+    Args:
+        point, low, high: the estimate and its bounds (floats, ``nan`` or ``None``).
+        digits: decimals (ignored when ``spec`` is given).
+        spec: a format spec instead, e.g. ``".3g"``.
+        single: what there was only one of (``"one seed"``, ``"one game"``).
+
+    Returns:
+        The text; an undefined point is ``"—"``.
+    """
+    def num(v: Any) -> str:
+        return format_number(v, digits, spec)
+
+    if _finite(low) and _finite(high):
+        return f"{num(point)} [{num(low)}, {num(high)}]"
+    return f"{num(point)} ({single}: no interval)" if _finite(point) else "—"
+
+
+def confidence_label(confidence: float) -> str:
+    """``0.95`` → ``"95%"`` (labels of intervals and bands follow the confidence actually used)."""
+    return f"{100 * confidence:g}%"
 
 
 @contextmanager

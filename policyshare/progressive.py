@@ -68,7 +68,7 @@ from policyshare.checkpoints import (
     save_tensors,
     save_trunk,
 )
-from policyshare.config import check_positive, deep_merge, from_dict, read_yaml, to_dict
+from policyshare.config import check_positive, check_seeds, deep_merge, from_dict, read_yaml, to_dict
 from policyshare.errors import CheckpointError, ConfigError, UserError
 from policyshare.paths import default_config
 from policyshare.trunks import LayerSpec, Trunk, TrunkExtractor, TrunkSpec, make_activation
@@ -1291,6 +1291,7 @@ def _plan(tasks: Sequence[str], config: str | Path | None, algo: str | None, tim
         raise UserError(f"unknown control {unknown[0]!r}; choose from {', '.join(CONTROLS)}")
     if not seeds:
         raise UserError("no seeds given; pass --seeds 0 1 2")
+    check_seeds(seeds)
     return _Plan(tasks, algo, cfg, timesteps, run_overrides, runs, trunk, spec, chosen, list(seeds),
                  quiet)
 
@@ -1583,9 +1584,9 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
         The contents of ``metrics.json``.
 
     Raises:
-        UserError: fewer than two tasks, an unknown or repeated id, tasks of different suites,
-            an unsupported algorithm, a bad config, an ``init_from`` of another task or spec,
-            or a run folder that would be overwritten.
+        UserError: fewer than two tasks, an unknown or repeated id, a seed given twice, tasks
+            of different suites, an unsupported algorithm, a bad config, an ``init_from`` of
+            another task or spec, or a run folder that would be overwritten.
     """
     import yaml
 
@@ -1733,11 +1734,13 @@ def _summarise(plan: _Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]
 
 
 def _transfer_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    from policyshare.metrics import format_interval, format_number
+
     rows = []
     for m, d in metrics["methods"].items():
         t = d["transfer_percent"]
-        interval = f"{t['iqm']:.1f} [{t['low']:.1f}, {t['high']:.1f}]" if t else "n/a"
-        per_seed = ", ".join(f"s{s}: {v:.1f}" for s, v in t["per_seed"].items()) if t else "n/a"
+        interval = format_interval(t["iqm"], t["low"], t["high"]) if t else "n/a"
+        per_seed = ", ".join(f"s{s}: {format_number(v)}" for s, v in t["per_seed"].items()) if t else "n/a"
         rows.append((m, interval, per_seed, f"{d['final_eval_mean_return_over_seeds']:.2f}"))
     return rows
 

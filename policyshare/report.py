@@ -4,7 +4,7 @@
 experts' ``metrics.json``, the student's ``metrics.json``, every transfer run's
 ``evaluations.json`` and ``metrics.json``, the vision comparison's ``metrics.json`` — and writes:
 
-* learning curves per target and method with 95 % bootstrap bands (``plots/curves_<env>.png``);
+* learning curves per target and method with bootstrap bands (``plots/curves_<env>.png``);
 * transfer % per method (area under the learning curve ÷ scratch's, per seed; Rusu et al. 2016)
   as an interquartile mean with a stratified bootstrap interval (Agarwal et al. 2021, rliable),
   per target and over all targets (``plots/transfer.png``);
@@ -15,6 +15,10 @@ experts' ``metrics.json``, the student's ``metrics.json``, every transfer run's
   their intervals;
 * ``summary.json`` with every figure, and the list of inputs it was built from (so a rerun of
   ``policyshare run`` skips an up-to-date report).
+
+Every interval and band uses the config's ``report.confidence`` (default 95 %) and
+``report.bootstrap_reps``, and is labelled with it; with one seed there is no interval, and the
+report says so ("one seed: no interval") instead of printing ``[nan, nan]``.
 
 ``policyshare report RUN_DIR`` rebuilds all of it.
 """
@@ -30,6 +34,7 @@ import numpy as np
 from policyshare.checkpoints import atomic_write_json, atomic_write_text, read_json
 from policyshare.curves import save_figure
 from policyshare.errors import UserError
+from policyshare.metrics import confidence_label, format_interval
 from policyshare.runs import slug
 
 
@@ -55,16 +60,21 @@ def report_is_current(root: Path) -> bool:
         return False
 
 
-def _interval_plot(rows: Mapping[str, Mapping[str, float]], path: Path, title: str, ylabel: str,
-                   reference: float | None) -> Path:
-    """Points with interval bars, one per label."""
+def _interval_figure(rows: Mapping[str, Mapping[str, float]], title: str, ylabel: str,
+                     reference: float | None) -> Any:
+    """Points with interval bars, one per label (a matplotlib figure, laid out by matplotlib's
+    constrained layout; the title and y label are wrapped to the figure's width and height, so
+    that neither is cut off nor runs into the other)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels = list(rows)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels) + 1.5), 3.6))
+    width, height = max(4.0, 1.1 * len(labels) + 1.5), 3.6
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
     x = np.arange(len(labels))
     point = np.array([rows[k]["point"] for k in labels], float)
     low = np.array([rows[k]["low"] for k in labels], float)
@@ -74,10 +84,17 @@ def _interval_plot(rows: Mapping[str, Mapping[str, float]], path: Path, title: s
     if reference is not None:
         ax.axhline(reference, color="grey", linestyle="--", linewidth=1)
     ax.set_xticks(x, labels, rotation=20, ha="right")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    # About 9 characters per inch at 10 pt (at 9 pt for the y label, less the axes' margins).
+    ax.set_ylabel(textwrap.fill(ylabel, max(16, int(9 * (height - 1.2)))), fontsize=9)
+    ax.set_title(textwrap.fill(title, max(20, int(8.5 * width))), fontsize=10)
     ax.grid(alpha=0.3, axis="y")
-    return save_figure(fig, path)
+    return fig
+
+
+def _interval_plot(rows: Mapping[str, Mapping[str, float]], path: Path, title: str, ylabel: str,
+                   reference: float | None) -> Path:
+    """:func:`_interval_figure`, written as a PNG."""
+    return save_figure(_interval_figure(rows, title, ylabel, reference), path)
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
@@ -88,9 +105,15 @@ def _fmt(v: Any, digits: int = 1) -> str:
     return "—" if not np.isfinite(f) else f"{f:.{digits}f}"
 
 
-def _iv(d: Mapping[str, Any], digits: int = 1, key: str = "iqm") -> str:
-    point = d.get(key, d.get("point"))
-    return f"{_fmt(point, digits)} [{_fmt(d.get('low'), digits)}, {_fmt(d.get('high'), digits)}]"
+def _finite(v: Any) -> bool:
+    try:
+        return bool(np.isfinite(float(v)))
+    except (TypeError, ValueError):  # None: a figure JSON holds as null
+        return False
+
+
+def _iv(d: Mapping[str, Any], digits: int = 1, key: str = "iqm", single: str = "one seed") -> str:
+    return format_interval(d.get(key, d.get("point")), d.get("low"), d.get("high"), digits, single=single)
 
 
 def _transfer(root: Path, cfg: Any) -> dict[str, Any]:
@@ -100,6 +123,7 @@ def _transfer(root: Path, cfg: Any) -> dict[str, Any]:
     from policyshare.metrics import iqm_intervals
 
     out: dict[str, Any] = {"targets": {}}
+    level = confidence_label(cfg.report.confidence)
     per_method_scores: dict[str, list[list[float]]] = {}
     for target in cfg.targets:
         curves: dict[str, dict[int, Curve]] = {}
@@ -116,14 +140,16 @@ def _transfer(root: Path, cfg: Any) -> dict[str, Any]:
                 params[method] = {"total": m.get("n_parameters"), "trunk": m.get("trunk_parameters")}
         if "scratch" not in curves:
             continue
-        summary = transfer_summary(curves, "scratch", seed=0)
+        summary = transfer_summary(curves, "scratch", seed=0, reps=cfg.report.bootstrap_reps,
+                                   confidence=cfg.report.confidence)
         plot = plot_curves({m: [curves[m][s] for s in sorted(curves[m])] for m in curves},
                            root / "plots" / f"curves_{slug(target)}.png",
-                           title=f"{target}: learning curves per method (mean, 95% bootstrap band)")
+                           title=f"{target}: learning curves per method (mean, {level} bootstrap band)",
+                           confidence=cfg.report.confidence)
         rows = {m: {"point": v["iqm"], "low": v["low"], "high": v["high"]} for m, v in summary.items()
                 if m != "scratch"}
         tplot = _interval_plot(rows, root / "plots" / f"transfer_{slug(target)}.png",
-                               f"{target}: transfer % (IQM, 95% stratified bootstrap)", "transfer %", 100.0)
+                               f"{target}: transfer % (IQM, {level} stratified bootstrap)", "transfer %", 100.0)
         out["targets"][target] = {
             "transfer_percent": summary, "final_returns": finals,
             "final_return_mean": {m: float(np.mean(list(v.values()))) for m, v in finals.items()},
@@ -140,18 +166,24 @@ def _transfer(root: Path, cfg: Any) -> dict[str, Any]:
     return out
 
 
-def _student(root: Path) -> dict[str, Any] | None:
+def _student(root: Path, cfg: Any) -> dict[str, Any] | None:
+    """The student's scores, with its IQM over games recomputed at the report's confidence."""
+    from policyshare.metrics import iqm_intervals
+
     path = root / "distill" / "metrics.json"
     if not path.is_file():
         return None
     m = read_json(path, "student metrics")
-    rows = {t.split("/")[-1]: {"point": r["expert_normalised"], "low": r["expert_normalised"],
-                               "high": r["expert_normalised"]} for t, r in m["per_task"].items()}
-    rows["IQM"] = dict(m["expert_normalised_iqm"])
+    scores = [r["expert_normalised"] if _finite(r["expert_normalised"]) else np.nan for r in m["per_task"].values()]
+    iqm = iqm_intervals({"student": np.array([scores], float)}, reps=cfg.report.bootstrap_reps,
+                        confidence=cfg.report.confidence, seed=cfg.distill.seed, task_bootstrap=True)["student"]
+    rows = {t.split("/")[-1]: {"point": v, "low": v, "high": v} for t, v in zip(m["per_task"], scores)}
+    rows["IQM"] = iqm.as_dict()
     plot = _interval_plot(rows, root / "plots" / "student.png",
-                          "student: expert-normalised score per game (IQM: 95% bootstrap over games)",
+                          f"student: expert-normalised score per game (IQM: "
+                          f"{confidence_label(cfg.report.confidence)} bootstrap over games)",
                           "(student − random) / (teacher − random)", 1.0)
-    return {**m, "plot": str(plot.relative_to(root))}
+    return {**m, "expert_normalised_iqm": iqm.as_dict(), "plot": str(plot.relative_to(root))}
 
 
 def _experts(root: Path, cfg: Any) -> dict[str, Any]:
@@ -185,8 +217,9 @@ def _findings(summary: Mapping[str, Any]) -> list[str]:
             if method == "scratch":
                 continue
             iv = f"{_fmt(v['iqm'])}% [{_fmt(v['low'])}, {_fmt(v['high'])}]"
-            if not (np.isfinite(v["low"]) and np.isfinite(v["high"])):
-                lines.append(f"On {target}, **{method}** reaches a transfer % of {_fmt(v['iqm'])} with {n} seed(s): "
+            if not (_finite(v["low"]) and _finite(v["high"])):
+                seeds = "one seed" if n == 1 else f"{n} seeds"
+                lines.append(f"On {target}, **{method}** reaches a transfer % of {_fmt(v['iqm'])} with {seeds}: "
                              "no interval, so no claim either way; run more seeds.")
                 continue
             if v["low"] > 100:
@@ -200,7 +233,7 @@ def _findings(summary: Mapping[str, Any]) -> list[str]:
             lines.append(f"On {target}, **{method}** ({iv}, {n} seeds) {verdict}{caveat}.")
         if "progressive" in tp and "random_column" in tp:
             p, r = tp["progressive"], tp["random_column"]
-            if not all(np.isfinite(x) for x in (p["low"], p["high"], r["low"], r["high"])):
+            if not all(_finite(x) for x in (p["low"], p["high"], r["low"], r["high"])):
                 pass
             elif p["low"] > r["high"]:
                 lines.append(f"On {target}, the progressive network with a trained expert column beats the "
@@ -215,12 +248,12 @@ def _findings(summary: Mapping[str, Any]) -> list[str]:
     s = summary.get("student")
     if s:
         iv = s["expert_normalised_iqm"]
-        lines.append(f"The student reaches an expert-normalised IQM of {_fmt(iv['point'], 2)} "
-                     f"[{_fmt(iv['low'], 2)}, {_fmt(iv['high'], 2)}] over {len(s['per_task'])} games with "
+        lines.append(f"The student reaches an expert-normalised IQM of {_iv(iv, 2, single='one game')} "
+                     f"over {len(s['per_task'])} games with "
                      f"{s['student_parameters']:,} parameters, {100 * s['student_to_teachers_ratio']:.0f}% of "
                      f"its teachers' {s['teacher_parameters']:,} together"
                      + (" — more data per parameter without losing the experts' skill."
-                        if np.isfinite(iv["low"]) and iv["low"] >= 0.9 else "."))
+                        if _finite(iv["low"]) and iv["low"] >= 0.9 else "."))
     v = summary.get("vision")
     if v:
         res = v["metrics"]["results"]
@@ -268,7 +301,8 @@ def build_report(root: str | Path) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "name": cfg.name, "description": cfg.description, "algo": cfg.algo, "sources": cfg.sources,
         "targets": cfg.targets, "seeds": cfg.seeds, "transfer_timesteps": cfg.transfer.timesteps,
-        "experts": _experts(root, cfg), "student": _student(root), "transfer": _transfer(root, cfg),
+        "confidence": cfg.report.confidence, "bootstrap_reps": cfg.report.bootstrap_reps,
+        "experts": _experts(root, cfg), "student": _student(root, cfg), "transfer": _transfer(root, cfg),
         "vision": _vision(root),
     }
     if not summary["transfer"]["targets"]:
@@ -302,6 +336,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def render(summary: Mapping[str, Any]) -> str:
     """The Markdown report of a summary."""
+    level = confidence_label(summary.get("confidence", 0.95))
     L: list[str] = [f"# {summary['name']}: does sharing the lower conv layers pay off?", ""]
     if summary["description"]:
         L += [summary["description"], ""]
@@ -314,29 +349,29 @@ def render(summary: Mapping[str, Any]) -> str:
     L += ["## Transfer to the held-out games", "",
           "Transfer % = area under the learning curve ÷ the from-scratch run's of the same seed × 100 "
           "(Rusu et al. 2016, Table 1); 100 % = no transfer. Aggregates: interquartile mean over seeds with a "
-          "95 % stratified bootstrap interval (Agarwal et al. 2021, rliable).", ""]
+          f"{level} stratified bootstrap interval (Agarwal et al. 2021, rliable); one seed gives no interval.", ""]
     for target, t in summary["transfer"]["targets"].items():
         tp = t["transfer_percent"]
         rows = [[m, _iv(tp[m]) if m != "scratch" else "100 (reference)",
                  " ".join(f"{_fmt(v)}" for v in tp[m]["per_seed"].values()),
                  _fmt(t["final_return_mean"].get(m), 2)] for m in tp]
         L += [f"### {target}", ""]
-        L += _table(["method", "transfer % IQM [95% CI]", "per seed", "final return (mean over seeds)"], rows)
+        L += _table(["method", f"transfer % IQM [{level} CI]", "per seed", "final return (mean over seeds)"], rows)
         L += ["", f"![learning curves]({t['plots']['curves']})", f"![transfer %]({t['plots']['transfer']})", ""]
     if "aggregate" in summary["transfer"]:
         rows = [[m, _iv(v, key="point")] for m, v in summary["transfer"]["aggregate"].items()]
-        L += ["### All targets together", ""] + _table(["method", "transfer % IQM [95% CI]"], rows) + [""]
+        L += ["### All targets together", ""] + _table(["method", f"transfer % IQM [{level} CI]"], rows) + [""]
 
     s = summary.get("student")
     if s:
         L += ["## The Actor-Mimic student", "",
               "Expert-normalised score = (student − random) / (teacher − random), per game; IQM over games with a "
-              "95 % bootstrap interval over games.", ""]
+              f"{level} bootstrap interval over games.", ""]
         rows = [[t, _fmt(r["student_return"], 2), _fmt(r["teacher_return"], 2), _fmt(r["random_return"], 2),
                  _fmt(r["expert_normalised"], 3), _fmt(r.get("agreement"), 3)] for t, r in s["per_task"].items()]
         L += _table(["game", "student", "teacher", "random", "expert-normalised", "agreement"], rows)
         iv = s["expert_normalised_iqm"]
-        L += ["", f"IQM: **{_fmt(iv['point'], 3)}** [{_fmt(iv['low'], 3)}, {_fmt(iv['high'], 3)}]; "
+        L += ["", f"IQM: {_iv(iv, 3, single='one game')}; "
               f"{s['env_steps_per_task']:,} env steps per game.", "", f"![student]({s['plot']})", ""]
 
     p = summary["parameters"]

@@ -51,6 +51,7 @@ from policyshare.checkpoints import (
 from policyshare.config import (
     check_non_negative,
     check_positive,
+    check_seeds,
     deep_merge,
     from_dict,
     read_yaml,
@@ -552,7 +553,8 @@ def parse_seeds(items: Sequence[str]) -> list[int]:
     """Seeds from ``["0", "1", "5-7"]`` → ``[0, 1, 5, 6, 7]``.
 
     Raises:
-        UserError: a value that is not an integer or a range ``a-b`` with ``a <= b``.
+        UserError: a value that is not an integer or a range ``a-b`` with ``a <= b``, or a seed
+            given twice (``0 0``, ``0-2 1``).
     """
     seeds: list[int] = []
     for item in items:
@@ -570,4 +572,4 @@ def parse_seeds(items: Sequence[str]) -> list[int]:
             seeds.extend(range(lo, hi + 1))
     if not seeds:
         raise UserError("no seeds given: use integers >= 0 or ranges like 0-4")
-    return list(dict.fromkeys(seeds))
+    return check_seeds(seeds, "--seeds")

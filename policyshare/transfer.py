@@ -36,10 +36,11 @@ from policyshare.checkpoints import (
     load_trunk_weights,
     read_json,
 )
-from policyshare.config import to_dict
+from policyshare.config import check_seeds, to_dict
 from policyshare.curves import Curve, load_curve, plot_curves, transfer_summary
 from policyshare.envs import check_env_id, make_vec_env
 from policyshare.errors import ConfigError, UserError
+from policyshare.metrics import format_interval, format_number
 from policyshare.runs import RunFolder, default_run_dir
 from policyshare.train import load_train_config, train
 
@@ -111,11 +112,12 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
 
     Raises:
         UserError: a trunk file of another spec, activation or shape (checked before anything
-            is written), unknown env id, bad config, no periodic evaluation, a folder that would
+            is written), a seed given twice, unknown env id, bad config, no periodic evaluation, a folder that would
             be overwritten.
     """
     if not seeds:
         raise UserError("no seeds given: pass --seeds 0 1 2")
+    check_seeds(seeds)
     if timesteps is not None and timesteps <= 0:
         raise UserError(f"--timesteps must be > 0, got {timesteps}")
     cfg, params = load_train_config(env_id, algo, config, overrides)
@@ -180,12 +182,14 @@ def report(summary: Mapping[str, Any]) -> str:
              "|---:|---:|---:|---:|"]
     for seed in summary["seeds"]:
         s = str(seed)
-        lines.append(f"| {seed} | {t['per_seed'].get(s, float('nan')):.1f} | "
+        lines.append(f"| {seed} | {format_number(t['per_seed'].get(s))} | "
                      f"{summary['final_returns'][method][s]:.2f} | "
                      f"{summary['final_returns'][SCRATCH][s]:.2f} |")
+    n = len(summary["seeds"])
     lines += ["", f"Transfer % (area under the learning curve ÷ scratch's, × 100; 100 = no "
-              f"transfer), IQM over {len(summary['seeds'])} seeds: **{t['iqm']:.1f}** "
-              f"[{t['low']:.1f}, {t['high']:.1f}] (95 % stratified bootstrap).", "",
+              f"transfer), IQM over {n} seed{'s' if n != 1 else ''}: "
+              f"**{format_interval(t['iqm'], t['low'], t['high'])}**"
+              f"{' (95 % stratified bootstrap)' if n > 1 else ''}.", "",
               f"Mean final return: {method} {summary['final_return_mean'][method]:.2f}, "
               f"scratch {summary['final_return_mean'][SCRATCH]:.2f}.", "",
               f"![learning curves]({Path(summary['plot']).name})", ""]

@@ -109,3 +109,35 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
         atomic_write_bytes(tmp_path / "f.bin" / "child", b"new")  # parent is a file: fails
     assert target.read_bytes() == b"old"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def strict_json(text: str) -> object:
+    """Parse JSON as strict parsers do: a bare NaN or Infinity is an error."""
+    import json
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_files_never_hold_nan(tmp_path: Path) -> None:
+    from policyshare.checkpoints import atomic_write_json
+    from policyshare.metrics import iqm_intervals
+
+    one_seed = iqm_intervals({"finetune": np.array([131.5])})["finetune"]  # one value: no interval
+    data = {"eval_mean_return": float("nan"), "interval": one_seed.as_dict(),
+            "per_seed": {"0": float("nan"), "1": np.float32(97.0)}, "curve": np.array([1.0, np.inf]),
+            "steps": np.int64(3), "nested": [{"loss": -np.inf}]}
+    path = atomic_write_json(tmp_path / "metrics.json", data, why={"eval_mean_return": "no episode ended"})
+    out = strict_json(path.read_text())
+    assert out == {
+        "eval_mean_return": None, "eval_mean_return_why": "no episode ended",
+        "interval": {"point": 131.5, "low": None, "low_why": "one value (one seed): no interval",
+                     "high": None, "high_why": "one value (one seed): no interval"},
+        "per_seed": {"0": None, "1": 97.0},
+        "per_seed_why": "transfer % is undefined where scratch's area under the curve is not positive (null at 0)",
+        "curve": [1.0, None], "curve_why": "not a finite number (NaN or infinity): undefined here (null at 1)",
+        "steps": 3,
+        "nested": [{"loss": None, "loss_why": "not a finite number (NaN or infinity): undefined here"}],
+    }

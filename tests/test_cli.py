@@ -175,3 +175,31 @@ def test_every_help_page_prints(capsys: pytest.CaptureFixture[str]) -> None:
             main([*path, "--help"])
         assert exit_info.value.code == 0, path
         assert "usage: policyshare" in capsys.readouterr().out, path
+
+
+# Each command also has a bad env id, checked after the seeds: where repeated seeds were
+# accepted, the command still stops before training (and the test fails on the wrong message).
+@pytest.mark.parametrize("command", [
+    ["transfer", "--trunk", "trunk.safetensors", "--env", "MinAtar/Nope-v1", "--seeds", "0", "0"],
+    ["progressive", "--tasks", "MinAtar/Nope-v1", "MinAtar/Asterix-v1", "--seeds", "0-2", "1"],
+    ["sweep", "configs/quickstart.yaml", "--backend", "local", "--seeds", "0,0", "--set", "targets=[MinAtar/Nope-v1]"],
+    ["run", "configs/quickstart.yaml", "--set", "seeds=[0, 0]", "--set", "targets=[MinAtar/Nope-v1]"],
+])
+def test_a_seed_given_twice_is_refused(command: list[str], tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # Deduplicating silently reported "IQM over 1 seeds" for a user who asked for two.
+    from policyshare.cli import main
+
+    assert main([*command, "--run-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is given twice" in err[0] and "list each seed once" in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_python_api_refuses_a_seed_given_twice(tmp_path: Path) -> None:
+    from policyshare.errors import UserError
+    from policyshare.transfer import transfer
+
+    with pytest.raises(UserError, match="seed 1 is given twice"):
+        transfer(tmp_path / "trunk.safetensors", "MinAtar/Breakout-v1", seeds=[1, 1], run_dir=tmp_path / "o")
+    assert not (tmp_path / "o").exists()

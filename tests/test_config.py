@@ -86,3 +86,31 @@ def test_overrides_merge_last() -> None:
     assert params.learning_rate == pytest.approx(1e-3) and cfg.n_envs == 4 and cfg.policy.net_arch == [64]
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_overrides(["n_envs"])
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    # PyYAML's safe_load silently keeps the later value; half the settings would be ignored.
+    text = "default:\n  n_envs: 2\n  hyperparams:\n    gamma: 0.9\n    gamma: 0.99\n"
+    with pytest.raises(ConfigError, match=r"duplicate key 'gamma' at line 5 \(first at line 4\)"):
+        load_train_config("MinAtar/Breakout-v1", "ppo", write(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"duplicate key 'default' at line 3 \(first at line 1\)"):
+        load_train_config("MinAtar/Breakout-v1", "ppo", write(tmp_path, "default: {}\nx: 1\ndefault: {}\n"))
+    with pytest.raises(ConfigError, match="duplicate key 'n_envs'"):
+        parse_overrides(["policy={n_envs: 1, n_envs: 2}"])
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
+    text = "base: &b {n_envs: 2, timesteps: 64}\ndefault:\n  <<: *b\n  n_envs: 4\n"
+    cfg, _ = load_train_config("MinAtar/Breakout-v1", "ppo", write(tmp_path, text))
+    assert (cfg.n_envs, cfg.timesteps) == (4, 64)
+
+
+def test_every_shipped_config_and_suite_has_unique_keys() -> None:
+    from conftest import ROOT
+
+    from policyshare.config import read_yaml
+
+    files = sorted((ROOT / "configs").glob("*.yaml")) + sorted((ROOT / "envs").glob("*.yaml"))
+    assert len(files) >= 10
+    for path in files:
+        assert read_yaml(path) is not None, path

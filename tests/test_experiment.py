@@ -136,3 +136,190 @@ def test_quickstart_preset_runs(tmp_path: Path) -> None:
                    timeout=3600)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "qs" / "report.md").is_file()
+
+
+def test_a_key_given_twice_in_an_experiment_config_is_refused(tmp_path: Path) -> None:
+    # `targets` is already set above; were the later one taken, the unknown id would stop the run.
+    text = tiny_config(tmp_path).read_text() + "targets: [MinAtar/Nope-v1]\n"
+    config = tmp_path / "twice.yaml"
+    config.write_text(text)
+    first = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("targets:"))
+    last = len(text.splitlines())
+    proc = run_cli("run", str(config), "--run-dir", str(tmp_path / "e"))
+    assert proc.returncode == 2
+    assert f"duplicate key 'targets' at line {last} (first at line {first})" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "e").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# One seed, then a second one added: what the report says, what JSON holds, what is redone.
+
+
+def small_config(tmp_path: Path, **changes: object) -> Path:
+    """Experts from the zoo, scratch and finetune on SpaceInvaders (a random policy scores there, so
+    transfer % is defined), one seed, a 40 % interval (with two seeds, a narrower one than 95 %'s:
+    the bootstrap of two values has three outcomes)."""
+    return tiny_config(tmp_path, distill={"enabled": False}, vision={"enabled": False}, seeds=[0],
+                       sources=["MinAtar/Breakout-v1", "MinAtar/Asterix-v1"], targets=["MinAtar/SpaceInvaders-v1"],
+                       transfer={"timesteps": 2048, "methods": ["scratch", "finetune"], "set": TINY_TRANSFER},
+                       report={"confidence": 0.4, "bootstrap_reps": 500}, **changes)
+
+
+@pytest.fixture(scope="module")
+def one_seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("one_seed")
+    return run_experiment(small_config(tmp), run_dir=tmp / "exp")
+
+
+@pytest.fixture(scope="module")
+def two_seeds(one_seed: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    """The one-seed experiment copied, then run again with seeds [0, 1]; the first seed's files'
+    modification times before the second run."""
+    import shutil
+
+    tmp = tmp_path_factory.mktemp("two_seeds")
+    root = tmp / "exp"
+    shutil.copytree(one_seed, root)
+    before = mtimes(root, "transfer/*/*__s0/**/*")
+    run_experiment(small_config(tmp), run_dir=root, overrides={"seeds": [0, 1]})
+    return root, before
+
+
+def strict_json(path: Path) -> dict:
+    def refuse(name: str) -> None:
+        raise ValueError(f"{path}: {name} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_one_seed_reports_no_interval_instead_of_nan(one_seed: Path) -> None:
+    report = (one_seed / "report.md").read_text()
+    assert "| finetune | " in report and "(one seed: no interval)" in report
+    assert "nan" not in report.lower()
+    summary = json.loads((one_seed / "summary.json").read_text())
+    assert any("with one seed: no interval" in line for line in summary["findings"])
+
+
+def test_json_files_of_an_experiment_parse_strictly(one_seed: Path) -> None:
+    files = sorted(one_seed.rglob("*.json"))
+    assert one_seed / "summary.json" in files and len(files) >= 6
+    for path in files:
+        strict_json(path)
+    finetune = strict_json(one_seed / "summary.json")["transfer"]["targets"]["MinAtar/SpaceInvaders-v1"][
+        "transfer_percent"]["finetune"]
+    assert finetune["low"] is None and finetune["high"] is None and isinstance(finetune["iqm"], float)
+    assert finetune["low_why"] == "one value (one seed): no interval"
+
+
+def test_transfer_and_progressive_tables_say_one_seed(one_seed: Path) -> None:
+    from policyshare.curves import load_curve, transfer_summary
+    from policyshare.progressive import _transfer_rows
+    from policyshare.transfer import report
+
+    runs = one_seed / "transfer" / "MinAtar-SpaceInvaders-v1"
+    curves = {m: {0: load_curve(runs / f"{m}__s0")} for m in ("finetune", "scratch")}
+    tp = transfer_summary(curves, "scratch")
+    text = report({"method": "finetune", "transfer_percent": tp["finetune"], "env_id": "MinAtar/SpaceInvaders-v1",
+                   "algo": "ppo", "timesteps": 2048, "trunk": "trunk.safetensors", "seeds": [0],
+                   "final_returns": {"finetune": {"0": 1.0}, "scratch": {"0": 2.0}},
+                   "final_return_mean": {"finetune": 1.0, "scratch": 2.0}, "plot": "curves.png"})
+    assert "IQM over 1 seed: **" in text and "(one seed: no interval)" in text and "nan" not in text
+    rows = _transfer_rows({"methods": {"progressive": {"transfer_percent": tp["finetune"],
+                                                       "final_eval_mean_return_over_seeds": 1.0}}})
+    assert rows[0][1].endswith("(one seed: no interval)")
+
+
+def test_adding_a_seed_runs_only_its_jobs(two_seeds: tuple[Path, dict[str, int]]) -> None:
+    root, before = two_seeds
+    assert before and mtimes(root, "transfer/*/*__s0/**/*") == before  # the first seed untouched
+    runs = sorted(p.parent.name for p in root.glob("transfer/MinAtar-SpaceInvaders-v1/*/metrics.json"))
+    assert runs == ["finetune__s0", "finetune__s1", "scratch__s0", "scratch__s1"]
+    assert not (root / ".replaced").exists()
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1]
+
+
+def test_changing_a_finished_jobs_setting_still_needs_force(two_seeds: tuple[Path, dict[str, int]],
+                                                            tmp_path: Path) -> None:
+    from policyshare.errors import UserError
+    from policyshare.experiment import open_experiment
+
+    root, _ = two_seeds
+    config = small_config(tmp_path)
+    more = {"seeds": [0, 1], "transfer": {"methods": ["scratch", "finetune", "random_column"]}}
+    open_experiment(config, root, more)  # a new method: only new jobs
+    with pytest.raises(UserError, match=r"transfer changed, and transfer/MinAtar-SpaceInvaders-v1/scratch__s0 and 3 "
+                                        r"more finished with the old settings; add --force transfer"):
+        open_experiment(config, root, {"seeds": [0, 1], "transfer": {"timesteps": 4096}})
+
+
+def test_report_confidence_is_honoured_for_a_single_target(two_seeds: tuple[Path, dict[str, int]]) -> None:
+    import numpy as np
+
+    from policyshare.metrics import iqm_intervals
+
+    root, _ = two_seeds
+    summary = json.loads((root / "summary.json").read_text())
+    finetune = summary["transfer"]["targets"]["MinAtar/SpaceInvaders-v1"]["transfer_percent"]["finetune"]
+    assert all(isinstance(v, float) for v in finetune["per_seed"].values()), finetune
+    scores = np.array(list(finetune["per_seed"].values()), float)
+    at_40 = iqm_intervals({"f": scores}, reps=500, confidence=0.4)["f"]
+    at_95 = iqm_intervals({"f": scores}, reps=500, confidence=0.95)["f"]
+    assert (at_40.low, at_40.high) != (at_95.low, at_95.high)
+    assert (finetune["low"], finetune["high"]) == pytest.approx((at_40.low, at_40.high))
+    report = (root / "report.md").read_text()
+    assert "transfer % IQM [40% CI]" in report and "40% stratified bootstrap interval" in report
+    assert "95%" not in report and "95 %" not in report
+
+
+def test_student_plot_title_fits_the_figure_and_clears_the_y_label() -> None:
+    from policyshare import report
+
+    rows = {"SpaceInvaders-v1": {"point": 0.8, "low": 0.8, "high": 0.8},
+            "Asterix-v1": {"point": 0.5, "low": 0.5, "high": 0.5}, "IQM": {"point": 0.6, "low": 0.5, "high": 0.8}}
+    fig = report._interval_figure(rows, "student: expert-normalised score per game (IQM: 95% bootstrap over games)",
+                                  "(student − random) / (teacher − random)", 1.0)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    title, ylabel = ax.title.get_window_extent(renderer), ax.yaxis.label.get_window_extent(renderer)
+    page = fig.bbox
+    for box in (title, ylabel):
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
+    assert not title.overlaps(ylabel)
+
+
+def test_ctrl_c_stops_a_pool_of_jobs_and_names_the_unfinished_ones(tmp_path: Path) -> None:
+    # Four transfer jobs far too long to finish here, two at a time: the first two start, a SIGINT
+    # (what Ctrl-C sends) must stop them at a checkpoint and never start the other two.
+    config = tiny_config(tmp_path, vision={"enabled": False}, distill={"enabled": False}, seeds=[0, 1],
+                         transfer={"timesteps": 500_000, "methods": ["scratch", "finetune"], "set": TINY_TRANSFER})
+    root = tmp_path / "exp"
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen([sys.executable, "-m", "policyshare", "run", str(config), "--run-dir", str(root),
+                             "--jobs", "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    transfer = root / "transfer" / "MinAtar-Breakout-v1"
+    deadline = time.time() + 300
+    while len(list(transfer.glob("*/checkpoints/ckpt_*.zip"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    started = sorted(p.name for p in transfer.iterdir())
+    assert len(started) == 2, started
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the command and any worker left in its group
+        pytest.fail("still running 180 s after SIGINT")
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("policyshare run: interrupted (SIGINT); unfinished: ")
+    for name in ("scratch__s0", "finetune__s0", "scratch__s1", "finetune__s1"):
+        assert f"transfer/MinAtar-Breakout-v1/{name}" in lines[0]
+    assert "run the same command again to continue" in lines[0]
+    assert sorted(p.name for p in transfer.iterdir()) == started  # the queued jobs never started
+    for name in started:
+        assert list((transfer / name / "checkpoints").glob("ckpt_*.zip"))
+        assert not (transfer / name / "metrics.json").exists()
+    assert not (root / "report.md").exists()
