@@ -108,10 +108,12 @@ def _add_safe_option(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from policyshare.evaluate import evaluate, load_policy, random_return, record_video
+    from policyshare.evaluate import check_video_path, evaluate, load_policy, random_return, record_video
 
     if a.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {a.episodes}")
+    if a.video:
+        check_video_path(a.video)  # before the evaluation, not after it
     agent, env_id, _ = load_policy(a.path, a.env, safe=a.safe)
     result = evaluate(agent, env_id, a.episodes, a.seed)
     rand = random_return(env_id, a.episodes, a.seed)
