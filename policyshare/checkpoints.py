@@ -391,8 +391,9 @@ def load_trunk_weights(target: Trunk, path: str | Path,
     file_mode = (header.get("alignment") or {}).get("mode")
     own_mode = (alignment or {}).get("mode")
     if file_mode and own_mode and file_mode != own_mode:
-        fix = (f"set trunk.alignment: {file_mode} (--set trunk.alignment={file_mode})" if same_input
-               else f"pass a trunk trained with {own_mode!r} alignment on this env's suite")
+        other = f"pass a trunk trained with {own_mode!r} alignment on this env's suite"
+        fix = (f"set trunk.alignment: {file_mode} (--set trunk.alignment={file_mode}) or {other}"
+               if same_input else other)
         raise CheckpointError(f"trunk file {path} was trained with {file_mode!r} input alignment, "
                               f"the network uses {own_mode!r}; {fix}")
     load_state_checked(target, tensors, f"trunk file {path}")
