@@ -357,7 +357,7 @@ def _materialise_expert(root: Path, game: str, model_zip: Path, provenance: Mapp
     folder.mkdir(parents=True, exist_ok=True)
     _copy_file(model_zip, folder / "model.zip")
     model, header = load_sb3(folder / "model.zip")
-    extractor = features_extractors(model)[0]  # PPO/A2C and DQN experts alike
+    extractor: Any = features_extractors(model)[0]  # PPO/A2C and DQN experts alike
     save_trunk(extractor.trunk, folder / "trunk.safetensors", alignment=extractor.alignment.describe(),
                observation_shape=tuple(model.observation_space.shape),
                source={"run": str(folder), "env_id": game, "algo": header.get("algo"),

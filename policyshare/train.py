@@ -463,7 +463,7 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         trained_steps = int(model.num_timesteps) - start_step
 
         model_path = save_sb3(model, run.path / "model.zip", {**header, "timesteps": model.num_timesteps})
-        extractor = features_extractors(model)[0]
+        extractor: Any = features_extractors(model)[0]  # a TrunkExtractor (or a progressive one)
         trunk_path = save_trunk(extractor.trunk, run.path / "trunk.safetensors",
                                 alignment=extractor.alignment.describe(),
                                 observation_shape=tuple(env.observation_space.shape),
@@ -565,7 +565,8 @@ def _freeze_trunk(model: Any) -> None:
     and resume with plain SB3.
     """
     for ex in features_extractors(model):
-        for p in ex.trunk.parameters():
+        trunk: Any = ex.trunk
+        for p in trunk.parameters():
             p.requires_grad_(False)
 
 

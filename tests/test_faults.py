@@ -830,7 +830,7 @@ def test_printed_tensorboard_command_is_shell_quoted(pad_run: Path, tmp_path: Pa
     assert main(["train", "--env", "MinAtar/Breakout-v1", "--run-dir", str(run), *verbose]) == 0
     root = tmp_path / "my transfer"
     assert main(["transfer", "--trunk", str(pad_run / "trunk.safetensors"), "--env", "MinAtar/Breakout-v1",
-                 "--run-dir", str(root), *verbose, *QUICK_TRANSFER]) == 0
+                 "--run-dir", str(root), *verbose, *QUICK_TRANSFER, "--set", "eval.freq=64"]) == 0
     out = capsys.readouterr().out
     commands = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("TensorBoard:")]
     assert [shlex.split(c) for c in commands] == [["tensorboard", "--logdir", str(run / "tb")],
