@@ -1,7 +1,9 @@
 """Algorithm hyper-parameters (typed) and building SB3 models on a trunk.
 
 stable-baselines3 runs the RL algorithms; this module only turns a validated config into an SB3
-``PPO``/``A2C``/``DQN`` whose features extractor is a :class:`~policyshare.trunks.TrunkExtractor`.
+``PPO``/``A2C``/``DQN`` whose features extractor is a :class:`~policyshare.trunks.TrunkExtractor`,
+and finds that extractor again in any SB3 model (:func:`features_extractors`, the one place that
+knows where each algorithm keeps it) to load or freeze its trunk.
 
 Learning rates and PPO's clip range accept a number or ``"lin_<start>"`` (linear decay from
 ``start`` to 0 over training, rl-baselines3-zoo's notation, parsed — never evaluated).
@@ -12,9 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import LinearSchedule
+from torch import nn
 
 from policyshare.config import (
     check_non_negative,
@@ -23,7 +28,7 @@ from policyshare.config import (
     from_dict,
     to_dict,
 )
-from policyshare.errors import ConfigError
+from policyshare.errors import ConfigError, UserError
 from policyshare.trunks import TrunkExtractor
 
 _LIN = re.compile(r"^lin_([0-9.eE+-]+)$")
@@ -233,13 +238,88 @@ def build_model(algo: str, env: Any, params: Any, policy: PolicyConfig, trunk: T
                 verbose=verbose, **kwargs)
     if features_extractor is None:
         ortho = algo in ("ppo", "a2c") and policy.ortho_init
-        extractors = ([model.q_net.features_extractor] if algo == "dqn"
-                      else [model.policy.features_extractor])
-        for ex in extractors:
+        for ex in features_extractors(model, targets=False):
             init_padded_input_layer(ex.trunk, ex.alignment, ortho)
-        if algo == "dqn":
-            model.q_net_target.load_state_dict(model.q_net.state_dict())
+        sync_targets(model)
     return model
+
+
+def features_extractors(model: Any, targets: bool = True) -> list[BaseFeaturesExtractor]:
+    """Every features extractor of an SB3 model, the one that acts first.
+
+    SB3 keeps them in different places per algorithm: PPO/A2C on ``policy.features_extractor``
+    (one shared by actor and critic, SB3's default) or ``policy.pi_features_extractor`` and
+    ``policy.vf_features_extractor`` (``share_features_extractor=False``); DQN on
+    ``policy.q_net`` and ``policy.q_net_target`` (its ``policy.features_extractor`` is
+    ``None``). This walks the policy's modules, so every policy finds them the same way.
+
+    Args:
+        model: an SB3 ``BaseAlgorithm`` (or anything with a ``policy`` module).
+        targets: include the extractors of target networks (``*_target`` modules, e.g. DQN's
+            ``q_net_target``), which follow the online network by copy, not by gradient.
+
+    Returns:
+        The extractors, each once, in the order the policy registers them: the acting one
+        (actor, online Q-network) first.
+
+    Raises:
+        UserError: the model has no features extractor.
+    """
+    found: list[BaseFeaturesExtractor] = []
+
+    def walk(module: nn.Module) -> None:
+        for name, child in module.named_children():
+            if isinstance(child, BaseFeaturesExtractor):
+                if all(child is not f for f in found):
+                    found.append(child)
+            elif targets or not name.endswith("_target"):
+                walk(child)
+
+    walk(model.policy)
+    if not found:
+        raise UserError(f"{type(model).__name__} has no features extractor; policyshare needs a "
+                        "policy on a trunk (PPO, A2C or DQN built by policyshare train)")
+    return found
+
+
+def sync_targets(model: Any) -> None:
+    """Copy DQN's online Q-network into its target network (``q_net_target``), as SB3 does when it
+    builds one; no-op for models without a target network. Call after changing ``q_net`` in
+    place outside training (initialising or loading its trunk)."""
+    policy = model.policy
+    if isinstance(getattr(policy, "q_net_target", None), nn.Module):
+        policy.q_net_target.load_state_dict(policy.q_net.state_dict())
+
+
+def load_trunk_into(model: Any, path: str | Path) -> dict[str, Any]:
+    """Initialise the trunk of every features extractor of ``model`` from a trunk file.
+
+    Every extractor (PPO/A2C's shared or separate ones, DQN's online and target Q-networks)
+    gets the same weights; the heads are left as they are. Call it *after* the SB3 model is
+    built (SB3's ``ortho_init`` re-initialises extractors at construction).
+
+    Args:
+        model: an SB3 model whose extractors are :class:`~policyshare.trunks.TrunkExtractor`.
+        path: a trunk file (``trunk.safetensors``) or a student file (its trunk is taken),
+            see :func:`~policyshare.checkpoints.load_trunk_weights`.
+
+    Returns:
+        The file's header.
+
+    Raises:
+        CheckpointError: a file that is missing, corrupt, not a trunk, or does not fit
+            (another spec, activation, input alignment or shape; the message names both).
+        UserError: the model has no trunk extractor.
+    """
+    from policyshare.checkpoints import load_trunk_weights
+
+    header: dict[str, Any] = {}
+    for ex in features_extractors(model):
+        if not isinstance(ex, TrunkExtractor):
+            raise UserError(f"a trunk file initialises a policyshare trunk, but this model's "
+                            f"extractor is a {type(ex).__name__}")
+        header = load_trunk_weights(ex.trunk, path, alignment=ex.alignment.describe())
+    return header
 
 
 def init_padded_input_layer(trunk: Any, alignment: Any, ortho: bool) -> None:

@@ -30,10 +30,14 @@ from policyshare.evaluate import evaluate
 
 
 class PeriodicEvaluation(BaseCallback):
-    """Evaluate every ``freq`` env steps; log ``eval/mean_reward``; keep the best model.
+    """Evaluate at env step 0 and every ``freq`` env steps; log ``eval/mean_reward``; keep the best model.
 
     Writes ``evaluations.json`` (``{"timesteps": [...], "mean": [...], "std": [...]}``)
-    atomically after every evaluation; on resume it continues the existing curve.
+    atomically after every evaluation; on resume it continues the existing curve. The curve
+    starts with a step-0 evaluation of the untrained network, as learning curves compared by
+    area do (the transfer measures of DESIGN.md; an initialised trunk's head start counts), so
+    with the evaluation :func:`~policyshare.train.train` adds at its last step every curve has
+    at least two points, even when the budget is shorter than ``freq``.
 
     Args:
         env_id: env to evaluate on (a fresh, separately seeded vec env each time).
@@ -69,6 +73,8 @@ class PeriodicEvaluation(BaseCallback):
         self._next = 0
 
     def _on_training_start(self) -> None:
+        if self.num_timesteps == 0 and not self.curve["timesteps"]:
+            self.run_evaluation()  # step 0: the curve's start
         done = int(self.curve["timesteps"][-1]) if self.curve["timesteps"] else 0
         self._next = (max(self.num_timesteps, done) // self.freq + 1) * self.freq
 
@@ -330,15 +336,23 @@ def load_replay(model: Any, checkpoint: Path, header: dict[str, Any]) -> bool:
     return True
 
 
+def is_loss(key: str) -> bool:
+    """Whether a logged SB3 value is a loss (``train/loss``, ``train/value_loss``,
+    ``train/policy_gradient_loss`` …), as opposed to a diagnostic such as
+    ``train/explained_variance``, which SB3 reports as NaN when a rollout's returns do not vary
+    (1 − Var[y − ŷ] / Var[y] with Var[y] = 0) without anything having diverged."""
+    return key.startswith("train/") and key.endswith("loss")
+
+
 class FiniteGuard(BaseCallback):
-    """Stop training when a parameter or a logged loss is NaN or infinite.
+    """Stop training when a parameter or a logged loss (:func:`is_loss`) is NaN or infinite.
 
     Checked after every rollout (on-policy) or every ``check_freq`` calls (off-policy), i.e.
     after the gradient updates that could have produced the fault, and before any checkpoint
     of that rollout is saved (keep this callback first).
 
     Attributes:
-        last_losses: the ``train/…`` values seen at the last check (for messages).
+        last_losses: the losses seen at the last check (for messages).
 
     Raises:
         NumericalError: naming the env step, and the loss or parameter that is not finite.
@@ -352,7 +366,7 @@ class FiniteGuard(BaseCallback):
     def _check(self) -> None:
         logged = getattr(self.model.logger, "name_to_value", {})
         for key, value in logged.items():
-            if key.startswith("train/") and isinstance(value, (float, int)):
+            if is_loss(key) and isinstance(value, (float, int)):
                 if not math.isfinite(value):
                     self._fail(f"loss {key} = {value}")
                 self.last_losses[key] = float(value)

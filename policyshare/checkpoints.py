@@ -285,6 +285,9 @@ def load_tensors(path: str | Path, expected_format: str | None = None
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} not found; check the path")
     raw = p.read_bytes()
+    if raw[:4] == b"PK\x03\x04":
+        raise CheckpointError(f"{p} is an SB3 zip (a whole model), not a policyshare .safetensors "
+                              f"file; pass the trunk.safetensors of its run folder{_run_trunk_hint(p)}")
     try:
         tensors = load(raw)
         n = int.from_bytes(raw[:8], "little")
@@ -303,6 +306,47 @@ def load_tensors(path: str | Path, expected_format: str | None = None
     if expected_format is not None and header.get("format") != expected_format:
         raise CheckpointError(f"{p} is a {header.get('format')!r} file, expected "
                               f"{expected_format!r}")
+    return tensors, header
+
+
+def _run_trunk_hint(zip_path: Path) -> str:
+    """`` (<run>/trunk.safetensors)`` for an SB3 zip of a run folder (or its checkpoints/), else ``""``."""
+    for folder in (zip_path.parent, zip_path.parent.parent):
+        if (folder / "trunk.safetensors").is_file():
+            return f" ({folder / 'trunk.safetensors'})"
+    return ""
+
+
+#: Tensor-file formats that hold a trunk, and the prefix of the trunk's tensors in them: trunk
+#: files, and distilled students (``policyshare distill``'s ``student.safetensors``), whose
+#: shared trunk is their ``trunk`` submodule.
+TRUNK_SOURCES: dict[str, str] = {TRUNK_FORMAT: "", "policyshare.student": "trunk."}
+
+
+def read_trunk_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The trunk tensors and header of a trunk file, or of a student file (its shared trunk).
+
+    Never unpickles. The header has at least ``spec`` (:meth:`TrunkSpec.to_dict`),
+    ``alignment`` (with ``mode``) and ``source``, as :func:`save_trunk` writes them.
+
+    Returns:
+        ``(tensors, header)``; tensor names as in ``Trunk.state_dict()``.
+
+    Raises:
+        CheckpointError: missing, corrupt, an SB3 zip, or a tensor file that holds no single
+            trunk (e.g. a progressive network: pass one of its column files).
+    """
+    p = Path(path)
+    tensors, header = load_tensors(p)
+    fmt = header.get("format")
+    if fmt not in TRUNK_SOURCES:
+        raise CheckpointError(
+            f"{p} is a {fmt!r} file, expected {TRUNK_FORMAT!r} (a trunk.safetensors) or a "
+            "student.safetensors; for a progressive network pass one of its column files "
+            "(<seed folder>/columns/column_<k>__<task>.safetensors)")
+    prefix = TRUNK_SOURCES[str(fmt)]
+    if prefix:
+        tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     return tensors, header
 
 
@@ -329,7 +373,7 @@ def save_trunk(trunk: Trunk, path: str | Path, *, alignment: Mapping[str, Any] |
 
 
 def load_trunk(path: str | Path) -> Trunk:
-    """Rebuild a trunk from a trunk file without unpickling anything.
+    """Rebuild a trunk from a trunk file (or a student file's trunk) without unpickling anything.
 
     Example:
         >>> trunk = load_trunk("runs/train/MinAtar-Breakout-v1__ppo__s0/trunk.safetensors")  # doctest: +SKIP
@@ -343,7 +387,7 @@ def load_trunk(path: str | Path) -> Trunk:
     Raises:
         CheckpointError: missing, corrupt, not a trunk file, or of an unknown spec.
     """
-    tensors, header = load_tensors(path, TRUNK_FORMAT)
+    tensors, header = read_trunk_file(path)
     try:
         spec = TrunkSpec.from_dict(header["spec"])
     except (KeyError, UserError) as e:
@@ -376,31 +420,64 @@ def load_state_checked(module: torch.nn.Module, tensors: Mapping[str, torch.Tens
     module.load_state_dict(dict(tensors))
 
 
-def load_trunk_weights(target: Trunk, path: str | Path) -> dict[str, Any]:
+def load_trunk_weights(target: Trunk, path: str | Path,
+                       alignment: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Copy a trunk file's weights into an existing trunk (e.g. inside an SB3 policy).
 
     Call it *after* the SB3 model is built: SB3's ``ortho_init`` re-initialises extractors
-    at construction.
+    at construction. A student file (``student.safetensors``) gives its shared trunk.
+
+    Args:
+        target: the trunk to load into.
+        path: the trunk (or student) file.
+        alignment: the target network's input alignment (``InputAlignment.describe()``); when
+            given, a file trained with another alignment mode (``pad``/``stem``/``none``) is
+            refused — the weights would fit but read other inputs.
 
     Returns:
         The file's header.
 
     Raises:
-        CheckpointError: missing/corrupt file, another spec or activation, or other shapes
-            (the message names both shapes).
+        CheckpointError: missing/corrupt file, another spec, activation, threshold or input
+            alignment, or other shapes (the message names both); the fix it suggests is one
+            that fits (a setting is named only when the file's trunk can be built for this
+            network's input).
     """
-    tensors, header = load_tensors(path, TRUNK_FORMAT)
+    tensors, header = read_trunk_file(path)
     spec = header.get("spec", {})
-    if spec.get("name") != target.spec.name:
+    own = target.spec
+    same_input = (spec.get("in_channels"), spec.get("height"), spec.get("width")) == (
+        own.in_channels, own.height, own.width)
+    if spec.get("name") != own.name:
+        fix = (f"pass a trunk of that spec or set trunk.spec: {spec.get('name')}" if same_input else
+               f"pass a {own.name!r} trunk trained on this env's suite (the file's trunk reads "
+               f"{_input(spec)} input, this network {_input(own.to_dict())})")
         raise CheckpointError(f"trunk file {path} holds a {spec.get('name')!r} trunk but the "
-                              f"network uses {target.spec.name!r}; pass a trunk of that spec or "
-                              f"set trunk.spec: {spec.get('name')}")
-    if spec.get("activation") != target.spec.activation:
-        raise CheckpointError(f"trunk file {path} uses activation {spec.get('activation')!r}, "
-                              f"the network {target.spec.activation!r}; set trunk.activation "
-                              "to match")
+                              f"network uses {own.name!r}; {fix}")
+    act, theta = spec.get("activation"), float(spec.get("theta", own.theta))
+    other_theta = act != "relu" and theta != own.theta  # ReLU has no threshold
+    if act != own.activation:
+        also = f" and trunk.theta: {theta:g}" if other_theta else ""
+        raise CheckpointError(f"trunk file {path} uses activation {act!r}, the network "
+                              f"{own.activation!r}; set trunk.activation: {act}{also} to match")
+    if other_theta:
+        raise CheckpointError(f"trunk file {path} uses {act} with threshold theta {theta:g}, the "
+                              f"network theta {own.theta:g}; set trunk.theta: {theta:g} to match")
+    file_mode = (header.get("alignment") or {}).get("mode")
+    own_mode = (alignment or {}).get("mode")
+    if file_mode and own_mode and file_mode != own_mode:
+        other = f"pass a trunk trained with {own_mode!r} alignment on this env's suite"
+        fix = (f"set trunk.alignment: {file_mode} (--set trunk.alignment={file_mode}) or {other}"
+               if same_input else other)
+        raise CheckpointError(f"trunk file {path} was trained with {file_mode!r} input alignment, "
+                              f"the network uses {own_mode!r}; {fix}")
     load_state_checked(target, tensors, f"trunk file {path}")
     return header
+
+
+def _input(spec: Mapping[str, Any]) -> str:
+    """``CxHxW`` of a trunk spec's input."""
+    return f"{spec.get('in_channels')}x{spec.get('height')}x{spec.get('width')}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ def _train_parser(sub: Any) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set hyperparams.learning_rate=1e-4 (repeatable)")
     p.add_argument("--init-trunk", default=None, metavar="FILE",
-                   help="initialise the trunk from a trunk file (.safetensors); heads start fresh")
+                   help="initialise the trunk from a trunk file (trunk.safetensors, or a distilled "
+                   "student.safetensors: its trunk); heads start fresh")
     p.add_argument("--freeze-trunk", action="store_true", help="keep the initialised trunk fixed")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     _add_run_options(p)
@@ -94,7 +95,8 @@ def _evaluate_parser(sub: Any) -> None:
     p.add_argument("--episodes", type=int, default=20, metavar="N", help="episodes (default: 20)")
     p.add_argument("--seed", type=int, default=10_000, help="evaluation seed (default: 10000)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--video", default=None, metavar="FILE.gif", help="also write one episode as a GIF")
+    p.add_argument("--video", default=None, metavar="FILE.gif",
+                   help="also write one episode as a GIF (its folder must exist)")
     _add_safe_option(p, "the checkpoint")
     p.set_defaults(handler=_cmd_evaluate)
 
@@ -108,10 +110,12 @@ def _add_safe_option(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from policyshare.evaluate import evaluate, load_policy, random_return, record_video
+    from policyshare.evaluate import check_video_path, evaluate, load_policy, random_return, record_video
 
     if a.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {a.episodes}")
+    if a.video:
+        check_video_path(a.video)  # before the evaluation, not after it
     agent, env_id, _ = load_policy(a.path, a.env, safe=a.safe)
     result = evaluate(agent, env_id, a.episodes, a.seed)
     rand = random_return(env_id, a.episodes, a.seed)
@@ -181,7 +185,8 @@ def _transfer_parser(sub: Any) -> None:
         "relative to scratch) per seed with its IQM and bootstrap interval, and the final "
         "returns; writes curves.png, summary.json and report.md; TensorBoard overlays the runs.")
     p.add_argument("--trunk", required=True, metavar="TRUNK_FILE",
-                   help="a trunk file (trunk.safetensors of a distill, train or progressive run)")
+                   help="a trunk file (trunk.safetensors of a distill, train or progressive run), or a "
+                   "distilled student.safetensors (its trunk is taken)")
     p.add_argument("--env", required=True, metavar="ID", help="target Gymnasium id, e.g. MinAtar/Seaquest-v1")
     p.add_argument("--algo", default="ppo", choices=["ppo", "a2c", "dqn"], help="algorithm (default: ppo)")
     p.add_argument("--config", default=None, metavar="YAML",

@@ -93,6 +93,25 @@ def random_return(env_id: str, episodes: int, seed: int) -> EvalResult:
     return evaluate(RandomAgent(space, seed), env_id, episodes, seed, deterministic=False)
 
 
+def check_video_path(path: str | Path) -> Path:
+    """Refuse a ``--video`` file that cannot be written, before anything is evaluated.
+
+    Returns:
+        The path.
+
+    Raises:
+        UserError: a name that does not end in ``.gif`` (the only format written), or a folder
+            that does not exist (it is not created: a mistyped path would be made silently).
+    """
+    out = Path(path)
+    if out.suffix.lower() != ".gif":
+        raise UserError(f"--video {out}: only animated GIF is supported; use a name ending in .gif")
+    if not out.parent.is_dir():
+        raise UserError(f"--video {out}: folder {out.parent} does not exist; create it first or "
+                        "choose a file in an existing folder")
+    return out
+
+
 def record_video(agent: Any, env_id: str, path: str | Path, seed: int, max_steps: int = 5_000,
                  fps: int = 15) -> tuple[Path, float]:
     """Play one episode with greedy actions and write it as an animated GIF.
@@ -101,7 +120,7 @@ def record_video(agent: Any, env_id: str, path: str | Path, seed: int, max_steps
         ``(path, episode_return)``.
 
     Raises:
-        UserError: a file name that does not end in ``.gif``.
+        UserError: see :func:`check_video_path`.
     """
     import io
 
@@ -109,9 +128,7 @@ def record_video(agent: Any, env_id: str, path: str | Path, seed: int, max_steps
 
     from policyshare.checkpoints import atomic_write_bytes
 
-    out = Path(path)
-    if out.suffix.lower() != ".gif":
-        raise UserError(f"--video {out}: only animated GIF is supported; use a name ending in .gif")
+    out = check_video_path(path)
     venv = make_vec_env(env_id, 1, seed, render_mode="rgb_array")
     frames = []
     total = 0.0
@@ -174,8 +191,16 @@ def load_policy(path: str | Path, task: str | None = None, safe: bool = False) -
         found = [c for c in candidates if c.is_file()]
         if not found:
             others = sorted(c.name for c in p.glob("*.zip"))
-            hint = (f"pass one of its files, e.g. {p / others[0]}" if others
-                    else "pass a run folder of a finished run")
+            runs = sorted((d for d in p.iterdir()
+                           if d.is_dir() and any((d / c.name).is_file() for c in candidates)),
+                          key=lambda d: d.name)
+            if runs:  # an experiment folder (progressive: DIR/s<seed>, transfer: <method>__s<seed>)
+                more = ", …" if len(runs) > 6 else ""
+                hint = f"pass one of its run folders: {', '.join(str(d) for d in runs[:6])}{more}"
+            elif others:
+                hint = f"pass one of its files, e.g. {p / others[0]}"
+            else:
+                hint = "pass a run folder of a finished run"
             raise CheckpointError(f"{p} holds no checkpoint (model.zip, network.safetensors or "
                                   f"student.safetensors); {hint}")
         p = found[0]

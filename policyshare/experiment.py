@@ -351,13 +351,14 @@ def _copy_file(src: Path, dst: Path) -> None:
 
 def _materialise_expert(root: Path, game: str, model_zip: Path, provenance: Mapping[str, Any]) -> None:
     """Copy an expert (zoo or earlier run) into ``experts/<env>/`` with its trunk and metrics."""
+    from policyshare.algos import features_extractors
     from policyshare.checkpoints import load_sb3, save_trunk
 
     folder = expert_dir(root, game)
     folder.mkdir(parents=True, exist_ok=True)
     _copy_file(model_zip, folder / "model.zip")
     model, header = load_sb3(folder / "model.zip")
-    extractor = model.policy.features_extractor
+    extractor: Any = features_extractors(model)[0]  # PPO/A2C and DQN experts alike
     save_trunk(extractor.trunk, folder / "trunk.safetensors", alignment=extractor.alignment.describe(),
                observation_shape=tuple(model.observation_space.shape),
                source={"run": str(folder), "env_id": game, "algo": header.get("algo"),

@@ -14,6 +14,7 @@ whole rollouts (:func:`trained_timesteps`); ``--resume`` continues an interrupte
 from __future__ import annotations
 
 import errno
+import shlex
 import signal
 import sys
 import threading
@@ -26,7 +27,14 @@ from typing import Any, Literal
 
 import torch
 
-from policyshare.algos import PolicyConfig, TrunkConfig, algo_params, build_model
+from policyshare.algos import (
+    PolicyConfig,
+    TrunkConfig,
+    algo_params,
+    build_model,
+    features_extractors,
+    load_trunk_into,
+)
 from policyshare.callbacks import (
     AtomicCheckpoint,
     FiniteGuard,
@@ -42,7 +50,6 @@ from policyshare.checkpoints import (
     atomic_write_json,
     extractor_header,
     load_sb3,
-    load_trunk_weights,
     read_sb3_header,
     remove_stale_temporaries,
     save_sb3,
@@ -350,10 +357,19 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
     folder = Path(run_dir or default_run_dir("train", env_id, seed, algo))
     if resume:
         check_same_config(RunFolder(folder), resolved)
-    run = RunFolder.open(folder, command="train", config=resolved, seed=seed, resume=resume)
+    torch.set_num_threads(cfg.torch_threads)
+    env = make_vec_env(env_id, cfg.n_envs, seed, cfg.vec_env)
+    try:
+        # A new run's network is built, and its trunk file loaded, before its folder opens: what
+        # does not fit is refused without writing anything (a resumed run loads its checkpoint).
+        fresh = None if resume else _new_model(algo, env, cfg, params, suite, seed, init_trunk,
+                                               freeze_trunk, model_factory)
+        run = RunFolder.open(folder, command="train", config=resolved, seed=seed, resume=resume)
+    except BaseException:
+        env.close()
+        raise
     restore_excepthook = silence_writer_thread_errors()
     try:
-        torch.set_num_threads(cfg.torch_threads)
         header = {"format": "policyshare.sb3", "algo": algo, "env_id": env_id, "seed": seed,
                   "run": str(run.path), "trunk": resolved["trunk"], "policy": resolved["policy"]}
         target = trained_timesteps(cfg.timesteps, rollout_size(algo, cfg.n_envs, params))
@@ -361,7 +377,6 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
             print(f"note: {algo.upper()} collects {rollout_size(algo, cfg.n_envs, params)} env steps per "
                   f"rollout, so this run trains {target} env steps ({cfg.timesteps} rounded up)")
 
-        env = make_vec_env(env_id, cfg.n_envs, seed, cfg.vec_env)
         ckpt, ckpt_header = resume_point(run, quiet) if resume else (None, {})
         if ckpt is not None:
             model, _ = load_sb3(ckpt, env=env, device=cfg.device)
@@ -372,15 +387,8 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
             # Fresh, reproducible random streams from the resume point (envs restart their episodes).
             model.set_random_seed(seed + model.num_timesteps)
         else:
-            model = (build_model(algo, env, params, cfg.policy, cfg.trunk, suite, seed, cfg.device)
-                     if model_factory is None else model_factory(env, cfg, params, suite, seed))
-            if init_trunk is not None:
-                # After construction: SB3's ortho_init re-initialises extractors when it builds them.
-                load_trunk_weights(model.policy.features_extractor.trunk, init_trunk)
-                if algo == "dqn":
-                    model.q_net_target.load_state_dict(model.q_net.state_dict())
-            if freeze_trunk:
-                _freeze_trunk(model)
+            model = fresh if fresh is not None else _new_model(
+                algo, env, cfg, params, suite, seed, init_trunk, freeze_trunk, model_factory)
         # Another extractor than the trunk (a progressive column): its layout, for `--safe` loads.
         header.update(extractor_header(model.policy))
         resume_step = int(model.num_timesteps) if resume else None
@@ -461,7 +469,7 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         trained_steps = int(model.num_timesteps) - start_step
 
         model_path = save_sb3(model, run.path / "model.zip", {**header, "timesteps": model.num_timesteps})
-        extractor = model.policy.features_extractor if algo != "dqn" else model.q_net.features_extractor
+        extractor: Any = features_extractors(model)[0]  # a TrunkExtractor (or a progressive one)
         trunk_path = save_trunk(extractor.trunk, run.path / "trunk.safetensors",
                                 alignment=extractor.alignment.describe(),
                                 observation_shape=tuple(env.observation_space.shape),
@@ -499,7 +507,7 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
             print(f"run folder:   {run.path}")
             print(f"checkpoint:   {model_path}  (stable_baselines3.{algo.upper()}.load works)")
             print(f"trunk:        {trunk_path}  (policyshare.load_trunk)")
-            print(f"TensorBoard:  tensorboard --logdir {run.tb_dir}")
+            print(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(run.tb_dir))}")
         return TrainResult(run.path, model_path, trunk_path, metrics, model)
     except OSError as e:
         # Checkpoints and metrics report failed writes themselves (CheckpointError); this catches
@@ -535,17 +543,36 @@ def _diverged(model: Any, error: BaseException) -> bool:
     return any(not torch.isfinite(p).all() for p in model.policy.parameters())
 
 
+def _new_model(algo: str, env: Any, cfg: TrainConfig, params: Any, suite: Suite, seed: int,
+               init_trunk: str | Path | None, freeze_trunk: bool,
+               model_factory: Callable[[Any, TrainConfig, Any, Suite, int], Any] | None) -> Any:
+    """The SB3 model of a new run: built, its trunk loaded from ``init_trunk`` and frozen as asked.
+
+    Raises:
+        UserError: a network that cannot be built for the env (e.g. a trunk spec too big for its
+            input) or a trunk file that does not fit it (:func:`~policyshare.algos.load_trunk_into`).
+    """
+    model = (build_model(algo, env, params, cfg.policy, cfg.trunk, suite, seed, cfg.device)
+             if model_factory is None else model_factory(env, cfg, params, suite, seed))
+    if init_trunk is not None:
+        # After construction: SB3's ortho_init re-initialises extractors when it builds them.
+        load_trunk_into(model, init_trunk)
+    if freeze_trunk:
+        _freeze_trunk(model)
+    return model
+
+
 def _freeze_trunk(model: Any) -> None:
     """Keep the trunk fixed: its parameters get no gradients, so the optimizer never steps them.
 
-    The optimizer is not rebuilt (PyTorch optimizers skip parameters whose ``grad`` is
-    ``None``), so checkpoints of a frozen run load and resume with plain SB3.
+    Applies to every features extractor of the model (:func:`~policyshare.algos.features_extractors`:
+    PPO/A2C's, DQN's online and target Q-networks'). The optimizer is not rebuilt (PyTorch
+    optimizers skip parameters whose ``grad`` is ``None``), so checkpoints of a frozen run load
+    and resume with plain SB3.
     """
-    extractors = [model.policy.features_extractor]
-    if hasattr(model, "q_net_target"):
-        extractors = [model.q_net.features_extractor, model.q_net_target.features_extractor]
-    for ex in extractors:
-        for p in ex.trunk.parameters():
+    for ex in features_extractors(model):
+        trunk: Any = ex.trunk
+        for p in trunk.parameters():
             p.requires_grad_(False)
 
 

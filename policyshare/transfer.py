@@ -24,6 +24,7 @@ by run name, so ``tensorboard --logdir <root>`` overlays them. A resumed experim
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,8 @@ from typing import Any
 from policyshare.checkpoints import (
     atomic_write_json,
     atomic_write_text,
-    load_tensors,
-    load_trunk_weights,
     read_json,
+    read_trunk_file,
 )
 from policyshare.config import check_seeds, to_dict
 from policyshare.curves import Curve, load_curve, plot_curves, transfer_summary
@@ -57,21 +57,19 @@ def check_trunk_fits(trunk_file: str | Path, env_id: str, algo: str = "ppo",
         The trunk file's header.
 
     Raises:
-        CheckpointError: missing or corrupt file, not a trunk file, another trunk spec or
-            activation, or other shapes (naming both).
+        CheckpointError: missing or corrupt file, neither a trunk nor a student file, another
+            trunk spec, activation or input alignment, or other shapes (naming both).
         UserError: unknown env id or algorithm, bad config.
     """
-    from policyshare.algos import build_model
+    from policyshare.algos import build_model, load_trunk_into
 
-    load_tensors(trunk_file, "policyshare.trunk")
+    read_trunk_file(trunk_file)
     suite = check_env_id(env_id)
     cfg, params = load_train_config(env_id, algo, config, overrides)
     env = make_vec_env(env_id, cfg.n_envs, 0)
     try:
         model = build_model(algo, env, params, cfg.policy, cfg.trunk, suite, seed=0)
-        extractor = (model.q_net.features_extractor if algo == "dqn"
-                     else model.policy.features_extractor)
-        return load_trunk_weights(extractor.trunk, trunk_file)
+        return load_trunk_into(model, trunk_file)
     finally:
         env.close()
 
@@ -93,11 +91,13 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
 
     Args:
         trunk_file: a ``policyshare.trunk`` file (``trunk.safetensors`` of a distill, train or
-            progressive run).
+            progressive run), or a distilled ``student.safetensors`` (its trunk is taken).
         env_id: the target Gymnasium id.
         algo: ``ppo``, ``a2c`` or ``dqn``.
         config: the algorithm's config keyed by env id (default ``configs/<algo>.yaml``); it
-            must evaluate periodically (``eval.freq > 0``) to give learning curves.
+            must evaluate periodically (``eval.freq > 0``) to give learning curves. Every curve
+            starts with a step-0 evaluation and ends with one at the last step, so a budget
+            shorter than ``eval.freq`` still gives a curve of two points.
         timesteps: env steps per run (overrides the config).
         seeds: one trunk-initialised and one from-scratch run per seed.
         freeze_trunk: keep the loaded trunk fixed (method ``frozen``; else ``finetune``).
@@ -111,9 +111,9 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
         ``metrics.json``.
 
     Raises:
-        UserError: a trunk file of another spec, activation or shape (checked before anything
-            is written), a seed given twice, unknown env id, bad config, no periodic evaluation, a folder that would
-            be overwritten.
+        UserError: a trunk file of another spec, activation, input alignment or shape (checked
+            before anything is written), a seed given twice, unknown env id, bad config, no
+            periodic evaluation, a folder that would be overwritten.
     """
     if not seeds:
         raise UserError("no seeds given: pass --seeds 0 1 2")
@@ -167,7 +167,7 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
     if not quiet:
         print(report(summary))
         print(f"experiment folder: {root.path}")
-        print(f"TensorBoard:       tensorboard --logdir {root.path}")
+        print(f"TensorBoard:       tensorboard --logdir {shlex.quote(str(root.path))}")
     return TransferResult(root.path, summary)
 
 

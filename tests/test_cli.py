@@ -77,7 +77,7 @@ def test_tensorboard_has_sb3_and_eval_tags(breakout_run: Path, tmp_path: Path) -
     acc = EventAccumulator(str(run / "tb")).Reload()
     tags = set(acc.Tags()["scalars"])
     assert {"eval/mean_reward", "train/loss", "time/fps"} <= tags, tags
-    assert [e.step for e in acc.Scalars("eval/mean_reward")] == [1024, 2048]
+    assert [e.step for e in acc.Scalars("eval/mean_reward")] == [0, 1024, 2048]  # curves start at step 0
 
 
 def test_unknown_env_id(tmp_path: Path) -> None:

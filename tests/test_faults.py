@@ -16,6 +16,8 @@ import hashlib
 import json
 import os
 import resource
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -241,7 +243,7 @@ def test_sigkill_then_sigterm_then_resume_is_exact(tmp_path: Path, capsys: pytes
     assert metrics["timesteps"] == metrics["timesteps_requested"] == total
     # Logged steps: every rollout once, as an uninterrupted run logs them.
     rollouts = list(range(ROLLOUT, total + 1, ROLLOUT))
-    evals = list(range(1024, total + 1, 1024))
+    evals = list(range(0, total + 1, 1024))  # from the step-0 evaluation
     assert steps(run, "time/fps") == tensorboard_steps(run, "time/fps") == rollouts
     assert steps(run, "train/loss") == tensorboard_steps(run, "train/loss") == rollouts[1:]
     assert steps(run, "eval/mean_reward") == tensorboard_steps(run, "eval/mean_reward") == evals
@@ -336,7 +338,7 @@ def test_ctrl_c_after_training_resumes_from_the_final_model(tmp_path: Path) -> N
     assert "Traceback" not in err and not (run / "metrics.json").exists()
     assert main([*args, "--resume"]) == 0
     assert json.loads((run / "metrics.json").read_text())["timesteps"] == 1024
-    assert json.loads((run / "evaluations.json").read_text())["timesteps"] == [768, 1024]
+    assert json.loads((run / "evaluations.json").read_text())["timesteps"] == [0, 768, 1024]
     assert json.loads((run / "timing.json").read_text())["env_steps_trained"] == 0  # nothing retrained
 
 
@@ -618,3 +620,218 @@ def test_bad_distill_values(sets: list[str], expected: str, tmp_path: Path,
                *[a for s in sets for a in ("--set", s)]])
     one_line(rc, capsys.readouterr().err, expected)
     assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 9. Every algorithm, option and failure path of train / transfer / evaluate
+
+#: A few hundred env steps, no periodic evaluation or checkpoint, one-episode evaluations.
+QUICK = ["--set", "eval.freq=0", "--set", "eval.final_episodes=1", "--set", "eval.random_episodes=1",
+         "--set", "checkpoint_freq=0", "--quiet"]
+QUICK_PPO = ["--timesteps", "128", "--set", "n_envs=2", "--set", "hyperparams.n_steps=32",
+             "--set", "hyperparams.batch_size=64", *QUICK]
+QUICK_DQN = ["--algo", "dqn", "--timesteps", "128", "--set", "n_envs=1", "--set", "hyperparams.learning_starts=32",
+             "--set", "hyperparams.buffer_size=500", *QUICK]
+#: transfer needs periodic evaluation: one every 1000 env steps, more than the budget.
+QUICK_TRANSFER = ["--set", "eval.freq=1000", "--set", "eval.episodes=1"]
+
+
+@pytest.fixture(scope="module")
+def pad_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 128-step PPO run on Breakout (pad alignment, ReLU): its trunk.safetensors is the source."""
+    run = tmp_path_factory.mktemp("source") / "pad"
+    assert main(["train", "--env", "MinAtar/Breakout-v1", "--run-dir", str(run), *QUICK_PPO]) == 0
+    return run
+
+
+def trunk_state(trunk: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in trunk.state_dict().items()}
+
+
+def test_dqn_trains_and_transfers_from_a_trunk_file(pad_run: Path, tmp_path: Path) -> None:
+    """DQN keeps its extractors on q_net and q_net_target: both take the trunk, and both stay frozen."""
+    from policyshare.algos import features_extractors
+    from policyshare.checkpoints import load_trunk
+
+    source = pad_run / "trunk.safetensors"
+    run = tmp_path / "dqn"
+    assert main(["train", "--env", "MinAtar/Breakout-v1", "--init-trunk", str(source), "--freeze-trunk",
+                 "--run-dir", str(run), *QUICK_DQN]) == 0
+    model, _ = load_sb3(run / "model.zip")
+    extractors = features_extractors(model)
+    assert [ex is model.q_net.features_extractor for ex in extractors] == [True, False]
+    assert extractors[1] is model.q_net_target.features_extractor
+    expected = load_trunk(source).state_dict()
+    for ex in extractors:  # trained, yet bit for bit the file's trunk
+        assert ex.trunk.state_dict().keys() == expected.keys()
+        assert all(torch.equal(ex.trunk.state_dict()[k], v) for k, v in expected.items())
+
+    root = tmp_path / "transfer"
+    assert main(["transfer", "--trunk", str(source), "--env", "MinAtar/Asterix-v1", "--seeds", "0",
+                 "--run-dir", str(root), *QUICK_DQN, *QUICK_TRANSFER]) == 0
+    assert (root / "metrics.json").is_file() and (root / "finetune__s0" / "metrics.json").is_file()
+
+
+def test_every_extractor_of_a_policy_with_separate_actor_and_critic_takes_the_trunk(pad_run: Path) -> None:
+    from stable_baselines3 import PPO
+
+    from policyshare.algos import TrunkConfig, extractor_kwargs, features_extractors, load_trunk_into
+    from policyshare.checkpoints import load_trunk
+    from policyshare.envs import check_env_id, make_vec_env
+    from policyshare.trunks import TrunkExtractor
+
+    suite = check_env_id("MinAtar/Breakout-v1")
+    env = make_vec_env("MinAtar/Breakout-v1", 1, 0)
+    try:
+        kwargs = extractor_kwargs(TrunkConfig(), suite)
+        model = PPO("CnnPolicy", env, n_steps=32, batch_size=32, policy_kwargs={
+            "features_extractor_class": TrunkExtractor, "features_extractor_kwargs": kwargs,
+            "share_features_extractor": False})
+        actor, critic = features_extractors(model)
+        assert actor is model.policy.pi_features_extractor and critic is model.policy.vf_features_extractor
+        load_trunk_into(model, pad_run / "trunk.safetensors")
+    finally:
+        env.close()
+    expected = load_trunk(pad_run / "trunk.safetensors").state_dict()
+    for ex in (actor, critic):
+        assert all(torch.equal(ex.trunk.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_transfer_shorter_than_one_evaluation_interval_gives_a_result(
+        pad_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """128 env steps per run, evaluations every 1000: every curve is the step-0 and the last evaluation."""
+    root = tmp_path / "short"
+    assert main(["transfer", "--trunk", str(pad_run / "trunk.safetensors"), "--env", "MinAtar/Asterix-v1",
+                 "--seeds", "0", "--run-dir", str(root), *QUICK_PPO, *QUICK_TRANSFER]) == 0
+    for name in ("finetune__s0", "scratch__s0"):
+        assert json.loads((root / name / "evaluations.json").read_text())["timesteps"] == [0, 128]
+    summary = json.loads((root / "summary.json").read_text())
+    assert set(summary["transfer_percent"]["per_seed"]) == {"0"}
+
+
+def test_nan_explained_variance_is_not_a_numerical_fault(tmp_path: Path) -> None:
+    """A2C with TRec on Asterix: returns that do not vary make SB3 log explained variance NaN."""
+    import math
+
+    class ExplainedVariance(BaseCallback):
+        """The ``train/explained_variance`` SB3 logged for each update."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.values: list[float] = []
+
+        def _on_rollout_start(self) -> None:
+            value = self.model.logger.name_to_value.get("train/explained_variance")
+            if value is not None:
+                self.values.append(float(value))
+
+        def _on_step(self) -> bool:
+            return True
+
+    seen = ExplainedVariance()
+    result = train("MinAtar/Asterix-v1", "a2c", timesteps=400, run_dir=tmp_path / "a2c", quiet=True,
+                   overrides=overrides(["--set", "trunk.activation=trec", *QUICK]), extra_callbacks=[seen])
+    assert any(math.isnan(v) for v in seen.values)  # the case this test is about did occur
+    assert result.metrics["timesteps"] == 400
+
+
+def test_trunk_of_another_input_alignment_is_refused_before_anything_is_written(
+        pad_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = str(pad_run / "trunk.safetensors")
+    stem = ["--set", "trunk.alignment=stem"]
+    for command in (["train", "--init-trunk", source, "--env", "MinAtar/Breakout-v1", *QUICK_PPO],
+                    ["transfer", "--trunk", source, "--env", "MinAtar/Asterix-v1", *QUICK_PPO, *QUICK_TRANSFER]):
+        rc = main([*command, "--run-dir", str(tmp_path / "r"), *stem])
+        one_line(rc, capsys.readouterr().err, "trained with 'pad' input alignment, the network uses 'stem'",
+                 "--set trunk.alignment=pad")
+        assert not (tmp_path / "r").exists()
+
+
+def test_refused_init_trunk_writes_nothing_so_the_corrected_command_runs(
+        pad_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from policyshare.checkpoints import save_trunk
+    from policyshare.trunks import Trunk, TrunkSpec
+
+    narrow = save_trunk(Trunk(TrunkSpec("minatar", 4, 10, 10)), tmp_path / "narrow.safetensors")
+    run = tmp_path / "run"
+    args = ["train", "--env", "MinAtar/Breakout-v1", "--run-dir", str(run), *QUICK_PPO]
+    one_line(main([*args, "--init-trunk", str(narrow)]), capsys.readouterr().err, "(16, 4, 3, 3) in the file")
+    assert not run.exists()
+    # So is a network that cannot be built for the env.
+    one_line(main([*args, "--set", "trunk.spec=nature"]), capsys.readouterr().err, "too small")
+    assert not run.exists()
+    assert main([*args, "--init-trunk", str(pad_run / "trunk.safetensors")]) == 0
+
+
+def test_a_trunk_file_of_another_spec_suggests_only_a_fix_that_works(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from policyshare.checkpoints import save_trunk
+    from policyshare.trunks import Trunk, TrunkSpec
+
+    args = ["train", "--env", "MinAtar/Breakout-v1", "--run-dir", str(tmp_path / "r"), *QUICK_PPO]
+    # An Atari trunk cannot read MinAtar's 10x10 input: no setting would make it fit.
+    nature = save_trunk(Trunk(TrunkSpec("nature", 4, 84, 84)), tmp_path / "nature.safetensors")
+    line = one_line(main([*args, "--init-trunk", str(nature)]), capsys.readouterr().err,
+                    "holds a 'nature' trunk", "4x84x84", "10x10x10")
+    assert "set trunk.spec" not in line
+    # A deeper MinAtar trunk can: the suggested setting is followed and the run finishes.
+    deep = save_trunk(Trunk(TrunkSpec("minatar_deep", 10, 10, 10)), tmp_path / "deep.safetensors")
+    one_line(main([*args, "--init-trunk", str(deep)]), capsys.readouterr().err,
+             "holds a 'minatar_deep' trunk", "set trunk.spec: minatar_deep")
+    assert main([*args, "--init-trunk", str(deep), "--set", "trunk.spec=minatar_deep"]) == 0
+
+
+def test_trunk_from_a_student_file_or_an_sb3_zip(pad_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from policyshare.distill import build_student, load_distill_config, save_student, task_info
+    from policyshare.envs import load_suite
+
+    torch.manual_seed(0)
+    student = build_student([task_info("MinAtar/Breakout-v1"), task_info("MinAtar/Asterix-v1")],
+                            load_suite("minatar"), load_distill_config())
+    path = save_student(student, tmp_path / "student.safetensors", {"run": "test"})
+    # A student file gives its shared trunk (here frozen, so the run ends with it bit for bit).
+    run = tmp_path / "from_student"
+    assert main(["train", "--env", "MinAtar/Seaquest-v1", "--init-trunk", str(path), "--freeze-trunk",
+                 "--run-dir", str(run), *QUICK_PPO]) == 0
+    model, _ = load_sb3(run / "model.zip")
+    got = model.policy.features_extractor.trunk.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in student.trunk.state_dict().items())
+    # An SB3 zip is named as one, with the trunk file of its run.
+    rc = main(["transfer", "--trunk", str(pad_run / "model.zip"), "--env", "MinAtar/Asterix-v1",
+               "--run-dir", str(tmp_path / "r"), *QUICK_PPO, *QUICK_TRANSFER])
+    one_line(rc, capsys.readouterr().err, "is an SB3 zip", f"pass the trunk.safetensors of its run folder "
+             f"({pad_run / 'trunk.safetensors'})")
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_checks_the_video_path_first_and_names_run_folders(
+        pad_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope" / "deeper" / "ep.gif"
+    # Checked before the checkpoint is even read (here it does not exist).
+    one_line(main(["evaluate", str(tmp_path / "missing.zip"), "--video", str(missing)]), capsys.readouterr().err,
+             f"folder {missing.parent} does not exist")
+    assert not (tmp_path / "nope").exists()
+    one_line(main(["evaluate", str(tmp_path / "missing.zip"), "--video", str(tmp_path / "ep.mp4")]),
+             capsys.readouterr().err, "only animated GIF", ".gif")
+    # An experiment folder (progressive DIR/s<seed>, transfer <method>__s<seed>) names its run folders.
+    exp = tmp_path / "exp"
+    for seed in ("s0", "s1"):
+        (exp / seed).mkdir(parents=True)
+        shutil.copy(pad_run / "model.zip", exp / seed / "model.zip")
+    one_line(main(["evaluate", str(exp), "--task", "MinAtar/Breakout-v1"]), capsys.readouterr().err,
+             f"pass one of its run folders: {exp / 's0'}, {exp / 's1'}")
+
+
+def test_printed_tensorboard_command_is_shell_quoted(pad_run: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    verbose = [a for a in QUICK_PPO if a != "--quiet"] + ["--set", "progress_bar=false"]
+    run = tmp_path / "my runs" / "it's one"
+    assert main(["train", "--env", "MinAtar/Breakout-v1", "--run-dir", str(run), *verbose]) == 0
+    root = tmp_path / "my transfer"
+    assert main(["transfer", "--trunk", str(pad_run / "trunk.safetensors"), "--env", "MinAtar/Breakout-v1",
+                 "--run-dir", str(root), *verbose, *QUICK_TRANSFER, "--set", "eval.freq=64"]) == 0
+    out = capsys.readouterr().out
+    commands = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("TensorBoard:")]
+    assert [shlex.split(c) for c in commands] == [["tensorboard", "--logdir", str(run / "tb")],
+                                                  ["tensorboard", "--logdir", str(root)]]

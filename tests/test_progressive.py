@@ -417,7 +417,7 @@ def test_progressive_command_controls_transfer_fisher_and_resume(breakout_run: P
         if m in ("progressive", "random_column"):
             assert {"progressive/column_2/alpha/fc1", "progressive/column_2/alpha/head"} <= tags
         steps.add(tuple(e.step for e in acc.Scalars("eval/mean_reward")))
-    assert steps == {(512, 1024)}
+    assert steps == {(0, 512, 1024)}
 
     # `policyshare evaluate DIR --task ID` acts with the column of that task (the first one here;
     # every column is checked in-process by test_three_column_network).

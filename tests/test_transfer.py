@@ -52,7 +52,7 @@ def test_transfer_smoke_and_resume(breakout_run: Path, tmp_path: Path) -> None:
         ft_metrics = json.loads((ft / "metrics.json").read_text())
         assert ft_metrics["init_trunk"] and not json.loads((sc / "metrics.json").read_text())["init_trunk"]
         a, b = read_curve(ft), read_curve(sc)
-        assert a[0] == b[0] == [512, 1024]  # same evaluation steps
+        assert a[0] == b[0] == [0, 512, 1024]  # same evaluation steps, from step 0
         expected = 100 * area(a) / area(b) if area(b) > 0 else float("nan")
         got = summary["transfer_percent"]["per_seed"][seed]
         assert (np.isnan(expected) and got is None) or got == pytest.approx(expected), seed  # null: no NaN in JSON
@@ -91,17 +91,17 @@ def test_trunk_of_other_shape_or_format(tmp_path: Path, breakout_run: Path) -> N
     narrow = save_trunk(Trunk(TrunkSpec("minatar", 4, 10, 10)), tmp_path / "narrow.safetensors")
     with pytest.raises(CheckpointError, match=r"\(16, 4, 3, 3\) in the file but \(16, 10, 3, 3\)"):
         check_trunk_fits(narrow, "MinAtar/Seaquest-v1")
-    with pytest.raises(CheckpointError, match="expected 'policyshare.trunk'"):
-        check_trunk_fits(_student_like(tmp_path), "MinAtar/Seaquest-v1")
+    with pytest.raises(CheckpointError, match="expected 'policyshare.trunk'.*one of its column files"):
+        check_trunk_fits(_network_like(tmp_path), "MinAtar/Seaquest-v1")
     with pytest.raises(ConfigError, match="eval.freq > 0"):
         transfer(breakout_run / "trunk.safetensors", "MinAtar/Seaquest-v1", overrides={"eval": {"freq": 0}},
                  run_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
 
 
-def _student_like(tmp_path: Path) -> Path:
-    """A tensor file of another format (not a trunk)."""
+def _network_like(tmp_path: Path) -> Path:
+    """A tensor file of another format (not one trunk: a progressive network's)."""
     from policyshare.checkpoints import save_tensors
 
     trunk = Trunk(TrunkSpec("minatar", 10, 10, 10))
-    return save_tensors(tmp_path / "other.safetensors", trunk.state_dict(), {"format": "policyshare.student"})
+    return save_tensors(tmp_path / "other.safetensors", trunk.state_dict(), {"format": "policyshare.progressive"})
