@@ -161,9 +161,10 @@ def _compare(sub: Any) -> None:
     p = sub.add_parser(
         "compare", help="the thesis table: probe, guided generation and texture per trunk",
         description="For each trunk: linear-probe accuracy, guided-generation accuracy and classification accuracy "
-        "score, and texture distances (Gram only and Gram + shifted Gram) under a held-out evaluator. Writes "
-        "metrics.json, report.md (the Markdown table), PNGs per trunk and TensorBoard events tb/<trunk>/ under "
-        "vision/ tags.")
+        "score, and texture syntheses (Gram only and Gram + shifted Gram) scored by an ensemble of held-out judges "
+        "as multiples of a held-out crop's distance, beside a deep image_deep reference. Writes metrics.json, "
+        "report.md (the Markdown table and the texture PNGs with a legend), PNGs per trunk and TensorBoard events "
+        "tb/<trunk>/ under vision/ tags.")
     p.add_argument("--trunks", nargs="+", required=True, metavar="TRUNK", help=TRUNK_HELP)
     _common(p)
     p.set_defaults(handler=_threads(_cmd_compare))
