@@ -396,11 +396,12 @@ def render(summary: Mapping[str, Any]) -> str:
 
     v = summary.get("vision")
     if v:
-        from policyshare.vision.compare import markdown_table
+        from policyshare.vision.compare import TEXTURE_LEGEND, markdown_table, texture_gallery_markdown
 
-        L += ["## Vision: the same trunks classify and guide generation", "", markdown_table(v["metrics"]), ""]
+        L += ["## Vision: the same trunks classify and guide generation", "", markdown_table(v["metrics"]), "",
+              TEXTURE_LEGEND, ""]
         L += [f"![{Path(img).stem}]({img})" for img in v["images"] if "grid" in img or "sample" in img][:12]
-        L += [""]
+        L += ["", texture_gallery_markdown(v["metrics"], prefix="vision/").replace("## Textures", "### Textures")]
     L += ["## Where everything is", "",
           "- `experts/`, `distill/`, `transfer/<env>/<method>__s<seed>/`, `vision/`: the run folders "
           "(config, TensorBoard events, checkpoints, metrics).",

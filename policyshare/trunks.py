@@ -11,6 +11,13 @@ Named specs (:data:`TRUNK_SPECS`):
 * ``minatar_deep`` — a deeper variant: Conv 3x3 16 → Conv 3x3 32 → dense 128.
 * ``nature`` — the DQN Atari network (Mnih et al. 2015) for 84x84 frames: Conv 8x8/4 32 →
   Conv 4x4/2 64 → Conv 3x3/1 64 → dense 512.
+* ``image_deep`` — an image trunk deep enough to carry a texture or a style (64x64 input): six
+  conv layers whose receptive fields grow 3, 6, 10, 16, 24, 36 pixels — Conv 3x3 32 → Conv
+  4x4/2 64 → Conv 3x3 64 → Conv 4x4/2 128 → Conv 3x3 128 → Conv 4x4/2 128 → dense 128. The
+  strided kernels are twice their stride, so every input pixel is covered evenly (a 3x3/2
+  kernel leaves a checkerboard in synthesised images). Random multi-layer nets of this kind
+  synthesise textures (Ustyuzhaninov, Brendel, Gatys & Bethge 2016, "Texture synthesis using
+  shallow convolutional networks with random filters"; He, Wang & Hopcroft 2016).
 
 Activations: ``relu``, and the zero-bias thresholded units of Konda, Memisevic & Krueger 2015
 ("Zero-bias autoencoders and the benefits of co-adapting features", ICLR 2015):
@@ -140,6 +147,15 @@ TRUNK_SPECS: dict[str, tuple[LayerSpec, ...]] = {
         _conv("conv2", 64, 4, 2),
         _conv("conv3", 64, 3, 1),
         _fc("fc1", 512),
+    ),
+    "image_deep": (
+        _conv("conv1", 32, 3),
+        _conv("conv2", 64, 4, 2),
+        _conv("conv3", 64, 3),
+        _conv("conv4", 128, 4, 2),
+        _conv("conv5", 128, 3),
+        _conv("conv6", 128, 4, 2),
+        _fc("fc1", 128),
     ),
 }
 

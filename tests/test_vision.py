@@ -28,14 +28,24 @@ from policyshare.vision.data import (
     load_digits,
     load_image,
     load_mnist,
+    resize_short_side,
     split,
     texture_crops,
+    to_grayscale,
 )
-from policyshare.vision.evaluators import DigitJudge, EvaluatorNet, classification_accuracy_score, texture_distances
+from policyshare.vision.evaluators import (
+    EVALUATORS,
+    DigitJudge,
+    EvaluatorNet,
+    TextureJudge,
+    classification_accuracy_score,
+    texture_distances,
+)
 from policyshare.vision.inputs import ImageInput, fit_spatial, load_trunk_ref, random_trunk, unique_labels
 from policyshare.vision.pretrain import pretrain_trunk, resolve_trunk, save_vision_trunk
 from policyshare.vision.probe import finetune, linear_probe
-from policyshare.vision.texture import TextureFailure, TextureLoss, gram, shifted_gram, synthesize
+from policyshare.vision.style import StyleTransferLoss, style_transfer
+from policyshare.vision.texture import TextureFailure, TextureLoss, gram, mirrored_gram, shifted_gram, synthesize
 
 
 @pytest.fixture(autouse=True)
@@ -87,6 +97,20 @@ def test_shifted_gram_hand_computed() -> None:
         shifted_gram(f, 0, 2)
 
 
+def test_mirrored_gram_hand_computed() -> None:
+    f = tiny_features()
+    # Left-right mirror: channel 0 -> [[2, 1], [4, 3]], channel 1 -> [[1, 0], [0, 1]]. Over the 4 positions:
+    # G00 = (1*2 + 2*1 + 3*4 + 4*3)/4 = 7, G01 = (1*1 + 2*0 + 3*0 + 4*1)/4 = 1.25 = G10, G11 = 0.
+    assert torch.allclose(mirrored_gram(f, "h")[0], torch.tensor([[7.0, 1.25], [1.25, 0.0]]))
+    # Top-bottom mirror: channel 0 -> [[3, 4], [1, 2]]: G00 = (1*3 + 2*4 + 3*1 + 4*2)/4 = 5.5.
+    assert torch.allclose(mirrored_gram(f, "v")[0], torch.tensor([[5.5, 1.25], [1.25, 0.0]]))
+    assert torch.allclose(mirrored_gram(f, "v", "none")[0], torch.tensor([[22.0, 5.0], [5.0, 0.0]]))
+    with pytest.raises(UserError, match="too small to mirror left-right"):
+        mirrored_gram(torch.ones(1, 2, 3, 1), "h")
+    with pytest.raises(UserError, match="unknown mirror axis"):
+        mirrored_gram(f, "d")
+
+
 def center_tap_trunk() -> Trunk:
     """A minatar trunk on 1x4x4 input whose conv1 map 0 is the input's 2x2 interior, other maps 0."""
     trunk = Trunk(TrunkSpec("minatar", in_channels=1, height=4, width=4))
@@ -122,6 +146,25 @@ def test_texture_loss_hand_computed() -> None:
     assert float(shifted(flat)) == pytest.approx(expected)
     terms = shifted.terms(flat)
     assert set(terms) == {"conv1/gram", "conv1/shift_0_1", "conv1/shift_1_0"}
+
+
+def test_mirrored_texture_loss_hand_computed() -> None:
+    source = interior([[1.0, 2.0], [3.0, 4.0]])
+    # The mirrored Gramian of the source's map (7, above) is matched to its plain Gramian (7.5): relative
+    # (7 - 7.5)^2 / 7.5^2; the plain term of the source itself is 0.
+    loss = TextureLoss(center_tap_trunk(), source, mirror=["h"], mirror_weight=2.0)
+    terms = loss.terms(source)
+    assert set(terms) == {"conv1/gram", "conv1/mirror_h"}
+    assert float(terms["conv1/mirror_h"]) == pytest.approx(0.5**2 / 7.5**2)
+    assert float(loss(source)) == pytest.approx(2.0 * 0.5**2 / 7.5**2)
+    # A left-right symmetric image with the same plain Gramian entry G00 = 7.5 needs no mirror correction beyond it.
+    symmetric = interior([[5.0**0.5, 5.0**0.5], [10.0**0.5, 10.0**0.5]])
+    assert float(loss.terms(symmetric)["conv1/mirror_h"]) == pytest.approx(0.0, abs=1e-10)
+    # A 4x3 image gives conv1 a 2x1 map: nothing to mirror left-right.
+    with pytest.raises(UserError, match="layer conv1's 2x1 feature map .* too small to mirror left-right"):
+        TextureLoss(center_tap_trunk(), torch.rand(1, 1, 4, 3) + 0.1, mirror=["h"])
+    with pytest.raises(UserError, match="not among the matched layers"):
+        TextureLoss(center_tap_trunk(), source, mirror={"conv2": ["h"]})
 
 
 def test_texture_loss_rejects_bad_layers_and_shifts() -> None:
@@ -204,6 +247,43 @@ def test_evaluator_is_held_out_and_deterministic() -> None:
     assert 0.0 < held_out["gram"] < noise["gram"]
     with pytest.raises(UserError, match="evaluator shift"):
         texture_distances(source, source, a, shifts=[40])
+
+
+@pytest.mark.parametrize(("resize", "size", "shifts"), [(64, 32, [1, 2]), (128, 64, [2, 4])])
+def test_texture_judge_ranks_a_held_out_crop_of_brick_first_under_every_evaluator(
+        resize: int, size: int, shifts: list[int]) -> None:
+    crops = {name: texture_crops(name, resize, size) for name in ("brick", "gravel", "grass")}
+    source, reference = crops["brick"]
+    judge = TextureJudge(1, 1234, shifts)
+    assert judge.names == list(EVALUATORS) and len(set(judge.describe().values())) == len(EVALUATORS)
+    negatives = {"gravel": crops["gravel"][1], "grass": crops["grass"][1],
+                 "noise": 0.25 + 0.5 * torch.rand(source.shape, generator=torch.Generator().manual_seed(0))}
+    validation = judge.validate(source, reference, negatives)
+    for evaluator in EVALUATORS:
+        ref = validation["reference"][evaluator]
+        for name, d in validation["negatives"].items():
+            assert ref["gram"] < d[evaluator]["gram"], (evaluator, name)
+            assert ref["shifted_gram"] < d[evaluator]["shifted_gram"], (evaluator, name)
+    assert validation["validated"] == list(EVALUATORS)
+    # Scores are ratios to the held-out crop: the crop scores 1, noise far above.
+    assert judge.score(reference, source, validation)["gram"] == pytest.approx(1.0)
+    noise = judge.score(negatives["noise"], source, validation)
+    assert noise["gram_min"] > 1.0 and noise["shifted_gram_min"] > 1.0 and noise["fooled"] == []
+
+
+def test_style_transfer_lowers_content_and_style_loss_on_a_bundled_photo() -> None:
+    content = resize_short_side(load_image("chelsea"), 48).unsqueeze(0)
+    style = resize_short_side(load_image("coffee"), 48).unsqueeze(0)
+    trunk = random_trunk(VisionConfig().trunk, 0, "image_deep")
+    loss = StyleTransferLoss(trunk, content, style, "conv4", shifts=[1], style_weight=0.05)
+    result = style_transfer(loss, content, init="noise", steps=5, patience=5)
+    assert result.final["content"] < 0.8 * result.initial["content"], (result.initial, result.final)
+    assert result.final["style"] < 0.8 * result.initial["style"], (result.initial, result.final)
+    assert result.synthesis.image.shape == content.shape
+    with pytest.raises(UserError, match="has 3 channel.* but the style image style has 1"):
+        StyleTransferLoss(trunk, content, to_grayscale(style), "conv4")
+    with pytest.raises(UserError, match="shift 2 is not smaller than layer conv6's 2x5 feature map"):
+        StyleTransferLoss(trunk, content, style, "conv4", shifts=[2])
 
 
 # --------------------------------------------------------------------------------------------

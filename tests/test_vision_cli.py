@@ -21,6 +21,7 @@ from policyshare.cli import main
 from policyshare.runs import LOCK_NAME, RunFolder
 from policyshare.trunks import Trunk, TrunkSpec
 from policyshare.vision.config import load_vision_config
+from policyshare.vision.evaluators import EVALUATORS
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +38,7 @@ def tiny(cache: Path | None) -> list[str]:
         "diffusion.timesteps": 10, "diffusion.hidden": 32, "diffusion.train_steps": 40, "guidance.train_steps": 40,
         "guidance.per_class": 3, "pretrain.classify_epochs": 1, "pretrain.autoencoder_epochs": 1,
         "texture.resize": 64, "texture.size": 32, "texture.steps": 4, "texture.patience": 4, "texture.shifts": "[2]",
-        "texture.evaluator_shifts": "[1, 2]", "probe.max_iter": 20}
+        "texture.evaluator_shifts": "[1, 2]", "texture.deep_trunk": "null", "probe.max_iter": 20}
     if cache is not None:
         sets["diffusion.cache_dir"] = str(cache)
     out: list[str] = []
@@ -118,6 +119,27 @@ def test_pretrain_probe_texture_generate(tmp_path: Path, capsys: pytest.CaptureF
     assert "judge accuracy" in out and "linear probe" in out
 
 
+def test_symmetric_texture_and_style_transfer_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sets = tiny(None)
+    assert main(["vision", "texture", "--trunk", "random:image_deep", "--image", "brick", "--size", "64", "--shifts",
+                 "conv2:2,4", "--mirror", "h", "--steps", "3", "--run-dir", str(tmp_path / "sym"), *sets]) == 0
+    tex = json.loads((tmp_path / "sym" / "metrics.json").read_text())
+    assert tex["mirror"] == ["h"] and tex["results"]["brick"]["layers"] == [f"conv{k}" for k in range(1, 7)]
+    assert set(tex["baselines"]["brick"]["validation"]["passed"]) == set(EVALUATORS)
+    assert "texture judge" in capsys.readouterr().out
+    for name in ("brick_source.png", "brick_reference.png", "brick_result.png"):
+        assert (tmp_path / "sym" / name).is_file()
+
+    assert main(["vision", "transfer", "--content", "chelsea", "--style", "coffee", "--size", "48", "--steps", "3",
+                 "--shifts", "1", "--run-dir", str(tmp_path / "st"), *sets]) == 0
+    st = json.loads((tmp_path / "st" / "metrics.json").read_text())
+    assert st["content_layer"] == "conv4" and st["init"] == "content" and st["initial"]["content"] == 0.0
+    assert st["final"]["style"] < st["initial"]["style"]
+    for name in ("content.png", "style.png", "result.png", "transfer.png"):
+        assert (tmp_path / "st" / name).is_file()
+    assert "content loss" in capsys.readouterr().out
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sets = tiny(tmp_path / "cache")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
@@ -132,6 +154,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
         (["texture", "--trunk", "random", "--shifts", "40"], "shift 40 is not smaller than layer conv1's 30x30"),
         (["texture", "--trunk", "random", "--shifts", "two"], "shifts must be integers"),
         (["texture", "--trunk", "random", "--set", "trunk.activation=trec"], "all-zero features"),
+        (["texture", "--trunk", "random:image_deep", "--size", "24", "--layers", "conv1", "conv2", "conv3", "conv4",
+          "conv5", "--shifts", "--mirror", "conv5:h"],
+         "layer conv5's 1x1 feature map (for a 24x24 image) is too small to mirror"),
+        (["texture", "--trunk", "random", "--mirror", "d"], "unknown axis 'd'"),
+        (["transfer", "--content", "chelsea", "--style", "brick", "--size", "48"],
+         "the content image chelsea has 3 channel(s) (RGB) but the style image brick has 1 (grayscale)"),
         (["probe", "--trunk", "random", "--layer", "conv7"], "no layer 'conv7'"),
         (["probe", "--trunk", str(tmp_path / "missing.safetensors")], "not found"),
         (["generate", "--trunk", "random", "--set", "guidance.sacle=2"], "did you mean 'scale'"),

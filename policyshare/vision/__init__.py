@@ -19,15 +19,19 @@ Modules, in data-flow order:
   classification pretraining.
 * :mod:`~policyshare.vision.autoencoder` — generative pretraining of a trunk as a denoising
   autoencoder (optionally with zero-bias TRec/TLin units).
-* :mod:`~policyshare.vision.texture` — Gram and shifted-Gram losses and texture synthesis.
+* :mod:`~policyshare.vision.texture` — Gram, shifted-Gram and mirrored-Gram losses and texture
+  synthesis.
+* :mod:`~policyshare.vision.style` — style transfer: content features on a deeper layer plus Gram
+  and shifted-Gram style terms (Gatys et al. 2016; Berger & Memisevic 2016).
 * :mod:`~policyshare.vision.diffusion` — a small DDPM prior on the digits, trained once and
   cached.
 * :mod:`~policyshare.vision.guidance` — the noisy-image classifier on a trunk and classifier
   guidance.
-* :mod:`~policyshare.vision.evaluators` — the held-out judges: a fixed-seed random evaluator
-  network for texture distances and an independent SVM for generated digits.
+* :mod:`~policyshare.vision.evaluators` — the held-out judges: an ensemble of texture
+  evaluators of different architectures (validated per texture) and an independent SVM for
+  generated digits.
 * :mod:`~policyshare.vision.compare` — the thesis table over trunks.
-* :mod:`~policyshare.vision.cli` — ``policyshare vision probe|pretrain|texture|generate|compare``.
+* :mod:`~policyshare.vision.cli` — ``policyshare vision probe|pretrain|texture|transfer|generate|compare``.
 """
 
 from __future__ import annotations

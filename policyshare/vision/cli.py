@@ -1,9 +1,10 @@
-"""``policyshare vision probe|pretrain|texture|generate|compare``.
+"""``policyshare vision probe|pretrain|texture|transfer|generate|compare``.
 
 Each subcommand writes one run folder (``--run-dir``, default ``runs/vision/<sub>__<trunk>__s<seed>``)
 holding ``config.yaml``, ``meta.json``, ``metrics.json``, PNGs and TensorBoard events under
 ``tb/`` with ``vision/`` tags. Bad input (an image that does not decode, a trunk file of an
-unknown spec, a layer the trunk does not have, a shift larger than the feature map) ends with
+unknown spec, a layer the trunk does not have, a shift larger than the feature map, a mirror axis
+along a map too small to mirror, a content and a style image of different channel counts) ends with
 one line on stderr and exit status 2, before the run folder is touched; so does a texture
 synthesis that makes no progress, without writing its result or ``metrics.json``. Vision runs
 keep no checkpoints: a folder left unfinished by a failed or killed run is moved aside to
@@ -19,7 +20,8 @@ from typing import Any
 
 from policyshare.errors import UserError
 
-TRUNK_HELP = ("random (the configured spec, seeded), random:SPEC (minatar, minatar_deep, nature), classify or "
+TRUNK_HELP = ("random (the configured spec, seeded), random:SPEC (minatar, minatar_deep, nature, image_deep: six conv "
+              "layers deep enough for textures and styles), classify or "
               "autoencoder (trained here on the digits' training split), or a trunk file (.safetensors, e.g. "
               "runs/train/…/trunk.safetensors)")
 
@@ -27,14 +29,15 @@ TRUNK_HELP = ("random (the configured spec, seeded), random:SPEC (minatar, minat
 def add_vision_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     """Add ``vision`` and its subcommands to the ``policyshare`` subparsers ``sub``."""
     p = sub.add_parser(
-        "vision", help="reuse a trunk for images: probe, pretrain, texture, generate, compare",
+        "vision", help="reuse a trunk for images: probe, pretrain, texture, transfer, generate, compare",
         description="The vision side: the same trunk classifies digits (linear probe), synthesises textures from "
         "its Gramians and guides a diffusion model's class-conditional samples. Metrics never use the guiding "
-        "trunk: a held-out random evaluator network for textures, an independent SVM for digits.")
+        "trunk: an ensemble of held-out evaluators for textures, an independent SVM for digits.")
     vsub = p.add_subparsers(dest="vision_command", metavar="SUBCOMMAND", parser_class=parser_class, required=True)
     _probe(vsub)
     _pretrain(vsub)
     _texture(vsub)
+    _transfer(vsub)
     _generate(vsub)
     _compare(vsub)
 
@@ -83,9 +86,12 @@ def _texture(sub: Any) -> None:
     p = sub.add_parser(
         "texture", help="synthesise a texture from a trunk's Gram and shifted-Gram matrices",
         description="Match the Gram matrices (Gatys et al. 2015) and, with --shifts, the shifted Gram matrices "
-        "(Berger & Memisevic 2016) of the trunk's conv layers, optimising the pixels with L-BFGS-B or Adam "
-        "(pixels stay in [0, 1]). Writes <image>_source.png and <image>_result.png, the loss curve and the Gram / "
-        "shifted-Gram distances under a held-out evaluator network to metrics.json, and TensorBoard.")
+        "(Berger & Memisevic 2016) of the trunk's conv layers — and, with --mirror, Gramians between the features "
+        "and their mirror images (symmetric textures) — optimising the pixels with L-BFGS-B or Adam (pixels stay in "
+        "[0, 1]). A one-conv-layer MinAtar trunk cannot carry a brick; random:image_deep can. Writes "
+        "<image>_source.png, <image>_reference.png (a held-out crop) and <image>_result.png, the loss curve and the "
+        "scores of the ensemble texture judge (ratios to the held-out crop; lower is better, 1 = as close as real "
+        "texture) to metrics.json, and TensorBoard.")
     p.add_argument("--trunk", required=True, metavar="TRUNK", help=TRUNK_HELP)
     p.add_argument("--image", nargs="+", default=None, metavar="NAME|PATH",
                    help="brick, grass, gravel, china, flower or image files (default: texture.images)")
@@ -93,6 +99,9 @@ def _texture(sub: Any) -> None:
     p.add_argument("--shifts", nargs="*", default=None, metavar="S|LAYER:S,S",
                    help="shifts for every layer (2 4 8) or per layer (conv1:2,4 conv2:4); none given: no shifts "
                    "(default: texture.shifts)")
+    p.add_argument("--mirror", nargs="*", default=None, metavar="AXIS|LAYER:AXES",
+                   help="mirrored Gramians (symmetric textures): h (left-right) and/or v (top-bottom) on every layer, "
+                   "or per layer (conv1:h,v conv2:h); none given: no mirror (default: texture.mirror)")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="optimiser iterations")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default=None, help="optimiser (default: lbfgs)")
     p.add_argument("--lr", type=float, default=None, help="Adam's learning rate (L-BFGS-B needs none)")
@@ -100,6 +109,36 @@ def _texture(sub: Any) -> None:
                    help="source crop and result size (the texture is first resized to twice this, at least 128)")
     _common(p)
     p.set_defaults(handler=_threads(_cmd_texture))
+
+
+def _transfer(sub: Any) -> None:
+    p = sub.add_parser(
+        "transfer", help="style transfer: a content photo painted with a style image's Gram and shifted-Gram matrices",
+        description="Gatys et al. 2016 style transfer with Berger & Memisevic 2016's shifted Gramians (their season "
+        "and daytime transfer): match the content photo's features on a deeper conv layer and the style image's Gram "
+        "and shifted-Gram matrices on every conv layer. Images: scikit-image's and scikit-learn's bundled photos "
+        "(astronaut, chelsea, coffee, rocket, hubble_deep_field, camera, china, flower), textures (brick, grass, "
+        "gravel) or your files (a winter or night photo for season or daytime transfer). Writes content.png, "
+        "style.png, result.png and transfer.png (the three side by side), metrics.json (content and style loss "
+        "before and after) and TensorBoard.")
+    p.add_argument("--content", required=True, metavar="NAME|PATH", help="the content photo")
+    p.add_argument("--style", required=True, metavar="NAME|PATH", help="the style image")
+    p.add_argument("--trunk", default="random:image_deep", metavar="TRUNK",
+                   help=TRUNK_HELP + " (default: random:image_deep; a one-conv-layer trunk cannot carry a style)")
+    p.add_argument("--content-layer", default=None, metavar="NAME", help="conv layer of the content term "
+                   "(default: transfer.content_layer, conv4)")
+    p.add_argument("--layers", nargs="+", default=None, metavar="NAME", help="conv layers of the style term "
+                   "(default: all)")
+    p.add_argument("--shifts", nargs="*", default=None, metavar="S|LAYER:S,S",
+                   help="shifted-Gram shifts of the style term, as for texture (default: transfer.shifts)")
+    p.add_argument("--style-weight", type=float, default=None, help="β, the style term's weight (default: 0.05)")
+    p.add_argument("--init", choices=["content", "noise"], default=None,
+                   help="start from the content photo (default) or from noise (Gatys et al. 2016)")
+    p.add_argument("--steps", type=int, default=None, metavar="N", help="optimiser iterations")
+    p.add_argument("--size", type=int, default=None, metavar="PX", help="shorter side of content and style (pixels)")
+    p.add_argument("--grayscale", action="store_true", help="convert content and style to one channel")
+    _common(p)
+    p.set_defaults(handler=_threads(_cmd_transfer))
 
 
 def _generate(sub: Any) -> None:
@@ -122,9 +161,10 @@ def _compare(sub: Any) -> None:
     p = sub.add_parser(
         "compare", help="the thesis table: probe, guided generation and texture per trunk",
         description="For each trunk: linear-probe accuracy, guided-generation accuracy and classification accuracy "
-        "score, and texture distances (Gram only and Gram + shifted Gram) under a held-out evaluator. Writes "
-        "metrics.json, report.md (the Markdown table), PNGs per trunk and TensorBoard events tb/<trunk>/ under "
-        "vision/ tags.")
+        "score, and texture syntheses (Gram only and Gram + shifted Gram) scored by an ensemble of held-out judges "
+        "as multiples of a held-out crop's distance, beside a deep image_deep reference. Writes metrics.json, "
+        "report.md (the Markdown table and the texture PNGs with a legend), PNGs per trunk and TensorBoard events "
+        "tb/<trunk>/ under vision/ tags.")
     p.add_argument("--trunks", nargs="+", required=True, metavar="TRUNK", help=TRUNK_HELP)
     _common(p)
     p.set_defaults(handler=_threads(_cmd_compare))
@@ -263,6 +303,33 @@ def parse_shifts(items: Sequence[str]) -> dict[str, list[int]] | list[int]:
                         "--shifts conv1:2,4") from None
 
 
+def parse_mirror(items: Sequence[str]) -> dict[str, list[str]] | list[str]:
+    """``["h", "v"]`` → ``["h", "v"]``; ``["conv1:h,v", "conv2:h"]`` → ``{"conv1": ["h", "v"], "conv2": ["h"]}``.
+
+    Raises:
+        UserError: an axis other than ``h``/``v``, or a mix of both forms.
+    """
+    per_layer = [i for i in items if ":" in i]
+    if per_layer and len(per_layer) != len(items):
+        raise UserError(f"--mirror {' '.join(items)}: use either plain axes (h v) or per-layer ones "
+                        "(conv1:h,v conv2:h), not both")
+    out: dict[str, list[str]] | list[str]
+    if per_layer:
+        out = {}
+        for item in items:
+            layer, values = item.split(":", 1)
+            out[layer] = [v for v in values.split(",") if v]
+        axes = [x for v in out.values() for x in v]
+    else:
+        out = list(items)
+        axes = out
+    bad = [x for x in axes if x not in ("h", "v")]
+    if bad:
+        raise UserError(f"--mirror {' '.join(items)}: unknown axis {bad[0]!r}; use h (left-right) and/or v "
+                        "(top-bottom), e.g. --mirror h v or --mirror conv1:h")
+    return out
+
+
 def _cmd_texture(a: argparse.Namespace) -> int:
     from policyshare.vision.compare import (
         check_texture_setup,
@@ -270,6 +337,7 @@ def _cmd_texture(a: argparse.Namespace) -> int:
         load_splits,
         load_textures,
         texture_baselines,
+        texture_judge,
         texture_step,
     )
     from policyshare.vision.inputs import PRETRAINED_REFS, load_trunk_ref, trunk_label
@@ -285,6 +353,8 @@ def _cmd_texture(a: argparse.Namespace) -> int:
         t["resize"] = max(128, 2 * a.size)
     if a.shifts is not None:
         t["shifts"] = parse_shifts(a.shifts)
+    if a.mirror is not None:
+        t["mirror"] = parse_mirror(a.mirror)
     cfg = _config(a, {"texture": t})
     textures = load_textures(cfg)
     if a.trunk in PRETRAINED_REFS:
@@ -298,23 +368,92 @@ def _cmd_texture(a: argparse.Namespace) -> int:
     try:
         layers = ", ".join(cfg.texture.layers or trunk.conv_names)
         _progress(a)(f"texture synthesis on {a.trunk} ({trunk.spec.name} trunk, layers {layers})")
-        results = texture_step(trunk, cfg, textures, run.path, writer, variants, a.seed)
+        judges = texture_judge(cfg, textures, a.seed)
+        results = texture_step(trunk, cfg, textures, run.path, writer, variants, a.seed, judges)
     finally:
         writer.close()
     for label, cells in results.items():
         if "error" in cells["result"]:
             raise UserError(f"{label}: {cells['result']['error']} (no result written; the unfinished {run.path} is "
                             "moved aside when the command is run again)")
-    baselines = texture_baselines(textures, cfg, run.path, a.seed)
-    run.write_metrics({"trunk": a.trunk, "results": {k: v["result"] for k, v in results.items()},
-                       "baselines": baselines})
+    baselines = texture_baselines(textures, cfg, run.path, a.seed, judges, deep=False)
+    run.write_metrics({"trunk": a.trunk, "mirror": cfg.texture.mirror,
+                       "results": {k: v["result"] for k, v in results.items()}, "baselines": baselines})
     for name in textures:
         label = image_label(name)
-        c, ref = results[label]["result"], baselines[label]["reference"]
+        c, noise = results[label]["result"], baselines[label]["noise"]
+        fooled = f"; fooled: {', '.join(c['fooled'])}" if c["fooled"] else ""
         print(f"{label}: loss {c['initial_loss']:.4g} -> {c['final_loss']:.4g} in {c['iterations']} iterations "
-              f"({c['stop']}); held-out Gram distance {c['gram']:.3f}, shifted {c['shifted_gram']:.3f} (a held-out "
-              f"crop of the source: {ref['gram']:.3f}, {ref['shifted_gram']:.3f})")
+              f"({c['stop']}); texture judge, worst evaluator's distance as a multiple of a held-out crop's (1 = as "
+              f"close as real texture, lower is better): Gram {c['gram']:.2f} (median {c['gram_median']:.2f}), "
+              f"shifted {c['shifted_gram']:.2f}; the starting noise: {noise['gram']:.2f}, {noise['shifted_gram']:.2f}"
+              f"{fooled}")
         print(f"  {run.path / (label + '_source.png')} -> {run.path / (label + '_result.png')}")
+    return 0
+
+
+def _cmd_transfer(a: argparse.Namespace) -> int:
+    import torch
+
+    from policyshare.vision.compare import image_label
+    from policyshare.vision.data import load_image, resize_short_side, save_png
+    from policyshare.vision.inputs import PRETRAINED_REFS, load_trunk_ref, trunk_label
+    from policyshare.vision.pretrain import resolve_trunk
+    from policyshare.vision.style import StyleTransferLoss, check_same_channels, style_transfer
+    from policyshare.vision.tb import VisionWriter
+
+    t: dict[str, Any] = {}
+    for key, value in (("content_layer", a.content_layer), ("layers", a.layers), ("style_weight", a.style_weight),
+                       ("init", a.init), ("steps", a.steps), ("size", a.size), ("style_size", a.size)):
+        if value is not None:
+            t[key] = value
+    if a.grayscale:
+        t["grayscale"] = True
+    if a.shifts is not None:
+        t["shifts"] = parse_shifts(a.shifts)
+    cfg = _config(a, {"transfer": t})
+    tc = cfg.transfer
+    content = resize_short_side(load_image(a.content, tc.grayscale), tc.size).unsqueeze(0)
+    style = resize_short_side(load_image(a.style, tc.grayscale), tc.style_size).unsqueeze(0)
+    check_same_channels(content, style, a.content, a.style)
+    if a.trunk in PRETRAINED_REFS:
+        from policyshare.vision.compare import load_splits
+
+        trunk = resolve_trunk(a.trunk, load_splits(cfg).train, cfg, a.seed)
+    else:
+        trunk = load_trunk_ref(a.trunk, cfg.trunk, a.seed)
+    loss = StyleTransferLoss(trunk, content, style, tc.content_layer, tc.layers, tc.shifts, tc.shift_weight,
+                             tc.content_weight, tc.style_weight, cfg.trunk.alignment, a.seed)
+    label = f"{image_label(a.content)}-{image_label(a.style)}-{trunk_label(a.trunk)}"
+    run = _open(a, "transfer", label, cfg)
+    writer = VisionWriter(run.tb_dir)
+    try:
+        _progress(a)(f"style transfer on {a.trunk}: content {a.content} ({tc.content_layer}), style {a.style} "
+                     f"(layers {', '.join(loss.style.layers)})")
+        res = style_transfer(loss, content, init=tc.init, optimizer=tc.optimizer, steps=tc.steps, lr=tc.lr,
+                             patience=tc.patience, seed=a.seed, log=writer.logger("transfer"))
+    except Exception:
+        writer.close()
+        raise
+    image = res.synthesis.image
+    h = int(content.shape[-2])
+    shown = torch.nn.functional.interpolate(style, size=(h, max(1, round(style.shape[-1] * h / style.shape[-2]))),
+                                            mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    gap = torch.ones(content.shape[1], h, 3)
+    save_png(run.path / "content.png", content[0])
+    save_png(run.path / "style.png", style[0])
+    save_png(run.path / "result.png", image[0])
+    save_png(run.path / "transfer.png", torch.cat([content[0], gap, shown[0], gap, image[0]], dim=2))
+    writer.image("transfer/result", torch.cat([content[0], gap, image[0]], dim=2))
+    writer.close()
+    run.write_metrics({"trunk": a.trunk, "content": a.content, "style": a.style, "content_layer": tc.content_layer,
+                       "style_layers": list(loss.style.layers), "init": tc.init, "initial": res.initial,
+                       "final": res.final, "losses": res.synthesis.losses, "iterations": res.synthesis.iterations,
+                       "stop": res.synthesis.stop})
+    print(f"style transfer {a.content} <- {a.style} on {a.trunk}: content loss {res.initial['content']:.4g} -> "
+          f"{res.final['content']:.4g}, style loss {res.initial['style']:.4g} -> {res.final['style']:.4g} in "
+          f"{res.synthesis.iterations} iterations (start: {tc.init})")
+    print(f"content | style | result: {run.path / 'transfer.png'}")
     return 0
 
 

@@ -9,15 +9,19 @@ file (an RL trunk, a distilled student, one written by ``policyshare vision pret
    prior (:mod:`.guidance`); the independent judge's accuracy on the samples and the
    classification accuracy score (:mod:`.evaluators`);
 3. **texture** — Gram-only and Gram + shifted-Gram synthesis on the trunk's conv layers;
-   Gram and shifted-Gram distances under the held-out evaluator network.
+   scored by the ensemble texture judge (:class:`~policyshare.vision.evaluators.TextureJudge`),
+   validated first on each texture, as the worst ratio over its evaluators to a held-out crop.
 
 Reference rows make the figures readable: the unguided prior (scale 0), the judge on real
-digits, a held-out crop of the same texture (what a perfect synthesis would score) and the
-initial noise.
+digits, a held-out crop of the same texture (1 by construction: as close as real texture), the
+initial noise, and a synthesis on a trunk deep enough to carry a texture (``texture.deep_trunk``,
+``image_deep``). ``report.md`` embeds the texture PNGs (source, held-out crop, Gram only,
+Gram + shifts per trunk) with a legend.
 
 Outputs in the run folder: ``metrics.json``, ``report.md`` (the Markdown table),
-``<trunk>/samples.png`` and ``<trunk>/texture_<image>_<variant>.png``, ``unguided.png`` (sample
-grids: one row per class, labelled with its class), ``textures/``, ``cache/`` (the diffusion
+``<trunk>/samples.png`` and ``<trunk>/<image>_<variant>.png``, ``unguided.png`` (sample
+grids: one row per class, labelled with its class), ``textures/`` (source, held-out crop and the
+deep reference's syntheses), ``cache/`` (the diffusion
 prior, unless ``diffusion.cache_dir`` is set or the run uses its default folder; see
 :func:`~policyshare.vision.diffusion.cache_dir`), and TensorBoard events in ``tb/<trunk>/``
 under ``vision/`` tags. A folder left unfinished by a failed or killed run is moved aside to
@@ -50,9 +54,10 @@ from policyshare.vision.data import (
     split,
     subsample,
     texture_crops,
+    to_grayscale,
 )
 from policyshare.vision.diffusion import DDPM, load_or_train_prior
-from policyshare.vision.evaluators import DigitJudge, EvaluatorNet, classification_accuracy_score, texture_distances
+from policyshare.vision.evaluators import DigitJudge, TextureJudge, classification_accuracy_score
 from policyshare.vision.guidance import Samples, clean_accuracy, generate, train_noisy_classifier
 from policyshare.vision.pretrain import resolve_trunk
 from policyshare.vision.probe import check_layer, linear_probe
@@ -262,11 +267,64 @@ def image_label(name: str) -> str:
     return slug(Path(name).stem) if ("/" in name or "." in name) else slug(name)
 
 
+def judge_negatives(name: str, source: torch.Tensor, cfg: VisionConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """What a texture judge must rank below the held-out crop: crops of the other bundled textures and noise.
+
+    Args:
+        name: the texture (its own bundled texture is left out).
+        source: its source crop ``(1, C, size, size)``; the others are brought to its channels.
+        cfg: ``texture.resize`` and ``texture.size``.
+        seed: seed of the noise (the synthesis's start: uniform in [0.25, 0.75]).
+
+    Returns:
+        ``{other texture: its held-out crop, "noise": noise}``, each shaped like ``source``.
+    """
+    from policyshare.vision.data import TEXTURES
+
+    t = cfg.texture
+    out: dict[str, torch.Tensor] = {}
+    for other in TEXTURES:
+        if other == name:
+            continue
+        crop = texture_crops(other, t.resize, t.size)[1][..., :source.shape[-2], :source.shape[-1]]
+        if source.shape[1] == 1 and crop.shape[1] == 3:
+            crop = to_grayscale(crop)
+        elif source.shape[1] != crop.shape[1]:
+            crop = crop[:, :1].expand(-1, source.shape[1], -1, -1)
+        out[other] = crop.contiguous()
+    gen = torch.Generator().manual_seed(seed)
+    out["noise"] = 0.25 + 0.5 * torch.rand(source.shape, generator=gen)
+    return out
+
+
+def texture_judge(cfg: VisionConfig, textures: Mapping[str, tuple[torch.Tensor, torch.Tensor]], seed: int = 0
+                  ) -> dict[str, tuple[TextureJudge, dict[str, Any]]]:
+    """``{label: (judge, validation)}``: the ensemble judge of every texture, validated first.
+
+    Raises:
+        UserError: evaluator shifts too large for the texture size.
+    """
+    t = cfg.texture
+    out: dict[str, tuple[TextureJudge, dict[str, Any]]] = {}
+    for name, (source, reference) in textures.items():
+        judge = TextureJudge(int(source.shape[1]), t.evaluator_seed, t.evaluator_shifts)
+        out[image_label(name)] = (judge, judge.validate(source, reference, judge_negatives(name, source, cfg, seed)))
+    return out
+
+
+def _score(judge: TextureJudge, validation: Mapping[str, Any], image: torch.Tensor, source: torch.Tensor
+           ) -> dict[str, Any]:
+    sc = judge.score(image, source, validation)
+    return {k: sc[k] for k in ("gram", "shifted_gram", "gram_median", "gram_min", "shifted_gram_median",
+                               "shifted_gram_min", "fooled", "per_evaluator")}
+
+
 def texture_step(trunk: Trunk, cfg: VisionConfig, textures: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
                  out_dir: Path, writer: VisionWriter | None = None,
-                 variants: Mapping[str, Mapping[str, Sequence[int]] | Sequence[int]] | None = None, seed: int = 0
+                 variants: Mapping[str, Mapping[str, Sequence[int]] | Sequence[int]] | None = None, seed: int = 0,
+                 judges: Mapping[str, tuple[TextureJudge, Mapping[str, Any]]] | None = None,
                  ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Synthesise every texture with every variant; distances under the held-out evaluator.
+    """Synthesise every texture with every variant; score it with the validated ensemble judge.
 
     Writes ``out_dir/<image>_<variant>.png`` (the result) and ``<image>_<variant>_pair.png``
     (source left, result right). A :class:`~policyshare.vision.texture.TextureFailure` (dead
@@ -275,74 +333,105 @@ def texture_step(trunk: Trunk, cfg: VisionConfig, textures: Mapping[str, tuple[t
 
     Args:
         trunk: the guiding trunk (frozen in place).
-        cfg: ``texture`` settings and the trunk's ``alignment``.
+        cfg: ``texture`` settings (mirror axes included) and the trunk's ``alignment``.
         textures: ``{name: (source, reference)}`` from :func:`load_textures`.
         out_dir: where PNGs go.
         writer: TensorBoard writer (``vision/texture/<image>/<variant>/…``).
         variants: ``{variant: shifts}`` (default :func:`texture_variants`).
         seed: initial-noise seed.
+        judges: :func:`texture_judge`'s result (computed here when ``None``).
 
     Returns:
-        ``{image: {variant: {"gram", "shifted_gram", "layers", "initial_loss", "final_loss", "iterations", "stop"}}}``.
+        ``{image: {variant: {"gram", "shifted_gram"`` (the worst evaluator's ratio to the held-out
+        crop: 1 = as close as real texture, lower is better), ``"gram_median", "gram_min", …,
+        "fooled", "per_evaluator", "layers", "initial_loss", "final_loss", "iterations", "stop"}}}``.
 
     Raises:
-        UserError: unknown, dense or missing layers, wrong layer weights, shifts too large.
+        UserError: unknown, dense or missing layers, wrong layer weights, shifts or mirror axes too large.
     """
     t = cfg.texture
+    judges = judges if judges is not None else texture_judge(cfg, textures, seed)
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for name, (source, _) in textures.items():
         label = image_label(name)
-        evaluator = EvaluatorNet(int(source.shape[1]), t.evaluator_seed)
+        judge, validation = judges[label]
         out[label] = {}
         for variant, shifts in (variants or texture_variants(cfg)).items():
             tag = f"texture/{label}/{variant}"
             try:
                 loss = TextureLoss(trunk, source, t.layers, t.layer_weights, shifts, t.shift_weight, t.normalise,
-                                   t.relative, cfg.trunk.alignment, seed)
+                                   t.relative, cfg.trunk.alignment, seed, mirror=t.mirror,
+                                   mirror_weight=t.mirror_weight)
                 res = synthesize(loss, source.shape, optimizer=t.optimizer, steps=t.steps, lr=t.lr,
                                  patience=t.patience, min_improvement=t.min_improvement, seed=seed,
                                  log=writer.logger(tag) if writer else no_log)
             except TextureFailure as e:
                 out[label][variant] = {"error": str(e)}
                 continue
-            d = texture_distances(res.image, source, evaluator, t.evaluator_shifts)
+            d = _score(judge, validation, res.image, source)
             pair = torch.cat([source[0], torch.ones(source.shape[1], source.shape[2], 2), res.image[0]], dim=2)
             stem = f"{label}_{variant.replace('+', '_')}"
-            save_png(out_dir / f"{stem}.png", res.image[0])
+            save_png(out_dir / f"{stem}.png", res.image[0], upscale=2)
             save_png(out_dir / f"{stem}_pair.png", pair, upscale=2)
             if writer:
                 writer.scalar(f"{tag}/gram_distance", d["gram"])
                 writer.scalar(f"{tag}/shifted_gram_distance", d["shifted_gram"])
                 writer.image(tag, pair)
-            out[label][variant] = {"gram": d["gram"], "shifted_gram": d["shifted_gram"],
-                                   "layers": list(loss.layers), "initial_loss": res.initial_loss,
+            out[label][variant] = {**d, "layers": list(loss.layers), "initial_loss": res.initial_loss,
                                    "final_loss": res.final_loss, "iterations": res.iterations, "stop": res.stop}
     return out
 
 
+def deep_texture_cfg(cfg: VisionConfig) -> VisionConfig:
+    """``cfg`` for the deep reference trunk: every conv layer, ``texture.deep_shifts``, ``pad`` alignment."""
+    import dataclasses
+
+    t = dataclasses.replace(cfg.texture, layers=None, layer_weights=None, shifts=cfg.texture.deep_shifts, mirror=[])
+    return dataclasses.replace(cfg, texture=t, trunk=dataclasses.replace(cfg.trunk, alignment="pad"))
+
+
 def texture_baselines(textures: Mapping[str, tuple[torch.Tensor, torch.Tensor]], cfg: VisionConfig, out_dir: Path,
-                      seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
-    """Distances of the held-out crop (floor) and of initial noise (ceiling); writes source and reference PNGs.
+                      seed: int = 0, judges: Mapping[str, tuple[TextureJudge, Mapping[str, Any]]] | None = None,
+                      deep: bool = True) -> dict[str, dict[str, Any]]:
+    """The texture reference rows; writes source and held-out PNGs (and the deep reference's results).
+
+    Per texture: the judge's validation (evaluators that rank the held-out crop above the other
+    textures and noise), the held-out crop's and the noise's scores (ratios to the held-out
+    crop, so the crop scores 1), and — with ``deep`` and ``texture.deep_trunk`` set — the
+    syntheses on that deep trunk (``deep``: ``{variant: cell}``, PNGs ``<image>_deep_<variant>.png``).
 
     Raises:
-        UserError: evaluator shifts too large for the texture size.
+        UserError: evaluator shifts too large for the texture size; a bad ``texture.deep_trunk``.
     """
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    sh = cfg.texture.evaluator_shifts
+    from policyshare.vision.inputs import load_trunk_ref
+
+    judges = judges if judges is not None else texture_judge(cfg, textures, seed)
+    out: dict[str, dict[str, Any]] = {}
     for name, (source, reference) in textures.items():
         label = image_label(name)
-        ev = EvaluatorNet(int(source.shape[1]), cfg.texture.evaluator_seed)
+        judge, validation = judges[label]
         gen = torch.Generator().manual_seed(seed)
         noise = 0.25 + 0.5 * torch.rand(source.shape, generator=gen)
         save_png(out_dir / f"{label}_source.png", source[0], upscale=2)
         save_png(out_dir / f"{label}_reference.png", reference[0], upscale=2)
-        out[label] = {"reference": _dist(texture_distances(reference, source, ev, sh)),
-                      "noise": _dist(texture_distances(noise, source, ev, sh))}
+        out[label] = {"reference": _score(judge, validation, reference, source),
+                      "noise": _score(judge, validation, noise, source),
+                      "validation": {"passed": validation["passed"], "validated": validation["validated"],
+                                     "evaluators": judge.describe()}}
+    ref = cfg.texture.deep_trunk
+    if deep and ref:
+        dcfg = deep_texture_cfg(cfg)
+        cells = texture_step(load_trunk_ref(ref, cfg.trunk, seed), dcfg, textures, out_dir, None,
+                             texture_variants(dcfg), seed, judges)
+        for label, variants in cells.items():
+            out[label]["deep"] = {"trunk": ref, **variants}
+            for variant in variants:
+                stem = f"{label}_{variant.replace('+', '_')}"
+                for suffix in (".png", "_pair.png"):
+                    if (out_dir / f"{stem}{suffix}").is_file():
+                        deep_stem = f"{label}_deep_{variant.replace('+', '_')}"
+                        (out_dir / f"{stem}{suffix}").replace(out_dir / f"{deep_stem}{suffix}")
     return out
-
-
-def _dist(d: Mapping[str, float]) -> dict[str, float]:
-    return {"gram": d["gram"], "shifted_gram": d["shifted_gram"]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,17 +471,88 @@ def markdown_table(metrics: Mapping[str, Any]) -> str:
         rows.append("| " + " | ".join(cells) + " |")
     ung = base.get("unguided", {})
     tex = base.get("texture", {})
+    deep_ref = next((tex[i]["deep"]["trunk"] for i in images if "deep" in tex.get(i, {})), None)
     for label, acc, cas, key in (("unguided prior (s=0)", ung.get("accuracy"), ung.get("cas"), None),
                                  ("real digits", base.get("judge_accuracy"), base.get("real_cas"), None),
                                  ("held-out crop of the source", None, None, "reference"),
-                                 ("initial noise", None, None, "noise")):
+                                 ("initial noise", None, None, "noise"),
+                                 (f"deep texture trunk {deep_ref}", None, None, "deep")):
+        if key == "deep" and deep_ref is None:
+            continue
         cells = [f"*{label}*", "—", _pct(acc), _pct(cas)]
         for img in images:
-            for _ in variants:
-                d = tex.get(img, {}).get(key, {}) if key else {}
-                cells += [_num(d.get("gram")), _num(d.get("shifted_gram"))]
+            for v in variants:
+                cells += _texture_reference_cells(tex.get(img, {}), key, v)
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+def _texture_reference_cells(tex: Mapping[str, Any], key: str | None, variant: str) -> list[str]:
+    """The two texture cells of a reference row (``reference``, ``noise`` or ``deep`` per variant)."""
+    d = tex.get(key, {}) if key else {}
+    if key == "deep":
+        d = d.get(variant, {})
+        if "error" in d:
+            return ["failed", "failed"]
+    return [_num(d.get("gram")), _num(d.get("shifted_gram"))]
+
+
+TEXTURE_LEGEND = (
+    "* **Gram d. / shifted d.** (texture): how far a synthesis is from its source texture under an ensemble of "
+    "held-out judges of different architectures and depths (random conv nets with 3x3, 5x5 and 7x7/11x11 kernels, "
+    "a multi-scale pyramid, Gabor filter-bank energies, intensity histograms and co-occurrence matrices), never the "
+    "trunk that generated it. Each judge's distance is divided by its distance for a held-out crop of the same "
+    "texture, and the cell is the **worst** judge's ratio: 1 means as close as another piece of the real texture, "
+    "above 1 is worse — **lower is better, 1 is the floor a perfect synthesis reaches**. A judge is used for a "
+    "texture only after it ranks the held-out crop above the other bundled textures and noise. [gram]: synthesis "
+    "matched Gramians only (Gatys et al. 2015); [gram+shift]: also shifted Gramians (Berger & Memisevic 2016).")
+
+
+def texture_gallery_markdown(metrics: Mapping[str, Any], prefix: str = "") -> str:
+    """The texture PNGs as a Markdown table with a legend: source and held-out crop, then per trunk each variant.
+
+    Args:
+        metrics: :func:`compare`'s metrics.
+        prefix: prepended to every image path (the vision run folder relative to the report).
+    """
+    base = metrics["baselines"].get("texture", {})
+    variants = list(metrics.get("texture_variants", []))
+    if not base:
+        return ""
+    names = {"gram": "Gram only", "gram+shift": "Gram + shifts"}
+    lines = ["## Textures", "",
+             "Columns: **source** — the crop every synthesis matches; **held-out crop** — another piece of the same "
+             "texture, the best a synthesis can look; then, per trunk, **Gram only** (Gatys et al. 2015) and "
+             "**Gram + shifts** (Berger & Memisevic 2016): syntheses from noise on the trunk's conv layers. Under "
+             "each synthesis: the worst judge's ratio to the held-out crop (1 = as close as real texture; lower "
+             "is better) and the judges it fooled (scored it at least as close as the held-out crop), if any.", ""]
+    for img, b in base.items():
+        lines += [f"### {img}", "",
+                  "| source | held-out crop |", "|:---:|:---:|",
+                  f"| ![source]({prefix}textures/{img}_source.png) | "
+                  f"![held-out]({prefix}textures/{img}_reference.png) |",
+                  "", "| trunk | " + " | ".join(names.get(v, v) for v in variants) + " |",
+                  "|---|" + "|".join([":---:"] * len(variants)) + "|"]
+        rows: list[tuple[str, str, Mapping[str, Any]]] = [
+            (label, f"{label}/{img}_", r.get("texture", {}).get(img, {})) for label, r in metrics["results"].items()]
+        if "deep" in b:
+            rows.append((f"{b['deep']['trunk']} (deep reference)", f"textures/{img}_deep_", b["deep"]))
+        for label, stem, cells in rows:
+            out = [f"`{label}`"]
+            for v in variants:
+                cell = cells.get(v, {})
+                if "error" in cell or not cell:
+                    out.append("failed" if "error" in cell else "—")
+                    continue
+                fooled = f" fooled: {', '.join(cell['fooled'])}" if cell.get("fooled") else ""
+                out.append(f"![{label} {v}]({prefix}{stem}{v.replace('+', '_')}.png)<br>{_num(cell.get('gram'))} / "
+                           f"{_num(cell.get('shifted_gram'))}{fooled}")
+            lines.append("| " + " | ".join(out) + " |")
+        failed = [e for e, ok in b.get("validation", {}).get("passed", {}).items() if not ok]
+        lines += ["", f"Judges validated on {img}: {', '.join(b.get('validation', {}).get('validated', []))}"
+                  + (f"; left out (did not rank the held-out crop first): {', '.join(failed)}" if failed else "") + ".",
+                  ""]
+    return "\n".join(lines) + "\n"
 
 
 def report_markdown(metrics: Mapping[str, Any], wall_seconds: float | None = None) -> str:
@@ -411,13 +571,13 @@ def report_markdown(metrics: Mapping[str, Any], wall_seconds: float | None = Non
         "trunk) that an independent RBF-SVM, trained on the eval split, assigns to their target class.",
         "* **CAS**: classification accuracy score — the same SVM trained on the generated samples only, tested on "
         "real test digits.",
-        "* **Gram d. / shifted d.**: relative Gram / shifted-Gram distance to the source texture under a held-out "
-        "fixed-seed random evaluator network (never the guiding trunk); lower is better. [gram]: synthesis matched "
-        "Gramians only; [gram+shift]: also shifted Gramians (Berger & Memisevic 2016).",
+        TEXTURE_LEGEND,
         "* Reference rows: the prior unguided (targets are arbitrary, so chance); real digits (the judge on real test "
         "digits, and the CAS classifier trained on the real training split); a held-out crop of the same texture "
-        "(what a perfect synthesis scores) and the initial noise.",
+        "(1 by construction: what a perfect synthesis scores), the initial noise, and syntheses on a trunk deep "
+        "enough to carry a texture (texture.deep_trunk).",
         "",
+        texture_gallery_markdown(metrics),
     ]
     return "\n".join(lines)
 
@@ -461,6 +621,10 @@ def preflight(trunks: Sequence[str], cfg: VisionConfig, seed: int) -> None:
         trunk = random_trunk(cfg.trunk, seed) if ref in PRETRAINED_REFS else load_trunk_ref(ref, cfg.trunk, seed)
         check_texture_setup(trunk, cfg, textures, texture_variants(cfg), seed)
         check_layer(trunk, cfg.probe.layer)
+    if cfg.texture.deep_trunk:
+        dcfg = deep_texture_cfg(cfg)
+        check_texture_setup(load_trunk_ref(cfg.texture.deep_trunk, cfg.trunk, seed), dcfg, textures,
+                            texture_variants(dcfg), seed)
 
 
 def check_texture_setup(trunk: Trunk, cfg: VisionConfig, textures: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
@@ -478,16 +642,16 @@ def check_texture_setup(trunk: Trunk, cfg: VisionConfig, textures: Mapping[str, 
 
     Raises:
         UserError: unknown or dense layer, wrong layer weights, a shift not smaller than its
-            feature map (trunk or evaluator).
+            feature map (trunk or evaluator), a mirror axis along a map too small to mirror.
         TextureFailure: all-zero features on a matched layer, unless ``allow_dead``.
     """
     t = cfg.texture
     for source, _ in textures.values():
-        texture_distances(source, source, EvaluatorNet(int(source.shape[1]), t.evaluator_seed), t.evaluator_shifts)
         for shifts in variants.values():
             with contextlib.suppress(*((TextureFailure,) if allow_dead else ())):
                 TextureLoss(trunk, source, t.layers, t.layer_weights, shifts, t.shift_weight, t.normalise,
-                            t.relative, cfg.trunk.alignment, seed)
+                            t.relative, cfg.trunk.alignment, seed, mirror=t.mirror, mirror_weight=t.mirror_weight)
+        TextureJudge(int(source.shape[1]), t.evaluator_seed, t.evaluator_shifts).distances(source, source)
 
 
 def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = None,
@@ -544,7 +708,8 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
             "real_cas": classification_accuracy_score(ctx.splits.train.images, ctx.splits.train.labels,
                                                       ctx.splits.test, cfg.guidance.judge_c),
             "unguided": unguided_step(ctx, run.path, base_writer),
-            "texture": texture_baselines(ctx.textures, cfg, run.path / "textures", seed)}
+            "texture": texture_baselines(ctx.textures, cfg, run.path / "textures", seed,
+                                         judges := texture_judge(cfg, ctx.textures, seed))}
     finally:
         base_writer.close()
     metrics: dict[str, Any] = {"command": "vision compare", "seed": seed, "trunks": dict(zip(labels, trunks)),
@@ -568,7 +733,7 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
             progress(f"{label}: guided generation")
             row["generate"] = generation_step(trunk, ctx, out_dir, writer)
             progress(f"{label}: texture synthesis")
-            row["texture"] = texture_step(trunk, cfg, ctx.textures, out_dir, writer, seed=seed)
+            row["texture"] = texture_step(trunk, cfg, ctx.textures, out_dir, writer, seed=seed, judges=judges)
         finally:
             writer.close()
         seconds = round(time.perf_counter() - t0, 1)

@@ -172,14 +172,22 @@ class TextureConfig:
         shifts: shifts δ (feature-map pixels) of the shifted Gramians: a list for every layer or a
             mapping layer → list; each shift is used horizontally and vertically; empty: none.
         shift_weight: weight of the shifted-Gram terms relative to the plain Gram terms.
+        mirror: mirror axes of mirrored Gramians (symmetric textures, Berger & Memisevic 2016):
+            ``h`` (left-right) and/or ``v`` (top-bottom), a list for every layer or a mapping
+            layer → list; empty: none.
+        mirror_weight: weight of the mirrored-Gram terms relative to the plain Gram terms.
         optimizer: ``lbfgs`` or ``adam``.
         steps: optimiser iterations.
         lr: Adam's learning rate (on logits; L-BFGS-B needs none).
         patience: iterations within which the loss must fall by ``min_improvement`` (relative)
             below its initial value; otherwise synthesis stops with an error.
         min_improvement: relative decrease counted as progress (0.01 = 1 %).
-        evaluator_seed: seed of the held-out random evaluator network.
-        evaluator_shifts: shifts of the evaluator's shifted-Gram distance (feature-map pixels).
+        evaluator_seed: seed of the held-out random evaluators of the texture judge.
+        evaluator_shifts: shifts of the judge's shifted statistics (evaluator-map pixels).
+        deep_trunk: a trunk deep enough to carry a texture, synthesised in ``vision compare`` as
+            a reference row beside the compared trunks (``null``: none).
+        deep_shifts: the shifts of that reference's ``gram+shift`` synthesis (its deeper maps
+            are small: ``image_deep``'s conv6 map is 4x4 on a 64-pixel texture).
     """
 
     images: list[str] = field(default_factory=lambda: ["brick"])
@@ -191,6 +199,8 @@ class TextureConfig:
     relative: bool = True
     shifts: dict[str, list[int]] | list[int] = field(default_factory=lambda: [2, 4, 8])
     shift_weight: float = 1.0
+    mirror: dict[str, list[str]] | list[str] = field(default_factory=list)
+    mirror_weight: float = 1.0
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     steps: int = 150
     lr: float = 0.05
@@ -198,15 +208,68 @@ class TextureConfig:
     min_improvement: float = 0.01
     evaluator_seed: int = 1234
     evaluator_shifts: list[int] = field(default_factory=lambda: [2, 4])
+    deep_trunk: str | None = "random:image_deep"
+    deep_shifts: dict[str, list[int]] | list[int] = field(
+        default_factory=lambda: {"conv2": [4, 8], "conv4": [2, 4], "conv5": [2, 4]})
 
     def __post_init__(self) -> None:
         check_positive("texture.", resize=self.resize, size=self.size, steps=self.steps, lr=self.lr,
                        patience=self.patience)
-        check_non_negative("texture.", shift_weight=self.shift_weight, min_improvement=self.min_improvement)
+        check_non_negative("texture.", shift_weight=self.shift_weight, min_improvement=self.min_improvement,
+                           mirror_weight=self.mirror_weight)
+        axes = [a for v in (self.mirror.values() if isinstance(self.mirror, dict) else [self.mirror]) for a in v]
+        bad = [a for a in axes if a not in ("h", "v")]
+        if bad:
+            raise ConfigError(f"texture.mirror: unknown axis {bad[0]!r}; use h (left-right) and/or v (top-bottom)")
         if self.size > self.resize:
             raise ConfigError(f"texture.size ({self.size}) must not exceed texture.resize ({self.resize})")
         if not self.images:
             raise ConfigError("texture.images must name at least one texture, e.g. [brick]")
+
+
+@dataclass
+class TransferConfig:
+    """Style transfer (Gatys et al. 2016) with shifted Gramians (Berger & Memisevic 2016): ``vision transfer``.
+
+    Attributes:
+        size: the content photo is resized so its shorter side has this many pixels (the result's size).
+        style_size: the same for the style image.
+        grayscale: convert both images to one channel.
+        content_layer: the (deeper) conv layer whose features the content term matches.
+        layers: conv layers of the style term; ``null``: every conv layer.
+        shifts: shifted-Gram shifts of the style term (every layer, or a mapping layer → list).
+        shift_weight: weight of the shifted-Gram terms within the style term.
+        content_weight: ``α``, the content term's weight.
+        style_weight: ``β``, the style term's weight (the terms are relative errors; the style
+            term starts about 20 times larger than the content term from noise).
+        init: ``content`` (start from the photo: clean results in few steps) or ``noise`` (Gatys
+            et al. 2016's start).
+        optimizer: ``lbfgs`` or ``adam``.
+        steps: optimiser iterations.
+        lr: Adam's learning rate.
+        patience: iterations within which the loss must fall (see ``texture.patience``).
+    """
+
+    size: int = 96
+    style_size: int = 96
+    grayscale: bool = False
+    content_layer: str = "conv4"
+    layers: list[str] | None = None
+    shifts: dict[str, list[int]] | list[int] = field(default_factory=lambda: [2])
+    shift_weight: float = 1.0
+    content_weight: float = 1.0
+    style_weight: float = 0.05
+    init: Literal["content", "noise"] = "content"
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    steps: int = 100
+    lr: float = 0.05
+    patience: int = 20
+
+    def __post_init__(self) -> None:
+        check_positive("transfer.", size=self.size, style_size=self.style_size, steps=self.steps, lr=self.lr,
+                       patience=self.patience)
+        check_non_negative("transfer.", shift_weight=self.shift_weight, content_weight=self.content_weight,
+                           style_weight=self.style_weight)
 
 
 @dataclass
@@ -283,6 +346,7 @@ class VisionConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     texture: TextureConfig = field(default_factory=TextureConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
 

@@ -6,6 +6,8 @@ Sources (nothing is fetched at run time):
   stored as 0..16 and scaled to [0, 1] here.
 * textures — scikit-image's bundled ``brick``, ``grass`` and ``gravel`` (grayscale 512x512)
   and scikit-learn's sample photos ``china`` and ``flower`` (RGB 427x640).
+* photos — scikit-image's bundled ``astronaut``, ``chelsea``, ``coffee``, ``rocket``,
+  ``hubble_deep_field`` (RGB) and ``camera`` (grayscale), for style transfer.
 * the user's image files (anything Pillow decodes) and folders with one sub-folder per class.
 * ``mnist:DIR`` — MNIST's IDX files (``train-images-idx3-ubyte`` and ``-labels-idx1-ubyte``,
   optionally ``t10k-*`` and ``.gz``) from a local folder.
@@ -32,6 +34,7 @@ from policyshare.errors import UserError
 
 TEXTURES: tuple[str, ...] = ("brick", "grass", "gravel")
 SAMPLE_PHOTOS: tuple[str, ...] = ("china", "flower")
+SKIMAGE_PHOTOS: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "camera")
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -160,7 +163,7 @@ def decode_image(path: str | Path, grayscale: bool = False) -> torch.Tensor:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"image file {p} not found; pass an image file, a folder, or one of "
-                        f"{', '.join(TEXTURES + SAMPLE_PHOTOS)}")
+                        f"{', '.join(TEXTURES + SAMPLE_PHOTOS + SKIMAGE_PHOTOS)}")
     try:
         with Image.open(p) as im:
             im.load()
@@ -177,13 +180,14 @@ def load_image(source: str, grayscale: bool = False) -> torch.Tensor:
 
     Args:
         source: ``brick``, ``grass``, ``gravel`` (scikit-image, gray 512x512), ``china``,
-            ``flower`` (scikit-learn sample photos, RGB 427x640) or a path.
+            ``flower`` (scikit-learn sample photos, RGB 427x640), a scikit-image photo
+            (:data:`SKIMAGE_PHOTOS`) or a path.
         grayscale: convert to one channel.
 
     Raises:
         UserError: unknown name and no such file, or a file that does not decode.
     """
-    if source in TEXTURES:
+    if source in TEXTURES or source in SKIMAGE_PHOTOS:
         import skimage.data
 
         t = _to_tensor(getattr(skimage.data, source)())

@@ -14,6 +14,12 @@ pads when the target is at most twice the image's size (digits 8x8 → MinAtar 1
 one-pixel border, pixels kept 1:1 as in the games' 10x10 grids) and resizes otherwise
 (digits → Nature 84x84).
 
+**Centring.** Image specs (:data:`IMAGE_SPECS`, e.g. ``image_deep``) read images centred on
+0.5 (``x − 0.5``, :func:`input_center`), so a conv layer's response carries the image's
+structure rather than its mean brightness; the RL specs read ``[0, 1]`` unchanged, as their games'
+0/1 grids. A random trunk of an image spec is He-normal with zero biases (variance-preserving,
+so every layer's Gramian carries structure); the RL specs keep PyTorch's default init.
+
 **Trunk references** (:func:`load_trunk_ref`): ``random`` (the configured spec, seeded),
 ``random:SPEC`` (another spec at its native input size), or a trunk file written by
 ``policyshare train`` / ``policyshare vision pretrain``. ``classify`` and ``autoencoder`` are
@@ -38,7 +44,10 @@ from policyshare.vision.config import VisionTrunkConfig
 Fit = Literal["auto", "pad", "resize", "none"]
 
 #: Native input size (pixels, square) of each named spec, used by ``random:SPEC``.
-NATIVE_SIZE: dict[str, int] = {"minatar": 10, "minatar_deep": 10, "nature": 84}
+NATIVE_SIZE: dict[str, int] = {"minatar": 10, "minatar_deep": 10, "nature": 84, "image_deep": 64}
+
+#: Specs made for images (not RL games): centred input and He-normal random init.
+IMAGE_SPECS: tuple[str, ...] = ("image_deep",)
 
 #: Trunk references that are trained on the digits rather than loaded.
 PRETRAINED_REFS: tuple[str, ...] = ("classify", "autoencoder")
@@ -85,13 +94,14 @@ class ImageInput(nn.Module):
         alignment: ``pad`` or ``stem`` (see the module docstring).
         fit: see :func:`fit_spatial`.
         seed: seed of the ``stem`` convolution's initial weights.
+        center: subtracted from every pixel first (0.5 for image specs, see :func:`input_center`).
 
     Raises:
         UserError: ``pad`` with more image channels than the trunk reads.
     """
 
     def __init__(self, image_channels: int, spec: TrunkSpec, alignment: str = "pad", fit: Fit = "auto",
-                 seed: int = 0) -> None:
+                 seed: int = 0, center: float = 0.0) -> None:
         super().__init__()
         if alignment == "pad" and image_channels > spec.in_channels:
             raise UserError(f"images have {image_channels} channels but the trunk reads {spec.in_channels}; "
@@ -103,9 +113,32 @@ class ImageInput(nn.Module):
         self.height = spec.height
         self.width = spec.width
         self.fit: Fit = fit
+        self.center = float(center)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.align(fit_spatial(images, self.height, self.width, self.fit))
+        x = fit_spatial(images, self.height, self.width, self.fit)
+        return self.align(x - self.center if self.center else x)
+
+
+def input_center(trunk: Trunk) -> float:
+    """The value subtracted from image pixels before ``trunk``: 0.5 for :data:`IMAGE_SPECS`, else 0."""
+    return 0.5 if trunk.spec.name in IMAGE_SPECS else 0.0
+
+
+def he_init(trunk: Trunk) -> Trunk:
+    """He-normal weights (std ``sqrt(2 / fan_in)``, He et al. 2015) and zero biases, in place.
+
+    ReLU layers then keep the variance of their input, so deep random layers neither vanish nor
+    let biases dominate their Gramians. Uses the global torch RNG (seed it first).
+    """
+    with torch.no_grad():
+        for layer in trunk.layers:
+            assert isinstance(layer, (nn.Conv2d, nn.Linear))
+            fan_in = layer.weight[0].numel()
+            layer.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
+            if layer.bias is not None:
+                layer.bias.zero_()
+    return trunk
 
 
 def freeze(trunk: Trunk) -> Trunk:
@@ -115,7 +148,10 @@ def freeze(trunk: Trunk) -> Trunk:
 
 
 def random_trunk(cfg: VisionTrunkConfig, seed: int, spec_name: str | None = None) -> Trunk:
-    """A freshly initialised trunk (PyTorch's default init) under a fixed seed.
+    """A freshly initialised trunk under a fixed seed.
+
+    PyTorch's default init for the RL specs; He-normal weights and zero biases for
+    :data:`IMAGE_SPECS` (:func:`he_init`).
 
     Args:
         cfg: the configured spec, channels, size and activation.
@@ -137,6 +173,8 @@ def random_trunk(cfg: VisionTrunkConfig, seed: int, spec_name: str | None = None
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         trunk = Trunk(spec)
+        if name in IMAGE_SPECS:
+            he_init(trunk)
     trunk.header = {"source": {"kind": "random", "seed": seed}, "spec": spec.to_dict()}
     return trunk.eval()
 

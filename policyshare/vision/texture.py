@@ -12,6 +12,16 @@ of itself shifted by ``δ = (dy, dx)``, over the positions where both lie inside
 
     G^δ_ij = (1/Z_δ) Σ_{p : p, p+δ inside} F_i(p) F_j(p + δ)
 
+Mirrored Gram matrix (Berger & Memisevic 2016, Sec. 4, "symmetric textures"): the product of
+the map with its mirror image ``m`` — horizontal ``m_h(y, x) = (y, W−1−x)`` or vertical
+``m_v(y, x) = (H−1−y, x)`` — over all positions:
+
+    G^m_ij = (1/Z) Σ_p F_i(p) F_j(m(p))
+
+Its target is the source's *plain* Gram matrix ``G(s)``: the correlations a feature has with
+itself are asked of it and its mirror image, so the result becomes mirror-symmetric about its
+centre line while keeping the source's statistics.
+
 Normalisation ``Z`` (``normalise``): ``hw`` — the number of positions summed
 (``H·W``, or ``(H−dy)·(W−dx)`` when shifted), so Gramians of maps of different sizes compare;
 ``chw`` — that times ``C``; ``none`` — 1.
@@ -19,9 +29,11 @@ Normalisation ``Z`` (``normalise``): ``hw`` — the number of positions summed
 Loss (:class:`TextureLoss`), summed over the chosen layers ``l`` with weights ``w_l``:
 
     L(x) = Σ_l w_l [ e(G_l(x), G_l(s))
-                     + λ Σ_{δ ∈ S_l} Σ_{dir ∈ {horizontal, vertical}} e(G^δ_l(x), G^δ_l(s)) ]
+                     + λ Σ_{δ ∈ S_l} Σ_{dir ∈ {horizontal, vertical}} e(G^δ_l(x), G^δ_l(s))
+                     + μ Σ_{m ∈ M_l} e(G^m_l(x), G_l(s)) ]
 
-with ``s`` the source texture, ``S_l`` the shifts of layer ``l`` and ``λ`` the shift weight.
+with ``s`` the source texture, ``S_l`` the shifts of layer ``l``, ``λ`` the shift weight,
+``M_l ⊆ {h, v}`` the mirror axes of layer ``l`` and ``μ`` the mirror weight.
 Each term ``e`` averages the squared difference over the ``C_l x C_l`` entries; with
 ``relative`` (the default) it is also divided by the same average of the target's squares:
 
@@ -34,7 +46,11 @@ absolute loss is ~1e-6, below L-BFGS's working range), and makes layer weights c
 Without it and with ``hw``, a Gram term is 4x Gatys et al.'s
 ``E_l = 1/(4 N_l² M_l²) Σ (G − A)²`` (their G is the unnormalised sum).
 
-Synthesis (:func:`synthesize`) optimises the pixels from uniform noise in [0.25, 0.75], with
+Images enter the trunk through :class:`~policyshare.vision.inputs.ImageInput`, centred on 0.5
+for image specs such as ``image_deep`` (:func:`~policyshare.vision.inputs.input_center`).
+
+Synthesis (:func:`synthesize`) optimises the pixels from uniform noise in [0.25, 0.75] (or a
+given start, e.g. the content photo of a style transfer), with
 L-BFGS-B under box constraints [0, 1] or with Adam on logits (``x = sigmoid(z)``), so every
 pixel stays in range. A non-finite loss, or one that does not fall (within ``patience`` iterations,
 and again at the end of the run however short), stops synthesis with a clear
@@ -53,10 +69,13 @@ from torch import nn
 
 from policyshare.errors import NumericalError, UserError
 from policyshare.trunks import Trunk, conv_output_hw
-from policyshare.vision.inputs import ImageInput, freeze
+from policyshare.vision.inputs import ImageInput, freeze, input_center
 from policyshare.vision.tb import ScalarLog, no_log
 
 Normalise = Literal["hw", "chw", "none"]
+
+#: Mirror axes of the mirrored Gramians: ``h`` mirrors left-right, ``v`` top-bottom.
+MIRROR_AXES: tuple[str, ...] = ("h", "v")
 
 
 class TextureFailure(NumericalError):
@@ -117,6 +136,55 @@ def shifted_gram(features: torch.Tensor, dy: int, dx: int, normalise: str = "hw"
     a = features[:, :, :h - dy, :w - dx].reshape(b, c, -1)
     s = features[:, :, dy:, dx:].reshape(b, c, -1)
     return a @ s.transpose(1, 2) / _norm(c, (h - dy) * (w - dx), normalise)
+
+
+def mirrored_gram(features: torch.Tensor, axis: str, normalise: str = "hw") -> torch.Tensor:
+    """Gramians between a feature map and its mirror image (Berger & Memisevic 2016, symmetric textures).
+
+    Args:
+        features: ``(batch, C, H, W)``.
+        axis: ``h`` (mirror left-right: ``x → W−1−x``) or ``v`` (top-bottom: ``y → H−1−y``).
+        normalise: ``hw`` (divide by ``H·W``), ``chw`` or ``none``.
+
+    Returns:
+        ``(batch, C, C)``, ``G_ij = Σ_p F_i(p) F_j(m(p)) / Z`` (symmetric: ``m`` is an involution).
+
+    Raises:
+        UserError: an unknown axis, or a map of fewer than 2 pixels along it (its mirror image
+            is itself, so the mirrored Gramian would be the plain one).
+    """
+    b, c, h, w = features.shape
+    if axis not in MIRROR_AXES:
+        raise UserError(f"unknown mirror axis {axis!r}; choose h (left-right) or v (top-bottom)")
+    size = w if axis == "h" else h
+    if size < 2:
+        raise UserError(f"a {h}x{w} feature map is too small to mirror {'left-right' if axis == 'h' else 'top-bottom'} "
+                        "(it needs 2 pixels along the axis)")
+    mirrored = features.flip(-1 if axis == "h" else -2)
+    f = features.reshape(b, c, h * w)
+    return f @ mirrored.reshape(b, c, h * w).transpose(1, 2) / _norm(c, h * w, normalise)
+
+
+def resolve_mirror(mirror: Mapping[str, Sequence[str]] | Sequence[str], layers: Sequence[str]) -> dict[str, list[str]]:
+    """Per-layer mirror axes from a list (every layer) or a mapping layer → list.
+
+    Raises:
+        UserError: a mapping key that is not among ``layers``, or an axis other than ``h``/``v``.
+    """
+    if isinstance(mirror, Mapping):
+        unknown = sorted(set(mirror) - set(layers))
+        if unknown:
+            raise UserError(f"mirror axes given for {', '.join(unknown)}, which are not among the matched layers "
+                            f"{', '.join(layers)}; add them to the layers or drop their mirror axes")
+        out = {layer: [str(a) for a in mirror.get(layer, [])] for layer in layers}
+    else:
+        out = {layer: [str(a) for a in mirror] for layer in layers}
+    for layer, axes in out.items():
+        bad = [a for a in axes if a not in MIRROR_AXES]
+        if bad:
+            raise UserError(f"unknown mirror axis {bad[0]!r} for {layer}; choose h (left-right) or v (top-bottom)")
+        out[layer] = list(dict.fromkeys(axes))
+    return out
 
 
 def resolve_shifts(shifts: Mapping[str, Sequence[int]] | Sequence[int], layers: Sequence[str]) -> dict[str, list[int]]:
@@ -192,10 +260,16 @@ class TextureLoss(nn.Module):
         relative: divide each term by ``mean_ij A_ij²`` of its target (see the module docstring).
         alignment: ``pad`` or ``stem`` (how image channels enter the trunk).
         seed: seed of a ``stem``.
+        mirror: mirror axes (``h``, ``v``) per layer, or one list for every layer: mirrored
+            Gramians matched to the source's plain Gramian (symmetric textures).
+        mirror_weight: ``μ``.
+        center: subtracted from the pixels before the trunk (``None``: 0.5 for image specs, else
+            0; :func:`~policyshare.vision.inputs.input_center`).
 
     Raises:
         UserError: unknown or dense layer, wrong number of weights, a shift not smaller than its
-            layer's feature map, or an image too small for the trunk.
+            layer's feature map, a mirror axis along which a layer's map has fewer than 2 pixels,
+            or an image too small for the trunk.
         TextureFailure: a layer whose features are all zero on the source (nothing to match).
     """
 
@@ -203,7 +277,8 @@ class TextureLoss(nn.Module):
                  layer_weights: Sequence[float] | None = None,
                  shifts: Mapping[str, Sequence[int]] | Sequence[int] = (), shift_weight: float = 1.0,
                  normalise: Normalise = "hw", relative: bool = True, alignment: str = "pad",
-                 seed: int = 0) -> None:
+                 seed: int = 0, mirror: Mapping[str, Sequence[str]] | Sequence[str] = (),
+                 mirror_weight: float = 1.0, center: float | None = None) -> None:
         super().__init__()
         self.trunk = freeze(trunk)
         self.layers = check_conv_layers(trunk, layers)
@@ -214,6 +289,8 @@ class TextureLoss(nn.Module):
         self.weights = dict(zip(self.layers, weights))
         self.shifts = resolve_shifts(shifts, self.layers)
         self.shift_weight = float(shift_weight)
+        self.mirror = resolve_mirror(mirror, self.layers)
+        self.mirror_weight = float(mirror_weight)
         self.normalise: Normalise = normalise
         self.relative = bool(relative)
         _norm(1, 1, normalise)
@@ -224,7 +301,14 @@ class TextureLoss(nn.Module):
             if too_big:
                 raise UserError(f"shift {too_big[0]} is not smaller than layer {layer}'s {fh}x{fw} feature map "
                                 f"(for a {h}x{w} image); use shifts below {min(fh, fw)} or a larger image")
-        self.input = ImageInput(int(source.shape[1]), trunk.spec, alignment, fit="none", seed=seed)
+            for axis in self.mirror[layer]:
+                if (fw if axis == "h" else fh) < 2:
+                    raise UserError(f"layer {layer}'s {fh}x{fw} feature map (for a {h}x{w} image) is too small to "
+                                    f"mirror {'left-right (h)' if axis == 'h' else 'top-bottom (v)'}; mirror earlier "
+                                    "layers (--mirror LAYER:h,v) or use a larger image")
+        self.center = input_center(trunk) if center is None else float(center)
+        self.input = ImageInput(int(source.shape[1]), trunk.spec, alignment, fit="none", seed=seed,
+                                center=self.center)
         self.input.requires_grad_(False)
         self.upto = max(self.layers, key=trunk.layer_names.index)
         with torch.no_grad():
@@ -237,6 +321,8 @@ class TextureLoss(nn.Module):
         self.targets = {layer: self._grams(layer, f) for layer, f in feats.items()}
         self.scales = {layer: {k: max(float(a.pow(2).mean()), 1e-30) if self.relative else 1.0
                                for k, a in grams.items()} for layer, grams in self.targets.items()}
+        # Mirrored Gramians are matched to the plain target (the module docstring).
+        self.mirror_targets = {layer: self.targets[layer][(0, 0)] for layer in self.layers}
 
     def feature_maps(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The matched layers' outputs ``{layer: (1, C_l, H_l, W_l)}`` for ``image`` ``(1, C, H, W)``."""
@@ -252,13 +338,18 @@ class TextureLoss(nn.Module):
         return out
 
     def terms(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The loss's terms ``e``: ``{"<layer>/gram": …, "<layer>/shift_<dy>_<dx>": …}`` (weights not applied)."""
+        """The loss's terms ``e``: ``{"<layer>/gram": …, "<layer>/shift_<dy>_<dx>": …, "<layer>/mirror_<h|v>": …}``
+        (weights not applied)."""
         out: dict[str, torch.Tensor] = {}
         for layer, f in self.feature_maps(image).items():
             for (dy, dx), target in self.targets[layer].items():
                 g = gram(f, self.normalise) if (dy, dx) == (0, 0) else shifted_gram(f, dy, dx, self.normalise)
                 key = f"{layer}/gram" if (dy, dx) == (0, 0) else f"{layer}/shift_{dy}_{dx}"
                 out[key] = (g - target).pow(2).mean() / self.scales[layer][(dy, dx)]
+            for axis in self.mirror[layer]:
+                g = mirrored_gram(f, axis, self.normalise)
+                out[f"{layer}/mirror_{axis}"] = ((g - self.mirror_targets[layer]).pow(2).mean()
+                                                 / self.scales[layer][(0, 0)])
         return out
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -266,8 +357,9 @@ class TextureLoss(nn.Module):
         total = image.new_zeros(())
         for key, value in self.terms(image).items():
             layer, kind = key.split("/", 1)
-            weight = self.weights[layer] * (1.0 if kind == "gram" else self.shift_weight)
-            total = total + weight * value
+            kind_weight = (1.0 if kind == "gram" else self.mirror_weight if kind.startswith("mirror")
+                           else self.shift_weight)
+            total = total + self.weights[layer] * kind_weight * value
         return total
 
 
@@ -364,7 +456,7 @@ def _check_finite(loss: float) -> None:
 def synthesize(loss_fn: Callable[[torch.Tensor], torch.Tensor], shape: Sequence[int], *,
                optimizer: Literal["lbfgs", "adam"] = "lbfgs", steps: int = 100, lr: float = 0.05,
                patience: int = 20, min_improvement: float = 0.01, seed: int = 0,
-               log: ScalarLog = no_log) -> SynthesisResult:
+               log: ScalarLog = no_log, init: torch.Tensor | None = None) -> SynthesisResult:
     """Optimise an image's pixels to minimise ``loss_fn`` (Gatys et al. 2015, Sec. 2).
 
     Both optimisers start from uniform noise in [0.25, 0.75] and keep every pixel in [0, 1]:
@@ -385,6 +477,8 @@ def synthesize(loss_fn: Callable[[torch.Tensor], torch.Tensor], shape: Sequence[
             this far below the initial one at the end of the run, however few the iterations.
         seed: seed of the initial noise.
         log: receives ``loss`` per iteration (iteration 0: the initial noise).
+        init: the starting image ``shape`` in [0, 1] instead of noise (clamped to
+            [0.001, 0.999] for Adam's logits).
 
     Returns:
         The best image and the loss curve (``losses[k]``: after ``k`` iterations).
@@ -398,8 +492,13 @@ def synthesize(loss_fn: Callable[[torch.Tensor], torch.Tensor], shape: Sequence[
     """
     if optimizer not in ("lbfgs", "adam"):
         raise UserError(f"unknown optimizer {optimizer!r}; choose lbfgs or adam")
-    gen = torch.Generator().manual_seed(seed)
-    x0 = 0.25 + 0.5 * torch.rand(tuple(shape), generator=gen)
+    if init is not None:
+        if tuple(init.shape) != tuple(shape):
+            raise UserError(f"the starting image has shape {tuple(init.shape)}, the result {tuple(shape)}")
+        x0 = init.detach().float().clamp(0.0, 1.0).clone()
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        x0 = 0.25 + 0.5 * torch.rand(tuple(shape), generator=gen)
     if optimizer == "lbfgs":
         return _lbfgs(loss_fn, x0, steps, patience, min_improvement, log)
     return _adam(loss_fn, x0, steps, lr, patience, min_improvement, log)
@@ -407,7 +506,7 @@ def synthesize(loss_fn: Callable[[torch.Tensor], torch.Tensor], shape: Sequence[
 
 def _adam(loss_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: int, lr: float, patience: int,
           min_improvement: float, log: ScalarLog) -> SynthesisResult:
-    z = torch.logit(x0).requires_grad_(True)
+    z = torch.logit(x0.clamp(0.001, 0.999)).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     image = torch.sigmoid(z)
     loss = loss_fn(image)
