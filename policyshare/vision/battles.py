@@ -73,7 +73,7 @@ def gam_ratios(test_error_a: float, test_error_b: float, sample_error_a: float,
 
 
 def battle_winner(r_test: float, r_sample: float, tolerance: float = 0.2) -> Winner:
-    """``A`` if ``r_sample < 1``, ``B`` if ``r_sample > 1``, both only when ``|r_test − 1| <= tolerance``; else ``tie``."""
+    """``A`` if ``r_sample < 1``, ``B`` if ``r_sample > 1`` — only when ``|r_test − 1| <= tolerance``; else ``tie``."""
     if not (math.isfinite(r_test) and abs(r_test - 1.0) <= tolerance) or math.isnan(r_sample):
         return "tie"
     if r_sample < 1.0:
@@ -140,7 +140,8 @@ def seed_counts(discriminators: Mapping[str, Discriminator], samples: Mapping[st
     return out
 
 
-def battle_table(per_seed: Sequence[Mapping[str, Any]], labels: Sequence[str], tolerance: float) -> list[dict[str, Any]]:
+def battle_table(per_seed: Sequence[Mapping[str, Any]], labels: Sequence[str],
+                 tolerance: float) -> list[dict[str, Any]]:
     """Every pair's battle, error counts pooled over seeds, plus the winner of each seed.
 
     Args:

@@ -19,7 +19,8 @@ from typing import Any
 
 from policyshare.errors import UserError
 
-TRUNK_HELP = ("random (the configured spec, seeded), random:SPEC (minatar, minatar_deep, nature), classify or "
+TRUNK_HELP = ("random (the configured spec, seeded), random:SPEC (minatar, minatar_deep, nature), zoo:ENV_ID (the "
+              "trunk of the zoo's expert, e.g. zoo:MinAtar/Breakout-v1), classify or "
               "autoencoder (trained here on the digits' training split), or a trunk file (.safetensors, e.g. "
               "runs/train/…/trunk.safetensors)")
 
@@ -120,12 +121,18 @@ def _generate(sub: Any) -> None:
 
 def _compare(sub: Any) -> None:
     p = sub.add_parser(
-        "compare", help="the thesis table: probe, guided generation and texture per trunk",
-        description="For each trunk: linear-probe accuracy, guided-generation accuracy and classification accuracy "
-        "score, and texture distances (Gram only and Gram + shifted Gram) under a held-out evaluator. Writes "
-        "metrics.json, report.md (the Markdown table), PNGs per trunk and TensorBoard events tb/<trunk>/ under "
-        "vision/ tags.")
+        "compare", help="the thesis table: probe, guided generation and texture per trunk, over seeds",
+        description="For each trunk: linear-probe accuracy and texture distances (Gram only and Gram + shifted Gram) "
+        "under a held-out evaluator; and, over --seeds, the thesis in both directions on classes no trunk was "
+        "labelled with: guided generation swept over guidance scales (judged accuracy, classification accuracy "
+        "score, diversity; at each trunk's best scale and at matched diversity), few-label probes of the trunks and "
+        "of the diffusion prior's denoiser, and generator battles (Im et al. 2016), with intervals over seeds, "
+        "paired differences and one verdict per direction. Writes metrics.json, report.md, guidance_curves.png, "
+        "PNGs per trunk and TensorBoard events tb/<trunk>/ under vision/ tags.")
     p.add_argument("--trunks", nargs="+", required=True, metavar="TRUNK", help=TRUNK_HELP)
+    p.add_argument("--seeds", nargs="+", default=None, metavar="S",
+                   help="seeds of the generation side, e.g. 0-4 (>= 5 seeds give bootstrap intervals and verdicts; "
+                   "default: --seed)")
     _common(p)
     p.set_defaults(handler=_threads(_cmd_compare))
 
@@ -365,8 +372,11 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     from policyshare.vision.compare import compare, markdown_table
     from policyshare.vision.config import VisionConfig
 
+    from policyshare.train import parse_seeds
+
+    seeds = parse_seeds(a.seeds) if a.seeds is not None else None  # an empty range is refused before any work
     cfg: VisionConfig = _config(a)
-    metrics = compare(a.trunks, cfg, a.run_dir, a.seed, _progress(a))
+    metrics = compare(a.trunks, cfg, a.run_dir, a.seed, _progress(a), seeds=seeds)
     print(markdown_table(metrics))
     print(f"wall time {metrics['wall_seconds']:.0f} s; run folder: {metrics['run_dir']}")
     if not a.quiet:

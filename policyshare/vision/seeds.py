@@ -59,9 +59,16 @@ class SeedSummary:
         """Plain data for ``metrics.json`` (``nan`` becomes ``None``)."""
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
 
-    def format(self, pct: bool = False) -> str:
-        """``0.850 [0.800, 0.900]`` (CI), ``0.850 (range 0.800–0.900, 3 seeds)``, ``0.850 (one seed: no interval)``."""
+    def format(self, pct: bool = False, points: bool = False) -> str:
+        """``0.850 [0.800, 0.900]`` (CI), ``0.850 (range 0.800–0.900, 3 seeds)``, ``0.850 (one seed: no interval)``.
+
+        Args:
+            pct: show fractions as percentages (``85.0%``).
+            points: show differences of fractions as signed percentage points (``+5.0 pp``).
+        """
         def f(v: float) -> str:
+            if points:
+                return f"{100 * v:+.1f} pp"
             return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
 
         if self.kind == "empty":

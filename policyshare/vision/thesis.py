@@ -278,7 +278,7 @@ def verdicts(generation_pairs: Mapping[str, SeedSummary], probe_pairs: Mapping[s
             "the random trunk, at matched diversity", ["autoencoder", "random"], generation_pairs),
         "generation_to_classification": (
             f"generatively trained features (diffusion denoiser, autoencoder) do not classify unseen classes from "
-            f"{shots} labels each as well as the classification trunk does", [DENOISER, "autoencoder"], probe_pairs)}
+            f"{shots} label(s) per class as well as the classification trunk does", [DENOISER, "autoencoder"], probe_pairs)}
     for key, (claim, others, pairs) in claims.items():
         if "classify" not in labels or not all(o == DENOISER or o in labels for o in others):
             out[key] = {"claim": claim, "verdict": "undecided",
@@ -287,6 +287,20 @@ def verdicts(generation_pairs: Mapping[str, SeedSummary], probe_pairs: Mapping[s
         v, reason = verdict(pick(pairs, others))
         out[key] = {"claim": claim, "verdict": v, "reason": reason}
     return out
+
+
+def thesis_generation_row(thesis: Mapping[str, Any], first_seed: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """The thesis table's ``generate`` cell of a trunk: means over seeds at its best scale; the first seed's point."""
+    g = thesis["generation"][label]
+
+    def mean(metric: str) -> float:
+        v = g[metric]["mean"]
+        return math.nan if v is None else float(v)
+
+    return {"scale": thesis["best_scales"].get(label), "accuracy": mean("best_accuracy"), "cas": mean("best_cas"),
+            "diversity": mean("best_diversity"), "matched_accuracy": mean("matched_accuracy"),
+            "n_seeds": len(thesis["seeds"]), "first_seed": first_seed.get("best", {}),
+            "guide_clean_accuracy": first_seed.get("guide_clean_accuracy")}
 
 
 def summary_from_dict(d: Mapping[str, Any]) -> SeedSummary:

@@ -24,6 +24,10 @@ def _f(d: Mapping[str, Any] | None, pct: bool = True) -> str:
     return summary_from_dict(d).format(pct) if d else "—"
 
 
+def _pp(d: Mapping[str, Any] | None) -> str:
+    return summary_from_dict(d).format(points=True) if d else "—"
+
+
 def _ratio(v: float) -> str:
     return f"{v:.2f}" if math.isfinite(v) else str(v)
 
@@ -81,8 +85,8 @@ def thesis_markdown(thesis: Mapping[str, Any], cfg: VisionConfig, plot: str | No
               "|---|---:|---:|---:|"]
     pairs = thesis["generation_pairs"]
     for name in pairs["matched_accuracy"]:
-        lines.append(f"| {name} | {_f(pairs['matched_accuracy'][name])} | {_f(pairs['best_accuracy'][name])} | "
-                     f"{_f(pairs['best_cas'][name])} |")
+        lines.append(f"| {name} | {_pp(pairs['matched_accuracy'][name])} | {_pp(pairs['best_accuracy'][name])} | "
+                     f"{_pp(pairs['best_cas'][name])} |")
     if plot:
         lines += ["", f"![guidance curves]({plot})"]
     shots = [str(k) for k in t.shots]
@@ -90,7 +94,7 @@ def thesis_markdown(thesis: Mapping[str, Any], cfg: VisionConfig, plot: str | No
               f"Logistic regression on frozen features from {', '.join(shots)} labelled training images per class, "
               f"{t.probe_repeats} draws per seed (the same draws for every source); test accuracy on classes {tgt}. "
               f"`{DENOISER}`: the seed's diffusion prior's last hidden layer at timestep index {t.denoiser_timestep}.",
-              "", "| features | " + " | ".join(f"{k} label(s)/class" for k in shots) + " |",
+              "", "| features | " + " | ".join(f"{k} labels/class" for k in shots) + " |",
               "|---|" + "---:|" * len(shots)]
     for src, row in thesis["few_label"].items():
         lines.append(f"| `{src}` | " + " | ".join(_f(row[k]) for k in shots) + " |")
@@ -98,7 +102,7 @@ def thesis_markdown(thesis: Mapping[str, Any], cfg: VisionConfig, plot: str | No
               "| difference | " + " | ".join(f"{k}/class" for k in shots) + " |", "|---|" + "---:|" * len(shots)]
     fp = thesis["few_label_pairs"]
     for name in fp[shots[0]]:
-        lines.append(f"| {name} | " + " | ".join(_f(fp[k][name]) for k in shots) + " |")
+        lines.append(f"| {name} | " + " | ".join(_pp(fp[k][name]) for k in shots) + " |")
     lines += ["", "### Battles (Generative Adversarial Metric, Im et al. 2016)", "",
               "Each trunk's real-vs-generated discriminator (a linear head on the trunk, trained against its own "
               "samples at its best scale) judges the other's samples. r_test = ε(D_A; real test) / ε(D_B; real test), "
