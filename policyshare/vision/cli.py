@@ -369,10 +369,9 @@ def _cmd_generate(a: argparse.Namespace) -> int:
 
 
 def _cmd_compare(a: argparse.Namespace) -> int:
+    from policyshare.train import parse_seeds
     from policyshare.vision.compare import compare, markdown_table
     from policyshare.vision.config import VisionConfig
-
-    from policyshare.train import parse_seeds
 
     seeds = parse_seeds(a.seeds) if a.seeds is not None else None  # an empty range is refused before any work
     cfg: VisionConfig = _config(a)

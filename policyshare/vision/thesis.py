@@ -278,7 +278,8 @@ def verdicts(generation_pairs: Mapping[str, SeedSummary], probe_pairs: Mapping[s
             "the random trunk, at matched diversity", ["autoencoder", "random"], generation_pairs),
         "generation_to_classification": (
             f"generatively trained features (diffusion denoiser, autoencoder) do not classify unseen classes from "
-            f"{shots} label(s) per class as well as the classification trunk does", [DENOISER, "autoencoder"], probe_pairs)}
+            f"{shots} label(s) per class as well as the classification trunk does", [DENOISER, "autoencoder"],
+            probe_pairs)}
     for key, (claim, others, pairs) in claims.items():
         if "classify" not in labels or not all(o == DENOISER or o in labels for o in others):
             out[key] = {"claim": claim, "verdict": "undecided",
