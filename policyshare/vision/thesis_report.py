@@ -71,7 +71,9 @@ def thesis_markdown(thesis: Mapping[str, Any], cfg: VisionConfig, plot: str | No
               f"Every trunk's noisy classifier guides the seed's prior at scales {t.scales}; *best* is the swept scale "
               "with the highest judged accuracy (the same optimistic choice for every trunk); *matched* reads the "
               f"curve where the samples' diversity falls to {t.matched_diversity:g} × the unguided prior's "
-              "(interpolated; — where no scale gets there).", "",
+              "(interpolated; — where no scale gets there). Diversity is the mean pairwise distance under a "
+              "held-out feature network, relative to real digits; it counts noise as diversity, so samples that "
+              "break down at large scales read as *more* diverse (the curves show where).", "",
               "| trunk | best s (most often) | judged acc. at best s | CAS at best s | rel. diversity at best s | "
               "judged acc. at matched diversity | CAS at matched diversity |",
               "|---|---:|---:|---:|---:|---:|---:|"]
@@ -94,7 +96,7 @@ def thesis_markdown(thesis: Mapping[str, Any], cfg: VisionConfig, plot: str | No
               f"Logistic regression on frozen features from {', '.join(shots)} labelled training images per class, "
               f"{t.probe_repeats} draws per seed (the same draws for every source); test accuracy on classes {tgt}. "
               f"`{DENOISER}`: the seed's diffusion prior's last hidden layer at timestep index {t.denoiser_timestep}.",
-              "", "| features | " + " | ".join(f"{k} labels/class" for k in shots) + " |",
+              "", "| features | " + " | ".join(f"{k} per class" for k in shots) + " |",
               "|---|" + "---:|" * len(shots)]
     for src, row in thesis["few_label"].items():
         lines.append(f"| `{src}` | " + " | ".join(_f(row[k]) for k in shots) + " |")
