@@ -595,7 +595,8 @@ def parse_seeds(items: Sequence[str]) -> list[int]:
             except ValueError:
                 raise UserError(f"bad seed {part!r}: use integers >= 0 or ranges like 0-4") from None
             if lo > hi:
-                raise UserError(f"bad seed range {part!r}: the start exceeds the end")
+                raise UserError(f"bad seed range {part!r}: the start exceeds the end, so it holds no seed; "
+                                f"write {hi}-{lo}")
             seeds.extend(range(lo, hi + 1))
     if not seeds:
         raise UserError("no seeds given: use integers >= 0 or ranges like 0-4")

@@ -36,7 +36,8 @@ def tiny_config(tmp_path: Path, **changes: object) -> Path:
         "vision": {"set": {"pretrain": {"classify_epochs": 1, "autoencoder_epochs": 1},
                            "diffusion": {"train_steps": 50, "hidden": 32, "cache_dir": str(tmp_path / "cache")},
                            "guidance": {"train_steps": 20, "per_class": 3, "head_hidden": 16},
-                           "texture": {"steps": 3}}},
+                           "texture": {"steps": 3},
+                           "thesis": {"scales": [0, 4], "shots": [1], "verdict_shots": 1, "probe_repeats": 1}}},
     }
     cfg.update(changes)
     path = tmp_path / "tiny.yaml"

@@ -38,7 +38,9 @@ def tiny(cache: Path | None) -> list[str]:
         "diffusion.timesteps": 10, "diffusion.hidden": 32, "diffusion.train_steps": 40, "guidance.train_steps": 40,
         "guidance.per_class": 3, "pretrain.classify_epochs": 1, "pretrain.autoencoder_epochs": 1,
         "texture.resize": 64, "texture.size": 32, "texture.steps": 4, "texture.patience": 4, "texture.shifts": "[2]",
-        "texture.evaluator_shifts": "[1, 2]", "texture.deep_trunk": "null", "probe.max_iter": 20}
+        "texture.evaluator_shifts": "[1, 2]", "texture.deep_trunk": "null", "probe.max_iter": 20,
+        "thesis.scales": "[0, 4]", "thesis.shots": "[1]",
+        "thesis.verdict_shots": 1, "thesis.probe_repeats": 1, "thesis.bootstrap_reps": 100}
     if cache is not None:
         sets["diffusion.cache_dir"] = str(cache)
     out: list[str] = []

@@ -14,7 +14,7 @@ Modules, in data-flow order:
   textures, scikit-learn sample photos, the user's files and folders, MNIST / CIFAR-10 from
   local standard-format files) and PNG writing.
 * :mod:`~policyshare.vision.inputs` — how images enter a trunk (:class:`ImageInput`) and how a
-  trunk is named on the command line (``random``, ``random:SPEC``, a trunk file).
+  trunk is named on the command line (``random``, ``random:SPEC``, ``zoo:ENV_ID``, a trunk file).
 * :mod:`~policyshare.vision.probe` — classifier heads on a trunk: linear probe, fine-tuning and
   classification pretraining.
 * :mod:`~policyshare.vision.autoencoder` — generative pretraining of a trunk as a denoising
@@ -30,6 +30,14 @@ Modules, in data-flow order:
 * :mod:`~policyshare.vision.evaluators` — the held-out judges: an ensemble of texture
   evaluators of different architectures (validated per texture) and an independent SVM for
   generated digits.
+* :mod:`~policyshare.vision.diversity` — the held-out feature network and the diversity of samples.
+* :mod:`~policyshare.vision.scales` — the guidance-scale sweep: accuracy–diversity curves, best
+  scale, accuracy at matched diversity.
+* :mod:`~policyshare.vision.fewshot` — few-label probes of trunks and of the diffusion denoiser.
+* :mod:`~policyshare.vision.battles` — generator battles (Im et al. 2016's r_test / r_sample).
+* :mod:`~policyshare.vision.seeds` — intervals over seeds, paired differences, verdicts.
+* :mod:`~policyshare.vision.thesis` — the thesis in both directions over seeds (disjoint classes),
+  and :mod:`~policyshare.vision.thesis_report` — its report sections and figure.
 * :mod:`~policyshare.vision.compare` — the thesis table over trunks.
 * :mod:`~policyshare.vision.cli` — ``policyshare vision probe|pretrain|texture|transfer|generate|compare``.
 """

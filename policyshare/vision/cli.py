@@ -21,7 +21,8 @@ from typing import Any
 from policyshare.errors import UserError
 
 TRUNK_HELP = ("random (the configured spec, seeded), random:SPEC (minatar, minatar_deep, nature, image_deep: six conv "
-              "layers deep enough for textures and styles), classify or "
+              "layers deep enough for textures and styles), zoo:ENV_ID (the trunk of the zoo's expert, e.g. "
+              "zoo:MinAtar/Breakout-v1), classify or "
               "autoencoder (trained here on the digits' training split), or a trunk file (.safetensors, e.g. "
               "runs/train/…/trunk.safetensors)")
 
@@ -159,13 +160,19 @@ def _generate(sub: Any) -> None:
 
 def _compare(sub: Any) -> None:
     p = sub.add_parser(
-        "compare", help="the thesis table: probe, guided generation and texture per trunk",
-        description="For each trunk: linear-probe accuracy, guided-generation accuracy and classification accuracy "
-        "score, and texture syntheses (Gram only and Gram + shifted Gram) scored by an ensemble of held-out judges "
-        "as multiples of a held-out crop's distance, beside a deep image_deep reference. Writes metrics.json, "
-        "report.md (the Markdown table and the texture PNGs with a legend), PNGs per trunk and TensorBoard events "
-        "tb/<trunk>/ under vision/ tags.")
+        "compare", help="the thesis table: probe, guided generation and texture per trunk, over seeds",
+        description="For each trunk: linear-probe accuracy and texture syntheses (Gram only and Gram + shifted Gram) "
+        "scored by an ensemble of held-out judges as multiples of a held-out crop's distance, beside a deep image_deep "
+        "reference; and, over --seeds, the thesis in both directions on classes no trunk was "
+        "labelled with: guided generation swept over guidance scales (judged accuracy, classification accuracy "
+        "score, diversity; at each trunk's best scale and at matched diversity), few-label probes of the trunks and "
+        "of the diffusion prior's denoiser, and generator battles (Im et al. 2016), with intervals over seeds, "
+        "paired differences and one verdict per direction. Writes metrics.json, report.md (with the texture PNGs "
+        "and a legend), guidance_curves.png, PNGs per trunk and TensorBoard events tb/<trunk>/ under vision/ tags.")
     p.add_argument("--trunks", nargs="+", required=True, metavar="TRUNK", help=TRUNK_HELP)
+    p.add_argument("--seeds", nargs="+", default=None, metavar="S",
+                   help="seeds of the generation side, e.g. 0-4 (>= 5 seeds give bootstrap intervals and verdicts; "
+                   "default: --seed)")
     _common(p)
     p.set_defaults(handler=_threads(_cmd_compare))
 
@@ -504,11 +511,13 @@ def _cmd_generate(a: argparse.Namespace) -> int:
 
 
 def _cmd_compare(a: argparse.Namespace) -> int:
+    from policyshare.train import parse_seeds
     from policyshare.vision.compare import compare, markdown_table
     from policyshare.vision.config import VisionConfig
 
+    seeds = parse_seeds(a.seeds) if a.seeds is not None else None  # an empty range is refused before any work
     cfg: VisionConfig = _config(a)
-    metrics = compare(a.trunks, cfg, a.run_dir, a.seed, _progress(a))
+    metrics = compare(a.trunks, cfg, a.run_dir, a.seed, _progress(a), seeds=seeds)
     print(markdown_table(metrics))
     print(f"wall time {metrics['timing']['wall_s']:.0f} s; run folder: {metrics['run_dir']}")
     if not a.quiet:

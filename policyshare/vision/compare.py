@@ -59,7 +59,6 @@ from policyshare.vision.data import (
 from policyshare.vision.diffusion import DDPM, load_or_train_prior
 from policyshare.vision.evaluators import DigitJudge, TextureJudge, classification_accuracy_score
 from policyshare.vision.guidance import Samples, clean_accuracy, generate, train_noisy_classifier
-from policyshare.vision.pretrain import resolve_trunk
 from policyshare.vision.probe import check_layer, linear_probe
 from policyshare.vision.tb import VisionWriter, no_log
 from policyshare.vision.texture import TextureFailure, TextureLoss, synthesize
@@ -563,14 +562,16 @@ def report_markdown(metrics: Mapping[str, Any], wall_seconds: float | None = Non
         "",
         markdown_table(metrics),
         f"Data: {data['dataset']} — train {data['train']} (trunks, heads, prior), eval {data['eval']} (judge only), "
-        f"test {data['test']} (every accuracy). Seed {metrics['seed']}"
+        f"test {data['test']} (every accuracy). Probe and texture columns: seed {metrics['seed']}"
         + (f"; wall time {wall_seconds:.0f} s." if wall_seconds is not None else "."),
         "",
         "* **probe acc.**: linear probe on the frozen trunk's features, test split.",
-        "* **guided acc.**: share of class-conditional samples (prior guided by a noisy classifier on the frozen "
-        "trunk) that an independent RBF-SVM, trained on the eval split, assigns to their target class.",
+        "* **guided acc.**: share of class-conditional samples of the classes no trunk was labelled with "
+        "(thesis.target_classes; prior guided by a noisy classifier on the frozen trunk, at the trunk's best swept "
+        "scale, mean over seeds) that an independent RBF-SVM, trained on the eval split, assigns to their target "
+        "class. Intervals, matched diversity and paired differences: the sections below.",
         "* **CAS**: classification accuracy score — the same SVM trained on the generated samples only, tested on "
-        "real test digits.",
+        "real test digits of those classes.",
         TEXTURE_LEGEND,
         "* Reference rows: the prior unguided (targets are arbitrary, so chance); real digits (the judge on real test "
         "digits, and the CAS classifier trained on the real training split); a held-out crop of the same texture "
@@ -655,8 +656,13 @@ def check_texture_setup(trunk: Trunk, cfg: VisionConfig, textures: Mapping[str, 
 
 
 def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = None,
-            run_dir: str | Path | None = None, seed: int = 0, progress: Progress = _quiet) -> dict[str, Any]:
+            run_dir: str | Path | None = None, seed: int = 0, progress: Progress = _quiet,
+            seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """Run the thesis table over ``trunks`` and write it to a run folder.
+
+    The generation side runs over ``seeds`` (:mod:`.thesis`): per seed a prior, the trunks, a
+    guidance-scale sweep, few-label probes and battles; per trunk the figures with intervals,
+    paired differences and two verdicts. Probe and texture columns come from the first seed.
 
     Args:
         trunks: references: ``random``, ``random:SPEC``, ``classify``, ``autoencoder`` (trained
@@ -666,17 +672,22 @@ def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = No
             overwritten, an unfinished one is moved aside (:func:`open_run`). The diffusion prior
             is cached in ``run_dir/cache`` unless ``diffusion.cache_dir`` is set (default folder:
             the shared ``runs/vision/cache``).
-        seed: seeds trunks, heads, samplers and texture noise (not the data split).
+        seed: seeds trunks, heads, samplers and texture noise (not the data split) when ``seeds``
+            is not given.
         progress: receives one line per stage.
+        seeds: the seeds of the generation side (``--seeds 0-4``); the first one also seeds the
+            probe and texture columns. Default ``[seed]``.
 
     Returns:
         The metrics written to ``metrics.json``: ``results`` per trunk label (``probe``,
-        ``generate``, ``texture``, ``source``), ``baselines``, ``data`` …, plus ``run_dir`` and
+        ``generate``, ``texture``, ``source``), ``baselines``, ``data``,
+        ``thesis`` (:func:`~policyshare.vision.thesis.aggregate`), ``thesis_seeds`` (each seed's
+        curves, probes and battle counts), ``seeds`` …, plus ``run_dir`` and
         ``timing`` (what ``timing.json`` holds: ``wall_s``, ``prior_s``, ``trunks_s`` per label;
         wall-clock seconds stay out of ``metrics.json``, which same-seed reruns reproduce).
 
     Raises:
-        UserError: no trunks, a bad trunk reference, data, layer or shift; a run folder that
+        UserError: no trunks, no seeds, a bad trunk reference, data, layer, shift or thesis class; a run folder that
             holds a finished run or is in use (an unfinished one is moved aside, see
             :func:`open_run`).
         CheckpointError: an unreadable trunk file or one of an unknown spec.
@@ -685,18 +696,27 @@ def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = No
     start = time.perf_counter()
     if not trunks:
         raise UserError("no trunks to compare; pass --trunks random classify autoencoder [TRUNK_FILE …]")
+    seed_list = list(dict.fromkeys(seeds)) if seeds is not None else [seed]
+    if not seed_list:
+        raise UserError("no seeds to run; pass --seeds 0-4 (a range whose start is not above its end) or --seed N")
     cfg = config if isinstance(config, VisionConfig) else load_vision_config(config)
     with torch_threads(cfg.threads):
-        return _compare(list(trunks), cfg, run_dir, seed, progress, start)
+        return _compare(list(trunks), cfg, run_dir, seed_list, progress, start)
 
 
-def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, seed: int, progress: Progress,
+def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, seeds: list[int], progress: Progress,
              start: float) -> dict[str, Any]:
     from policyshare.vision.inputs import unique_labels
+    from policyshare.vision.thesis import aggregate, check_classes, make_judges, run_seed, thesis_generation_row
+    from policyshare.vision.thesis_report import plot_guidance_curves, thesis_markdown
 
+    seed = seeds[0]
     labels = unique_labels(list(trunks))
     preflight(trunks, cfg, seed)  # bad input is refused before the folder is touched
-    run = open_run(run_dir or default_run_dir("vision", "compare", seed), "vision compare", cfg, seed)
+    check_classes(cfg, len(load_splits(cfg).train.classes), cfg.data.dataset)
+    default = (default_run_dir("vision", "compare", seed) if len(seeds) == 1
+               else default_run_dir("vision", "compare", method="seeds-" + "_".join(str(s) for s in seeds)))
+    run = open_run(run_dir or default, "vision compare", cfg, seed)
     base_writer = VisionWriter(run.tb_dir / "baselines")
     try:
         ctx = prepare(cfg, seed, writer=base_writer, progress=progress,
@@ -712,10 +732,23 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
                                          judges := texture_judge(cfg, ctx.textures, seed))}
     finally:
         base_writer.close()
-    metrics: dict[str, Any] = {"command": "vision compare", "seed": seed, "trunks": dict(zip(labels, trunks)),
-                               "data": ctx.splits.describe(), "guidance_scale": cfg.guidance.scale,
-                               "texture_variants": list(texture_variants(cfg)), "prior": ctx.prior_info,
-                               "baselines": baselines, "results": {}}
+    metrics: dict[str, Any] = {"command": "vision compare", "seed": seed, "seeds": seeds,
+                               "trunks": dict(zip(labels, trunks)), "data": ctx.splits.describe(),
+                               "guidance_scale": "best", "texture_variants": list(texture_variants(cfg)),
+                               "prior": ctx.prior_info, "baselines": baselines, "results": {}}
+    # The generation side over seeds: trunks, guidance sweeps, few-label probes, battles.
+    gen_judges = make_judges(ctx.splits, cfg, ctx.judge)
+    cache_run = run.path if run_dir is not None else None
+    seed_runs = [run_seed(trunks, labels, cfg, s, ctx.splits, gen_judges, ctx.prior if s == seed else None, cache_run,
+                          progress) for s in seeds]
+    first = seed_runs[0]
+    per_seed = [r.result for r in seed_runs]
+    metrics["thesis"] = aggregate(per_seed, labels, cfg)
+    metrics["thesis_seeds"] = per_seed
+    plot_guidance_curves(per_seed, labels, run.path / "guidance_curves.png")
+    target_names = [ctx.splits.train.classes[c] for c in cfg.thesis.target_classes]
+    if first.unguided is not None:
+        save_png(run.path / "unguided_targets.png", samples_grid(first.unguided, target_names))
     trunk_seconds: dict[str, float] = {}
     for label, ref in zip(labels, trunks):
         t0 = time.perf_counter()
@@ -723,15 +756,19 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
         out_dir.mkdir(parents=True, exist_ok=True)
         writer = VisionWriter(run.tb_dir / label)
         try:
-            progress(f"{label}: resolving trunk {ref}")
-            trunk = resolve_trunk(ref, ctx.splits.train, cfg, seed, writer.logger("pretrain"))
+            trunk = first.trunks[label]  # the first seed's trunk (classify: trained on thesis.pretrain_classes)
             progress(f"{label}: linear probe")
             row: dict[str, Any] = {"ref": ref, "spec": trunk.spec.to_dict()["name"],
                                    "activation": trunk.spec.activation,
                                    "source": (trunk.header or {}).get("source", {})}
             row["probe"] = probe_step(trunk, ctx, writer)
-            progress(f"{label}: guided generation")
-            row["generate"] = generation_step(trunk, ctx, out_dir, writer)
+            row["generate"] = thesis_generation_row(metrics["thesis"], first.result["trunks"][label], label)
+            if label in first.best_samples:
+                image = samples_grid(first.best_samples[label], target_names)
+                save_png(out_dir / "samples.png", image)
+                writer.image("generate/samples", image)
+            writer.scalar("generate/accuracy", row["generate"]["accuracy"])
+            writer.scalar("generate/cas", row["generate"]["cas"])
             progress(f"{label}: texture synthesis")
             row["texture"] = texture_step(trunk, cfg, ctx.textures, out_dir, writer, seed=seed, judges=judges)
         finally:
@@ -744,9 +781,11 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
     from policyshare.checkpoints import atomic_write_json, atomic_write_text
 
     wall = round(time.perf_counter() - start, 1)
-    timing: dict[str, Any] = {"wall_s": wall, **ctx.timing, "trunks_s": trunk_seconds}
+    timing: dict[str, Any] = {"wall_s": wall, **ctx.timing, "trunks_s": trunk_seconds,
+                              "seeds": {str(r.result["seed"]): r.timing for r in seed_runs}}
     atomic_write_json(run.path / "timing.json", timing)
-    atomic_write_text(run.path / "report.md", report_markdown(metrics, wall))
+    atomic_write_text(run.path / "report.md",
+                      report_markdown(metrics, wall) + "\n" + thesis_markdown(metrics["thesis"], cfg))
     run.write_metrics(metrics)
     metrics["run_dir"] = str(run.path)
     metrics["timing"] = timing

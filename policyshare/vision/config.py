@@ -332,6 +332,71 @@ class GuidanceConfig:
 
 
 @dataclass
+class ThesisConfig:
+    """The generation side of ``vision compare`` over seeds: disjoint classes, scale sweeps, probes, battles.
+
+    Both directions of the thesis are measured on classes no trunk was *labelled* with:
+    ``classify`` and ``autoencoder`` are pretrained on the images of ``pretrain_classes`` only
+    (with and without their labels); guidance and few-label probes work on ``target_classes``.
+    The diffusion prior is trained on every training image, without labels, as it must generate
+    the target classes (so its denoiser's features have seen their images).
+
+    Attributes:
+        pretrain_classes: label indices whose images (and, for ``classify``, labels) pretrain trunks.
+        target_classes: label indices that are generated and few-label probed; disjoint from
+            ``pretrain_classes``, at least two.
+        scales: guidance scales swept per trunk; must include 0 (the unguided prior, the
+            reference of matched diversity).
+        matched_diversity: trunks are compared where their samples' diversity falls to this
+            fraction of the unguided prior's (same seed, same prior); in (0, 1].
+        shots: labels per class of the few-label probes.
+        probe_repeats: draws of the few labels per seed (their accuracies are averaged).
+        verdict_shots: labels per class whose probe decides the generation → classification verdict.
+        denoiser_timestep: timestep index at which the diffusion denoiser reads clean images
+            for its probe features (0 … ``diffusion.timesteps`` − 1).
+        bootstrap_reps: bootstrap resamples of every interval over seeds.
+        confidence: interval size (0.95: 95 %).
+        battle_tolerance: a battle has a winner only when ``|r_test − 1| <= battle_tolerance``.
+        feature_hidden: hidden units of the held-out feature network that measures diversity.
+    """
+
+    pretrain_classes: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    target_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 8, 9])
+    scales: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    matched_diversity: float = 0.8
+    shots: list[int] = field(default_factory=lambda: [1, 5, 10])
+    probe_repeats: int = 5
+    verdict_shots: int = 5
+    denoiser_timestep: int = 5
+    bootstrap_reps: int = 2000
+    confidence: float = 0.95
+    battle_tolerance: float = 0.2
+    feature_hidden: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.pretrain_classes or len(self.target_classes) < 2:
+            raise ConfigError("thesis.pretrain_classes needs at least one class and thesis.target_classes at least "
+                              f"two, got {self.pretrain_classes} and {self.target_classes}")
+        both = sorted(set(self.pretrain_classes) & set(self.target_classes))
+        if both:
+            raise ConfigError(f"thesis.pretrain_classes and thesis.target_classes must be disjoint; both hold {both}")
+        if min(self.pretrain_classes + self.target_classes) < 0:
+            raise ConfigError("thesis.pretrain_classes and thesis.target_classes are label indices >= 0")
+        if 0.0 not in [float(s) for s in self.scales] or min(self.scales) < 0:
+            raise ConfigError(f"thesis.scales must hold 0 (the unguided reference) and no negative scale, got "
+                              f"{self.scales}")
+        if not self.shots or min(self.shots) < 1:
+            raise ConfigError(f"thesis.shots must be labels per class >= 1, got {self.shots}")
+        if self.verdict_shots not in self.shots:
+            raise ConfigError(f"thesis.verdict_shots ({self.verdict_shots}) must be one of thesis.shots {self.shots}")
+        check_unit_interval("thesis.", matched_diversity=self.matched_diversity, confidence=self.confidence)
+        check_positive("thesis.", matched_diversity=self.matched_diversity, probe_repeats=self.probe_repeats,
+                       bootstrap_reps=self.bootstrap_reps, feature_hidden=self.feature_hidden)
+        check_non_negative("thesis.", denoiser_timestep=self.denoiser_timestep,
+                           battle_tolerance=self.battle_tolerance)
+
+
+@dataclass
 class VisionConfig:
     """The whole vision config (``configs/vision.yaml``); see each section's class.
 
@@ -349,9 +414,13 @@ class VisionConfig:
     transfer: TransferConfig = field(default_factory=TransferConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    thesis: ThesisConfig = field(default_factory=ThesisConfig)
 
     def __post_init__(self) -> None:
         check_positive("", threads=self.threads)
+        if self.thesis.denoiser_timestep >= self.diffusion.timesteps:
+            raise ConfigError(f"thesis.denoiser_timestep ({self.thesis.denoiser_timestep}) must be below "
+                              f"diffusion.timesteps ({self.diffusion.timesteps})")
 
 
 def load_vision_config(path: str | Path | None = None,

@@ -114,12 +114,16 @@ class Denoiser(nn.Module):
         self.time = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(3)])
         self.out = nn.Linear(hidden, d)
 
-    def forward(self, x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer ``(n, hidden)`` (after SiLU), which the output layer reads."""
         emb = self.embed(timestep_embedding(i, self.timesteps, 64))
         h = self.inp(x.flatten(1)) + emb
         for block, time in zip(self.blocks, self.time):
             h = h + block(nn.functional.silu(h + time(emb)))
-        return self.out(nn.functional.silu(h)).view(-1, *self.shape)
+        return nn.functional.silu(h)
+
+    def forward(self, x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(x, i)).view(-1, *self.shape)
 
 
 class DDPM(nn.Module):

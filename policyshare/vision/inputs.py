@@ -21,7 +21,8 @@ structure rather than its mean brightness; the RL specs read ``[0, 1]`` unchange
 so every layer's Gramian carries structure); the RL specs keep PyTorch's default init.
 
 **Trunk references** (:func:`load_trunk_ref`): ``random`` (the configured spec, seeded),
-``random:SPEC`` (another spec at its native input size), or a trunk file written by
+``random:SPEC`` (another spec at its native input size), ``zoo:ENV_ID`` (the trunk of the zoo's
+expert for that game, :mod:`policyshare.zoo`), or a trunk file written by
 ``policyshare train`` / ``policyshare vision pretrain``. ``classify`` and ``autoencoder`` are
 resolved by :func:`policyshare.vision.pretrain.resolve_trunk`, which trains them.
 """
@@ -194,8 +195,10 @@ def load_trunk_ref(ref: str, cfg: VisionTrunkConfig, seed: int) -> Trunk:
             raise UserError(f"unknown trunk spec {name!r} in {ref!r}; choose one of "
                             f"{', '.join('random:' + s for s in TRUNK_SPECS)}")
         return random_trunk(cfg, seed, name)
+    if ref.startswith("zoo:"):
+        return zoo_trunk(ref.split(":", 1)[1])
     if not Path(ref).exists():
-        raise UserError(f"trunk {ref!r} not found; pass random, random:SPEC, "
+        raise UserError(f"trunk {ref!r} not found; pass random, random:SPEC, zoo:ENV_ID, "
                         f"{', '.join(PRETRAINED_REFS)} or a trunk file (.safetensors)")
     if Path(ref).is_dir():
         candidate = Path(ref) / "trunk.safetensors"
@@ -205,10 +208,30 @@ def load_trunk_ref(ref: str, cfg: VisionTrunkConfig, seed: int) -> Trunk:
     return load_trunk(ref)
 
 
+def zoo_trunk(env_id: str) -> Trunk:
+    """The trunk of the zoo's expert for ``env_id`` (e.g. ``MinAtar/Breakout-v1``), as the experiment's
+    vision stage extracts it: the SB3 policy's features extractor's trunk.
+
+    Raises:
+        UserError: the zoo has no expert for ``env_id`` (naming the ones it has).
+    """
+    from policyshare import zoo
+    from policyshare.checkpoints import load_sb3
+
+    path = zoo.expert_path(env_id)
+    model, header = load_sb3(path)
+    trunk: Trunk = model.policy.features_extractor.trunk
+    trunk.header = {"spec": trunk.spec.to_dict(),
+                    "source": {"kind": "zoo", "env_id": env_id, "algo": header.get("algo"), "copied_from": str(path)}}
+    return trunk.eval()
+
+
 def trunk_label(ref: str) -> str:
     """A short, file-name-safe label for a trunk reference (a file's run folder name or stem)."""
     if ref == "random" or ref.startswith("random:") or ref in PRETRAINED_REFS:
         return slug(ref.replace(":", "-"))
+    if ref.startswith("zoo:"):
+        return "expert-" + slug(ref.split("/")[-1].split("-")[0].lower())
     p = Path(ref)
     if p.is_dir():
         return slug(p.name)

@@ -1,0 +1,213 @@
+"""The thesis over seeds: paired intervals, guidance curves, GAM battles, disjoint classes, the compare command."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from policyshare.cli import main
+from policyshare.errors import ConfigError, UserError
+from policyshare.vision.battles import battle_table, battle_winner, error_rate, gam_ratios
+from policyshare.vision.config import load_vision_config
+from policyshare.vision.data import load_digits
+from policyshare.vision.inputs import load_trunk_ref, trunk_label
+from policyshare.vision.scales import at_diversity, best_point, matched_target
+from policyshare.vision.seeds import MIN_SEEDS_FOR_CI, paired_difference, summarise, verdict
+from policyshare.vision.thesis import restrict
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals over seeds
+
+
+def test_paired_interval_recovers_a_known_difference_that_unpaired_intervals_miss() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.9, size=8)  # what the seed does to both trunks (prior, sampler)
+    noise = 0.005 * rng.permutation([1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 1.5, -1.5])  # mean exactly 0
+    a = base + 0.1 + noise
+    b = base.copy()
+    d = paired_difference(a, b)
+    assert d.kind == "ci" and d.n == 8
+    assert 0.05 < d.low < 0.1 < d.high < 0.15, d
+    assert d.mean == pytest.approx(0.1)
+    # Unpaired, the seeds' spread hides the difference: the two intervals overlap.
+    sa, sb = summarise(a), summarise(b)
+    assert sa.low < sb.high
+    assert verdict({"a − b": d})[0] == "supported"
+    assert verdict({"b − a": paired_difference(b, a)})[0] == "refuted"
+    assert verdict({"a − a": paired_difference(a, a + rng.normal(0.0, 0.05, size=8))})[0] == "undecided"
+
+
+def test_fewer_than_five_seeds_give_a_range_and_one_seed_no_interval() -> None:
+    assert MIN_SEEDS_FOR_CI == 5
+    three = paired_difference([0.5, 0.6, 0.7], [0.3, 0.3, 0.3])
+    assert three.kind == "range" and (three.low, three.high) == pytest.approx((0.2, 0.4))
+    assert "range" in three.format() and "3 seeds" in three.format()
+    v, reason = verdict({"a − b": three})
+    assert v == "undecided" and "fewer than 5" in reason
+    one = summarise([0.8])
+    assert one.kind == "single" and math.isnan(one.low)
+    assert one.format(pct=True) == "80.0% (one seed: no interval)"
+    # Undefined values (a diversity level never reached) leave their seed out of the pairing.
+    partial = paired_difference([0.5, math.nan, 0.7], [0.4, 0.1, 0.5])
+    assert partial.n == 2 and partial.values[1] != partial.values[1]
+    with pytest.raises(ValueError):
+        paired_difference([0.1, 0.2], [0.1])
+
+
+# --------------------------------------------------------------------------------------------
+# Guidance curves
+
+
+def test_best_scale_and_accuracy_at_matched_diversity() -> None:
+    curve = [{"scale": 0.0, "accuracy": 0.1, "cas": 0.2, "diversity": 1.0},
+             {"scale": 2.0, "accuracy": 0.5, "cas": 0.6, "diversity": 0.9},
+             {"scale": 4.0, "accuracy": 0.9, "cas": 0.7, "diversity": 0.7},
+             {"scale": 8.0, "error": "non-finite samples"}]
+    assert best_point(curve)["scale"] == 4.0
+    target = matched_target(curve, 0.8)
+    assert target == pytest.approx(0.8)
+    # Half-way (in diversity) between s = 2 (0.9) and s = 4 (0.7).
+    assert at_diversity(curve, target) == pytest.approx(0.7)
+    assert at_diversity(curve, target, "cas") == pytest.approx(0.65)
+    assert math.isnan(at_diversity(curve, 0.5))  # never that low: not reached
+    assert at_diversity(curve, 1.0) == pytest.approx(0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# Battles (Im et al. 2016)
+
+
+def test_gam_ratios_and_winner_on_hand_made_error_rates() -> None:
+    # D_A errs on 10 % of real test images, D_B too; D_A errs on 20 % of B's samples, D_B on 40 % of A's.
+    r_test, r_sample = gam_ratios(0.1, 0.1, 0.2, 0.4)
+    assert (r_test, r_sample) == pytest.approx((1.0, 0.5))
+    assert battle_winner(r_test, r_sample, 0.2) == "A"  # A's samples fool D_B more often
+    assert battle_winner(*gam_ratios(0.12, 0.1, 0.6, 0.3), 0.2) == "B"  # r_test 1.2: within tolerance
+    assert battle_winner(*gam_ratios(0.1, 0.2, 0.2, 0.4), 0.2) == "tie"  # r_test 0.5: discriminators unlike
+    assert battle_winner(*gam_ratios(0.1, 0.1, 0.3, 0.3), 0.2) == "tie"
+    assert gam_ratios(0.0, 0.0, 0.1, 0.0)[0] != gam_ratios(0.0, 0.0, 0.1, 0.0)[0]  # 0/0 is nan
+    assert gam_ratios(0.0, 0.0, 0.1, 0.0)[1] == math.inf
+    assert error_rate(0, 99) == pytest.approx(0.005) and error_rate(3, 9) == pytest.approx(0.35)
+    # Counts pooled over two seeds: D_A 10+10 of 200 real, D_B 10+10; D_A 19+19 of 198 samples of B, D_B 39+39.
+    counts = {"test": {"a": [10, 100], "b": [10, 100]}, "sample": {"a|b": [19, 99], "b|a": [39, 99]}}
+    (row,) = battle_table([counts, counts], ["a", "b"], 0.2)
+    assert row["battle"] == "a vs b" and row["winner"] == "a" and row["seed_winners"] == {"a": 2}
+    assert row["r_test"] == pytest.approx(1.0)
+    assert row["r_sample"] == pytest.approx((38.5 / 199) / (78.5 / 199))
+
+
+# --------------------------------------------------------------------------------------------
+# Disjoint classes, config, references
+
+
+def test_disjoint_classes_are_relabelled_and_overlaps_refused() -> None:
+    digits = load_digits()
+    upper = restrict(digits, [5, 6, 7, 8, 9])
+    assert upper.classes == ["5", "6", "7", "8", "9"]
+    assert set(upper.labels.tolist()) == {0, 1, 2, 3, 4}
+    assert len(upper) == int((digits.labels >= 5).sum())
+    assert torch.equal(upper.images[upper.labels == 0], digits.images[digits.labels == 5])
+    with pytest.raises(UserError, match="do not exist"):
+        restrict(digits, [3, 12])
+    with pytest.raises(ConfigError, match="disjoint"):
+        load_vision_config(None, {"thesis": {"pretrain_classes": [0, 1, 5], "target_classes": [5, 6]}})
+    with pytest.raises(ConfigError, match="must hold 0"):
+        load_vision_config(None, {"thesis": {"scales": [1, 2]}})
+    with pytest.raises(ConfigError, match="verdict_shots"):
+        load_vision_config(None, {"thesis": {"shots": [1, 10], "verdict_shots": 5}})
+
+
+def test_zoo_references() -> None:
+    cfg = load_vision_config(None)
+    with pytest.raises(UserError, match="zoo has no expert"):
+        load_trunk_ref("zoo:MinAtar/Pong-v1", cfg.trunk, 0)
+    assert trunk_label("zoo:MinAtar/Breakout-v1") == "expert-breakout"
+
+
+# --------------------------------------------------------------------------------------------
+# The command
+
+
+def tiny_thesis(cache: Path) -> list[str]:
+    sets = {"diffusion.timesteps": 10, "diffusion.hidden": 32, "diffusion.train_steps": 40,
+            "diffusion.cache_dir": str(cache), "guidance.train_steps": 40, "guidance.per_class": 4,
+            "pretrain.classify_epochs": 1, "pretrain.autoencoder_epochs": 1, "texture.resize": 64, "texture.size": 32,
+            "texture.steps": 4, "texture.patience": 4, "texture.shifts": "[2]", "texture.evaluator_shifts": "[1, 2]",
+            "probe.max_iter": 20, "thesis.scales": "[0, 4]", "thesis.shots": "[1, 2]", "thesis.verdict_shots": 1,
+            "thesis.probe_repeats": 1, "thesis.bootstrap_reps": 100, "thesis.denoiser_timestep": 1}
+    out: list[str] = []
+    for key, value in sets.items():
+        out += ["--set", f"{key}={value}"]
+    return out
+
+
+def test_empty_seed_range_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "c"
+    code = main(["vision", "compare", "--trunks", "random", "--seeds", "3-1", "--run-dir", str(run),
+                 *tiny_thesis(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "3-1" in lines[0] and "holds no seed" in lines[0] and "write 1-3" in lines[0], lines[0]
+    assert not run.exists() and not (tmp_path / "cache").exists()
+    # Thesis classes the data does not have are refused before anything is written, too.
+    code = main(["vision", "compare", "--trunks", "random", "--run-dir", str(run), *tiny_thesis(tmp_path / "cache"),
+                 "--set", "thesis.target_classes=[5, 12]"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "thesis classes [12]" in err, err
+    assert not run.exists()
+
+
+def test_compare_over_seeds_writes_intervals_curves_probes_battles_and_verdicts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "c"
+    assert main(["vision", "compare", "--trunks", "random", "classify", "autoencoder", "--seeds", "0-1",
+                 "--run-dir", str(run), "--quiet", *tiny_thesis(tmp_path / "cache")]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["seeds"] == [0, 1]
+    thesis = metrics["thesis"]
+    labels = ["random", "classify", "autoencoder"]
+    assert list(thesis["generation"]) == labels
+    for label in labels:
+        best = thesis["generation"][label]["best_accuracy"]
+        assert best["kind"] == "range" and best["n"] == 2 and len(best["values"]) == 2
+    # Paired design: at scale 0 every trunk of a seed draws the very same samples from the seed's prior.
+    for seed_result in metrics["thesis_seeds"]:
+        zero = [next(p for p in seed_result["trunks"][k]["curve"] if p["scale"] == 0.0) for k in labels]
+        assert all(z == zero[0] for z in zero)
+    assert {"classify − random", "classify − autoencoder", "random − autoencoder"} == set(
+        thesis["generation_pairs"]["matched_accuracy"])
+    assert set(thesis["few_label"]) == {*labels, "diffusion-denoiser"}
+    assert set(thesis["few_label"]["diffusion-denoiser"]) == {"1", "2"}
+    assert [b["battle"] for b in thesis["battles"]] == ["random vs classify", "random vs autoencoder",
+                                                        "classify vs autoencoder"]
+    # Two seeds decide nothing.
+    assert {v["verdict"] for v in thesis["verdicts"].values()} == {"undecided"}
+    # The classify trunk never saw a label (or an image) of the classes it guides.
+    assert metrics["results"]["classify"]["source"]["classes"] == ["0", "1", "2", "3", "4"]
+    report = (run / "report.md").read_text()
+    for heading in ("### Verdicts", "Classification → generation: undecided", "few-label probes",
+                    "| battle | r_test | r_sample | winner |", "(range ", "pp"):
+        assert heading in report, heading
+    assert (run / "guidance_curves.png").is_file() and (run / "classify" / "samples.png").is_file()
+    # One seed: no interval.
+    assert main(["vision", "compare", "--trunks", "random", "--run-dir", str(tmp_path / "one"), "--quiet",
+                 *tiny_thesis(tmp_path / "cache")]) == 0
+    assert "one seed: no interval" in (tmp_path / "one" / "report.md").read_text()
+    capsys.readouterr()
