@@ -254,7 +254,8 @@ def _parse(tree: Mapping[str, Any], prefix: tuple[str, ...], where: str,
         if not prefix and key in RESERVED:
             raise ConfigError(f"{here}: {key!r} is set by the tuner (tuner.timesteps, tuner.evaluations); "
                               "take it out of the search space")
-        if isinstance(value, Mapping) and any(k in DISTRIBUTIONS or k == "schedule" for k in value):
+        if isinstance(value, Mapping) and (prefix or any(k in DISTRIBUTIONS or k == "schedule" for k in value)):
+            # Inside a section (hyperparams, policy, trunk) every mapping is a distribution.
             dims.append(_dimension(path, value, here))
         elif isinstance(value, Mapping) and value:
             _parse(value, path, here, dims, fixed)
