@@ -12,6 +12,7 @@ import copy
 import hashlib
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from policyshare.checkpoints import (
     save_sb3,
 )
 from policyshare.errors import CheckpointError, NumericalError
-from policyshare.evaluate import evaluate
+from policyshare.evaluate import EvalResult, evaluate
 
 
 class PeriodicEvaluation(BaseCallback):
@@ -47,11 +48,16 @@ class PeriodicEvaluation(BaseCallback):
         curve_path: the ``evaluations.json`` file.
         best_path: where to save the best model (atomically), or ``None``.
         header: header stored with the best model.
+        on_result: called after every evaluation (also one run outside ``learn``) with its env
+            step and :class:`~policyshare.evaluate.EvalResult`, once the curve is written
+            (e.g. ``policyshare tune`` reports it to Ray Tune).
     """
 
     def __init__(self, env_id: str, freq: int, episodes: int, seed: int, curve_path: Path,
-                 best_path: Path | None, header: dict[str, Any]) -> None:
+                 best_path: Path | None, header: dict[str, Any],
+                 on_result: Callable[[int, EvalResult], None] | None = None) -> None:
         super().__init__()
+        self.on_result = on_result
         self.env_id = env_id
         self.freq = freq
         self.episodes = episodes
@@ -99,6 +105,8 @@ class PeriodicEvaluation(BaseCallback):
         if result.mean > self.best_mean and self.best_path is not None:
             self.best_mean = result.mean
             save_sb3(self.model, self.best_path, {**self.header, "timesteps": step, "eval_mean": result.mean})
+        if self.on_result is not None:
+            self.on_result(step, result)
 
 
 def trim_curve(curve_path: Path, last_step: int) -> None:

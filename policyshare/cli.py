@@ -387,9 +387,54 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     return 0
 
 
+def _tune_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "tune", help="search an algorithm's hyper-parameters on one env (Ray Tune + Optuna)",
+        description="Search hyper-parameters with Ray Tune: Optuna's TPE sampler proposes each trial from a "
+        "search space (configs/tune.yaml), each trial is a policyshare train run folder under "
+        "runs/tune/<env>__<algo>/trial_<k>/, its periodic evaluations (eval/mean_reward) are reported to Ray "
+        "Tune, and ASHA stops poor trials early. Runs on a local Ray, or a cluster with --address (every node "
+        "must see the folder). Prints the best finished trial's config as YAML for configs/<algo>.yaml on "
+        "stdout (progress goes to stderr); also written to best.yaml, with every trial in summary.json.")
+    p.add_argument("--env", required=True, metavar="ID", help="Gymnasium id, e.g. MinAtar/Breakout-v1")
+    p.add_argument("--algo", default="ppo", metavar="ALGO",
+                   help="algorithm with a search space in the space file: ppo (default) or dqn")
+    p.add_argument("--trials", type=int, default=None, metavar="N",
+                   help="trials (Optuna samples) to run (default: the space file's tuner.trials)")
+    p.add_argument("--timesteps", type=int, default=None, metavar="T",
+                   help="env steps per trial (default: the space file's tuner.timesteps)")
+    p.add_argument("--address", default=None, metavar="ADDR", help="Ray cluster address (default: a local Ray)")
+    p.add_argument("--space", default=None, metavar="YAML",
+                   help="search spaces and tuner settings (default: configs/tune.yaml)")
+    p.add_argument("--config", default=None, metavar="YAML",
+                   help="train config the trials override, keyed by env id (default: configs/<algo>.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a train-config key for every trial, e.g. --set vec_env=batched (it leaves the "
+                   "search; repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every trial and of the sampler (default: 0)")
+    p.add_argument("--run-dir", default=None, metavar="DIR",
+                   help="tune folder, which must not exist yet (default: runs/tune/<env>__<algo>)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(handler=_cmd_tune)
+
+
+def _cmd_tune(a: argparse.Namespace) -> int:
+    from policyshare.config import parse_overrides
+    from policyshare.tune import tune
+
+    result = tune(a.env, a.algo, trials=a.trials, timesteps=a.timesteps, address=a.address, space=a.space,
+                  config=a.config, overrides=parse_overrides(a.overrides), seed=a.seed, run_dir=a.run_dir,
+                  quiet=a.quiet)
+    print(result.best_yaml, end="", flush=True)
+    if not a.quiet:
+        print(f"best: {result.best.name}; every trial: {result.root / 'summary.json'}; this config: "
+              f"{result.root / 'best.yaml'}", file=sys.stderr)
+    return 0
+
+
 COMMANDS: list[Callable[[Any], None]] = [_train_parser, _evaluate_parser, _progressive_parser, _distill_parser,
                                           _transfer_parser, _vision_parser, _zoo_parser, _run_parser,
-                                          _report_parser, _sweep_parser]
+                                          _report_parser, _sweep_parser, _tune_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

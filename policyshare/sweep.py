@@ -34,6 +34,69 @@ from policyshare.experiment import Executor, Job, run_experiment, run_job
 DEFAULT_MAX_FAILURES = 3
 
 
+def import_ray(command: str, alternative: str = "") -> Any:
+    """Import Ray (with Ray Tune), an optional extra, or say how to install it.
+
+    Args:
+        command: the command that needs Ray, for the message (``policyshare sweep``).
+        alternative: the rest of the message, e.g. a way to go without Ray.
+
+    Returns:
+        The ``ray`` module.
+
+    Raises:
+        UserError: Ray or Ray Tune is not installed.
+    """
+    try:
+        import ray
+        from ray import tune  # noqa: F401
+    except ImportError:
+        raise UserError(f"{command} needs Ray: pip install 'policyshare[ray]' (or 'ray[tune]'){alternative}") from None
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse at once a ``host:port`` (or ``ray://host:port``) address where nothing listens.
+
+    ``ray.init`` would wait for minutes before it gives up on an address with no Ray behind it.
+
+    Raises:
+        UserError: nothing accepts a connection at the address (within 5 s).
+    """
+    import socket
+
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local" and the like: Ray resolves them
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as e:
+        raise UserError(f"no Ray cluster at --address {address} ({e.strerror or e}); start one there "
+                        "(ray start --head) or leave --address out for a local Ray") from None
+
+
+def init_ray(address: str | None) -> None:
+    """Connect to the Ray cluster at ``address``, or start a local Ray (``None``), once per process.
+
+    Workers get ``PYTHONWARNINGS=ignore``; their output is not forwarded to the driver.
+
+    Raises:
+        UserError: Ray is not installed, or no Ray cluster answers at ``address``.
+    """
+    ray = import_ray("this command")
+    if ray.is_initialized():
+        return
+    if address:
+        _check_reachable(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+    except ConnectionError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"could not connect to the Ray cluster at --address {address}: {first}") from None
+
+
 def _trial(config: Mapping[str, Any]) -> dict[str, Any]:
     """One Ray Tune trial: run one job of the experiment (in the caller's working directory).
 
@@ -86,17 +149,11 @@ def ray_executor(address: str | None = None, cpus_per_trial: float = 1.0,
         UserError: Ray is not installed (with the command that installs it), or a trial failed
             (on its own input, or more often than ``max_failures`` allows).
     """
-    try:
-        import ray
-        from ray import tune
-    except ImportError:
-        raise UserError("policyshare sweep needs Ray: pip install 'policyshare[ray]' (or 'ray[tune]'); "
-                        "or run the jobs one after another with --backend local") from None
+    import_ray("policyshare sweep", "; or run the jobs one after another with --backend local")
+    from ray import tune
 
     def execute(root: Path, jobs: Sequence[Job]) -> None:
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+        init_ray(address)
         stage = jobs[0].stage
         trainable = tune.with_resources(_trial, {"cpu": cpus_per_trial})
         space = {"root": str(root.resolve()), "cwd": os.getcwd(),

@@ -67,7 +67,7 @@ from policyshare.config import (
 )
 from policyshare.envs import Suite, check_env_id, check_vec_env, make_vec_env
 from policyshare.errors import CheckpointError, NumericalError, UserError
-from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate, random_return
+from policyshare.evaluate import EVAL_SEED_OFFSET, EvalResult, evaluate, random_return
 from policyshare.logs import open_logger, restore_pending, silence_writer_thread_errors
 from policyshare.paths import default_config
 from policyshare.runs import RunFolder, default_run_dir
@@ -300,7 +300,8 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
           run_name: str | None = None, quiet: bool = False,
           model_factory: Callable[[Any, TrainConfig, Any, Suite, int], Any] | None = None,
           extra_callbacks: Sequence[Any] = (),
-          extra_config: Mapping[str, Any] | None = None) -> TrainResult:
+          extra_config: Mapping[str, Any] | None = None,
+          on_evaluation: Callable[[int, EvalResult], None] | None = None) -> TrainResult:
     """Train one policy on one env and write a complete run folder.
 
     Args:
@@ -325,6 +326,10 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         extra_callbacks: SB3 callbacks added to the run's own (e.g. logging of extra tags).
         extra_config: entries added to the recorded ``config.yaml`` (describe what
             ``model_factory`` builds).
+        on_evaluation: called with ``(env step, result)`` after every periodic evaluation
+            (``eval/mean_reward``, ``eval.episodes`` episodes), including the one at the final
+            step; not for the final ``metrics.json`` evaluation (``policyshare tune`` reports
+            these to Ray Tune).
 
     Returns:
         A :class:`TrainResult`.
@@ -409,7 +414,7 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         if cfg.eval.freq > 0:
             evaluator = PeriodicEvaluation(env_id, cfg.eval.freq, cfg.eval.episodes,
                                            seed + EVAL_SEED_OFFSET, run.path / "evaluations.json",
-                                           run.path / "best_model.zip", header)
+                                           run.path / "best_model.zip", header, on_evaluation)
             callbacks.append(evaluator)
         interrupt = Interrupt()
         checkpointer = AtomicCheckpoint(run.checkpoints_dir, cfg.checkpoint_freq, header,
