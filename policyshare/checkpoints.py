@@ -601,7 +601,7 @@ def load_sb3(path: str | Path, env: Any = None, device: str = "cpu",
 #: ``extractor.kind`` of a zip's ``policyshare.json`` → ``(module, extractor class, policy class)``.
 #: Only these are ever imported by name; a zip naming any other kind is refused.
 SAFE_EXTRACTORS: dict[str, tuple[str, str, str]] = {
-    "progressive": ("policyshare.progressive", "ProgressiveExtractor", "ProgressivePolicy"),
+    "progressive": ("policyshare.progressive.policy", "ProgressiveExtractor", "ProgressivePolicy"),
 }
 
 

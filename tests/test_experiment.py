@@ -214,7 +214,7 @@ def test_json_files_of_an_experiment_parse_strictly(one_seed: Path) -> None:
 
 def test_transfer_and_progressive_tables_say_one_seed(one_seed: Path) -> None:
     from policyshare.curves import load_curve, transfer_summary
-    from policyshare.progressive import _transfer_rows
+    from policyshare.progressive.report import _transfer_rows
     from policyshare.transfer import report
 
     runs = one_seed / "transfer" / "MinAtar-SpaceInvaders-v1"

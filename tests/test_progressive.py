@@ -20,14 +20,13 @@ from test_cli import assert_user_error
 
 from policyshare.algos import A2CParams, PolicyConfig, PPOParams, TrunkConfig, build_model
 from policyshare.alignment import InputAlignment
-from policyshare.checkpoints import load_sb3, load_trunk, save_sb3
+from policyshare.checkpoints import load_sb3, load_trunk, read_sb3_header, save_sb3
 from policyshare.cli import main
 from policyshare.curves import load_curve
 from policyshare.envs import load_suite, make_vec_env, task_action_map
 from policyshare.errors import UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate
 from policyshare.evaluate import load_policy as load_any_policy
-from policyshare.fisher import average_fisher_sensitivity, collect_observations
 from policyshare.metrics import transfer_percent
 from policyshare.progressive import (
     AdapterConfig,
@@ -41,6 +40,7 @@ from policyshare.progressive import (
     load_network,
     run_progressive,
 )
+from policyshare.progressive.fisher import average_fisher_sensitivity, collect_observations
 from policyshare.trunks import LayerSpec, TrunkSpec
 
 BREAKOUT, ASTERIX, INVADERS = "MinAtar/Breakout-v1", "MinAtar/Asterix-v1", "MinAtar/SpaceInvaders-v1"
@@ -346,6 +346,88 @@ def test_progressive_extractor_is_plain_data_for_sb3_load(tmp_path: Path) -> Non
     obs = observations(INVADERS, 16)
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0],
                                   loaded.predict(obs, deterministic=True)[0])
+
+
+def sb3_class_paths(zip_path: Path) -> bytes:
+    """The pickled ``policy_class`` and ``policy_kwargs`` SB3 recorded in a zip's ``data`` entry."""
+    import base64
+    import zipfile
+
+    data = json.loads(zipfile.ZipFile(zip_path).read("data"))
+    return b"".join(base64.b64decode(data[k][":serialized:"]) for k in ("policy_class", "policy_kwargs"))
+
+
+def test_a_zip_saved_before_the_package_split_still_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SB3 pickles the policy and extractor classes by module path: a column saved when they lived
+    in ``policyshare/progressive.py`` records ``policyshare.progressive.ProgressivePolicy``; plain
+    ``PPO.load`` and the ``--safe`` path still rebuild it, and new zips record the new module."""
+    from stable_baselines3 import PPO
+
+    from policyshare import checkpoints
+    from policyshare.config import to_dict
+    from policyshare.progressive.policy import ProgressiveExtractor as Moved
+    from policyshare.progressive.policy import ProgressivePolicy
+    from policyshare.train import load_train_config
+
+    model = column_model("ppo", None, 2)
+    cfg, _ = load_train_config(INVADERS, "ppo", overrides={"n_envs": 4, "trunk": {"alignment": "pad"}})
+
+    def header() -> dict[str, Any]:  # as `policyshare train` writes it
+        return {"format": "policyshare.sb3", "algo": "ppo", "env_id": INVADERS, "trunk": to_dict(cfg.trunk),
+                "policy": to_dict(cfg.policy), **checkpoints.extractor_header(model.policy)}
+
+    with monkeypatch.context() as old:  # save exactly as the code before the split did
+        for cls in (ProgressivePolicy, Moved):
+            old.setattr(cls, "__module__", "policyshare.progressive")
+        old.setitem(checkpoints.SAFE_EXTRACTORS, "progressive",
+                    ("policyshare.progressive", "ProgressiveExtractor", "ProgressivePolicy"))
+        old_zip = save_sb3(model, tmp_path / "old.zip", header())
+    new_zip = save_sb3(model, tmp_path / "new.zip", header())
+    for path in (old_zip, new_zip):
+        assert read_sb3_header(path)["extractor"]["kind"] == "progressive"
+    recorded = sb3_class_paths(old_zip)
+    assert b"policyshare.progressive" in recorded and b"policyshare.progressive.policy" not in recorded
+    assert b"policyshare.progressive.policy" in sb3_class_paths(new_zip)
+    assert ProgressiveExtractor is Moved and Moved.__module__ == "policyshare.progressive.policy"
+    obs = observations(INVADERS, 16)
+    expected = model.predict(obs, deterministic=True)[0]
+    for path in (old_zip, new_zip):
+        plain = PPO.load(path)
+        assert type(plain.policy) is ProgressivePolicy and type(plain.policy.features_extractor) is Moved
+        assert_same_state(model.policy, plain.policy)
+        safe, _ = load_sb3(path, safe=True)
+        assert type(safe.policy.features_extractor) is Moved
+        for loaded in (plain, safe):
+            np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], expected)
+
+
+def test_progressive_package_imports_its_modules_on_first_use_and_only_downward() -> None:
+    """``import policyshare.progressive`` loads no submodule; every public name resolves to the
+    module that defines it; each module imports only the modules below it (no circle)."""
+    import ast
+    import subprocess
+    import sys
+
+    import policyshare.progressive as package
+
+    code = ("import sys, policyshare.progressive as p; "
+            "print(sorted(m for m in sys.modules if m.startswith('policyshare.progressive.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    for name in package.__all__:
+        value = getattr(package, name)
+        if isinstance(value, type) or callable(value):
+            assert value.__module__.startswith("policyshare.progressive."), name
+    order = ["config", "adapters", "columns", "policy", "network", "fisher", "plan", "report", "run"]
+    folder = Path(package.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py")) == sorted([*order, "__init__"])
+    for i, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        inside = {m.removeprefix("policyshare.progressive").lstrip(".") for m in imported
+                  if m == "policyshare.progressive" or m.startswith("policyshare.progressive.")}
+        assert inside <= set(order[:i]), (name, inside - set(order[:i]))
+        assert len((folder / f"{name}.py").read_text().splitlines()) < 600, name
 
 
 # ---- the command ----------------------------------------------------------------------------

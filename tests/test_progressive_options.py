@@ -24,8 +24,8 @@ from policyshare.cli import main
 from policyshare.envs import task_action_map
 from policyshare.errors import CheckpointError
 from policyshare.evaluate import load_policy
-from policyshare.fisher import average_fisher_sensitivity
 from policyshare.progressive import AdapterConfig, ColumnInfo, ProgressiveNetwork, load_network, run_progressive
+from policyshare.progressive.fisher import average_fisher_sensitivity
 from policyshare.trunks import TrunkSpec
 
 # Tiny runs: 4 envs, PPO rollouts of 128 env steps (A2C: 20), evaluations every 128 env steps.

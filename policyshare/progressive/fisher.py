@@ -37,7 +37,7 @@ import torch
 from policyshare.curves import save_figure
 
 if TYPE_CHECKING:
-    from policyshare.progressive import ProgressiveNetwork
+    from policyshare.progressive.network import ProgressiveNetwork
 
 
 @dataclass

@@ -1,0 +1,246 @@
+"""What ``policyshare progressive`` reports: ``metrics.json``, ``report.md``, plots, the summary.
+
+:func:`summarise` reads every compared run of every seed back from its run folder, measures
+transfer % against ``scratch`` (Rusu et al. 2016, Table 1), averages the Average Fisher
+Sensitivity over seeds (:mod:`policyshare.progressive.fisher`), writes ``curves.png``,
+``fisher.{md,json,png}``, TensorBoard scalars and ``report.md``, and returns the contents of
+``metrics.json``; :func:`summary_text` is what the command prints at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from policyshare.checkpoints import atomic_write_json, atomic_write_text, read_json
+from policyshare.progressive.fisher import fisher_table, plot_fisher_heatmap
+from policyshare.progressive.plan import Plan, method_dirs
+
+if TYPE_CHECKING:
+    from policyshare.curves import Curve
+
+#: How each compared method is labelled in plots and reports (Rusu et al. 2016's baselines).
+METHOD_LABELS: dict[str, str] = {
+    "progressive": "progressive net",
+    "scratch": "baseline 1: single column from scratch",
+    "finetune": "baseline 3: column 1 fine-tuned",
+    "random_column": "baseline 4: random frozen column 1",
+}
+
+
+def _short(task: str) -> str:
+    """``MinAtar/Breakout-v1`` → ``Breakout-v1`` (for plot titles)."""
+    return task.rsplit("/", 1)[-1]
+
+
+def _write_tensorboard(run_dir: Path, scalars: Mapping[str, float], step: int) -> None:
+    """Add scalars to a run's TensorBoard folder (a new event file beside SB3's)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(run_dir / "tb"))
+    try:
+        for tag, value in scalars.items():
+            if np.isfinite(value):
+                writer.add_scalar(tag, value, step)
+    finally:
+        writer.close()
+
+
+@dataclass
+class _MethodRuns:
+    """Every compared method's target run of every seed, read back from its run folder.
+
+    Keys: method, then seed as a string (as ``metrics.json`` writes them).
+    """
+
+    curves: dict[str, dict[int, Curve]] = field(default_factory=dict)
+    finals: dict[str, dict[str, float]] = field(default_factory=dict)
+    runs: dict[str, dict[str, str]] = field(default_factory=dict)
+    steps: dict[str, dict[str, int]] = field(default_factory=dict)
+    random_return: dict[str, float] = field(default_factory=dict)
+
+
+def _read_runs(plan: Plan, per_seed: Mapping[int, Mapping[str, Any]], methods: list[str]) -> _MethodRuns:
+    """Learning curve, final return, folder, env steps and random return of every target run."""
+    from policyshare.curves import load_curve
+
+    out = _MethodRuns({m: {} for m in methods}, {m: {} for m in methods}, {m: {} for m in methods},
+                      {m: {} for m in methods})
+    for seed, d in per_seed.items():
+        for m, path in method_dirs(plan, d["dir"]).items():
+            out.curves[m][seed] = load_curve(path)
+            met = read_json(path / "metrics.json", "run metrics")
+            out.finals[m][str(seed)] = float(met["eval_mean_return"])
+            out.runs[m][str(seed)] = str(path)
+            out.steps[m][str(seed)] = int(met["timesteps"])
+            out.random_return[str(seed)] = float(met["random_mean_return"])
+    return out
+
+
+def _fisher_summary(plan: Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]],
+                    steps: Mapping[str, int]) -> dict[str, Any] | None:
+    """AFS mean ± std over seeds: ``fisher.{md,png,json}`` and TensorBoard scalars (or ``None``).
+
+    Args:
+        plan: the experiment.
+        root: the experiment folder.
+        per_seed: seed → ``{"fisher": AFS dict or None, "dir": seed folder, …}``.
+        steps: seed (string) → env steps of the progressive column's target run (the
+            TensorBoard step).
+    """
+    fishers = {str(s): d["fisher"] for s, d in per_seed.items() if d["fisher"] is not None}
+    if not fishers:
+        return None
+    first = next(iter(fishers.values()))
+    layers, columns = list(first["layers"]), list(first["columns"])
+    arr = np.array([[[f["afs"][c][layer] for layer in layers] for c in columns]
+                    for f in fishers.values()])
+    mean, std = arr.mean(axis=0), arr.std(axis=0)
+    table = fisher_table(mean, columns, layers, std if len(fishers) > 1 else None)
+    atomic_write_text(root / "fisher.md",
+                      f"# Average Fisher Sensitivity on {plan.target}\n\n(Rusu et al. 2016, "
+                      f"Sec. 5; mean ± std over seeds {', '.join(fishers)}; each layer sums "
+                      f"to 1 over columns)\n\n{table}")
+    plot_fisher_heatmap(mean, columns, layers, root / "fisher.png",
+                        f"AFS on {_short(plan.target)}\n(mean of {len(fishers)} seeds)")
+    fisher = {"target": plan.target, "layers": layers, "columns": columns,
+              "afs_mean": {c: dict(zip(layers, map(float, row))) for c, row in zip(columns, mean)},
+              "afs_std": {c: dict(zip(layers, map(float, row))) for c, row in zip(columns, std)},
+              "per_seed": fishers, "table": table}
+    atomic_write_json(root / "fisher.json", fisher)
+    for s, f in fishers.items():
+        path = method_dirs(plan, per_seed[int(s)]["dir"])["progressive"]
+        _write_tensorboard(path, {f"progressive/column_{c + 1}/afs/{layer}": f["afs"][col][layer]
+                                  for c, col in enumerate(columns) for layer in layers},
+                           steps[s])
+    return fisher
+
+
+def summarise(plan: Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]],
+              resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """Transfer %, curves plot, Fisher table and heat map, TensorBoard scalars, report.
+
+    Args:
+        plan: the experiment.
+        root: the experiment folder (``curves.png``, ``fisher.*`` and ``report.md`` go there).
+        per_seed: seed → ``{"network": ProgressiveNetwork, "no_forgetting": check,
+            "fisher": AFS dict or None, "dir": seed folder}``.
+        resolved: the experiment's resolved settings (its ``config.yaml``).
+
+    Returns:
+        The contents of ``metrics.json`` (written by the caller).
+
+    Raises:
+        CheckpointError: a run's ``metrics.json`` or learning curve is missing or unreadable.
+    """
+    from policyshare.curves import plot_curves, transfer_summary
+
+    methods = ["progressive", *plan.controls]
+    runs = _read_runs(plan, per_seed, methods)
+    transfer = transfer_summary(runs.curves, "scratch") if "scratch" in methods else {}
+    for seed, d in per_seed.items():
+        for m, path in method_dirs(plan, d["dir"]).items():
+            value = transfer.get(m, {}).get("per_seed", {}).get(str(seed))
+            if value is not None:
+                _write_tensorboard(path, {"progressive/transfer_percent": value}, runs.steps[m][str(seed)])
+    plot_curves({METHOD_LABELS[m]: [runs.curves[m][s] for s in per_seed] for m in methods},
+                root / "curves.png",
+                f"{_short(plan.target)} after {' → '.join(map(_short, plan.tasks[:-1]))}\n"
+                f"({plan.algo}, seeds {' '.join(map(str, per_seed))}; bands: 95% bootstrap CI)")
+    k = len(plan.tasks)
+    alphas = {str(s): {name: a.alpha.item() for name, a in d["network"].stack.adapters(k - 1).items()}
+              for s, d in per_seed.items()}
+    forgetting = {str(s): d["no_forgetting"] for s, d in per_seed.items()}
+    fisher = _fisher_summary(plan, root, per_seed, runs.steps["progressive"])
+    metrics: dict[str, Any] = {
+        "tasks": plan.tasks, "target": plan.target, "algo": plan.algo,
+        "seeds": [int(s) for s in per_seed], "controls": plan.controls,
+        "transfer_baseline": "scratch" if transfer else None,
+        "transfer_definition": "100 * AUC(target curve) / AUC(scratch curve) per seed (Rusu et al. "
+                               "2016, Table 1); IQM over seeds with a 95% stratified bootstrap CI",
+        "methods": {m: {"label": METHOD_LABELS[m], "runs": runs.runs[m], "timesteps": runs.steps[m],
+                        "final_eval_mean_return": runs.finals[m],
+                        "final_eval_mean_return_over_seeds": float(np.mean(list(runs.finals[m].values()))),
+                        "transfer_percent": transfer.get(m)} for m in methods},
+        "target_random_mean_return": runs.random_return,
+        "no_forgetting": forgetting,
+        "no_forgetting_all_identical": all(v["identical"] for f in forgetting.values() for v in f.values()),
+        "lateral_alpha": alphas,
+        "fisher": fisher,
+        "config": dict(resolved),
+        "files": {"curves": "curves.png", "report": "report.md",
+                  **({"fisher_table": "fisher.md", "fisher_json": "fisher.json",
+                      "fisher_heatmap": "fisher.png"} if fisher else {})},
+        "tensorboard": f"tensorboard --logdir {root}",
+    }
+    atomic_write_text(root / "report.md", _report(metrics))
+    return metrics
+
+
+def _transfer_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    from policyshare.metrics import format_interval, format_number
+
+    rows = []
+    for m, d in metrics["methods"].items():
+        t = d["transfer_percent"]
+        interval = format_interval(t["iqm"], t["low"], t["high"]) if t else "n/a"
+        per_seed = ", ".join(f"s{s}: {format_number(v)}" for s, v in t["per_seed"].items()) if t else "n/a"
+        rows.append((m, interval, per_seed, f"{d['final_eval_mean_return_over_seeds']:.2f}"))
+    return rows
+
+
+def summary_text(metrics: Mapping[str, Any], root: Path) -> str:
+    """The figures ``policyshare progressive`` prints at the end."""
+    lines = [f"target {metrics['target']} after {' → '.join(metrics['tasks'][:-1])}, "
+             f"{metrics['algo']}, seeds {' '.join(map(str, metrics['seeds']))}",
+             f"{'method':<15} {'transfer % IQM [95% CI]':<26} {'per seed':<34} final return"]
+    for m, interval, per_seed, final in _transfer_rows(metrics):
+        lines.append(f"{m:<15} {interval:<26} {per_seed:<34} {final}")
+    lines.append("earlier columns' returns unchanged after training later ones: "
+                 f"{'yes' if metrics['no_forgetting_all_identical'] else 'NO'}")
+    if metrics["fisher"]:
+        lines.append("Average Fisher Sensitivity on the target (rows: columns; mean ± std over seeds):")
+        lines.append(metrics["fisher"]["table"].rstrip())
+    lines.append(f"metrics: {root / 'metrics.json'}  report: {root / 'report.md'}  "
+                 f"curves: {root / 'curves.png'}")
+    lines.append(f"TensorBoard: {metrics['tensorboard']}")
+    return "\n".join(lines)
+
+
+def _report(metrics: Mapping[str, Any]) -> str:
+    """``report.md``: settings, transfer table, no-forgetting check, lateral scalars, Fisher."""
+    cfg = metrics["config"]
+    steps = sorted({n for d in metrics["methods"].values() for n in d["timesteps"].values()})
+    out = [f"# Progressive network: {' → '.join(metrics['tasks'])}", "",
+           f"Algorithm {metrics['algo']}; seeds {', '.join(map(str, metrics['seeds']))}; "
+           f"env steps per target run: {', '.join(map(str, steps))}; adapters {cfg['adapter']}.", "",
+           "## Transfer to the target (Rusu et al. 2016, Table 1)", "",
+           f"{metrics['transfer_definition']}.", "",
+           "| method | transfer % IQM [95% CI] | per seed | final eval return (mean over seeds) |",
+           "|---|---|---|---|"]
+    for m, interval, per_seed, final in _transfer_rows(metrics):
+        out.append(f"| {metrics['methods'][m]['label']} | {interval} | {per_seed} | {final} |")
+    randoms = ", ".join(f"s{s}: {v:.2f}" for s, v in metrics["target_random_mean_return"].items())
+    out += ["", f"Random policy on the target: {randoms}.", "", "![learning curves](curves.png)", "",
+            "## No forgetting", "",
+            "Every earlier column, evaluated through the whole network on its own task with the "
+            "seeds and episodes of its evaluation right after training: "
+            f"{'identical returns' if metrics['no_forgetting_all_identical'] else 'RETURNS DIFFER'}.",
+            ""]
+    for seed, checks in metrics["no_forgetting"].items():
+        for task, c in checks.items():
+            out.append(f"- s{seed} {task}: before {np.mean(c['before']):.2f}, after "
+                       f"{np.mean(c['after']):.2f} over {c['episodes']} episodes "
+                       f"({'identical' if c['identical'] else 'different'})")
+    out += ["", "## Lateral scalars α of the target column", ""]
+    for seed, alphas in metrics["lateral_alpha"].items():
+        out.append(f"- s{seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in alphas.items()))
+    if metrics["fisher"]:
+        out += ["", "## Average Fisher Sensitivity (Rusu et al. 2016, Sec. 5)", "",
+                metrics["fisher"]["table"], "![Fisher sensitivity](fisher.png)"]
+    out += ["", f"TensorBoard: `{metrics['tensorboard']}`", ""]
+    return "\n".join(out)
