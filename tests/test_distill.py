@@ -129,6 +129,42 @@ def test_default_config_is_actor_mimic() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# The package: public names from policyshare.distill, each submodule loaded on first use
+
+
+def test_importing_the_package_loads_no_submodule_until_a_name_is_used() -> None:
+    """``import policyshare.distill`` (as ``policyshare --help`` may) adds no module beyond the
+    package itself; a public name imports the submodule that defines it, and only that one."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import sys, policyshare; before = set(sys.modules); import policyshare.distill as d; "
+            "print(sorted(set(sys.modules) - before)); before = set(sys.modules); d.TaskMemory; "
+            "print(sorted(m for m in set(sys.modules) - before if m.startswith('policyshare')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["['policyshare.distill']", "['policyshare.distill.memory']"]
+
+
+def test_every_public_name_comes_from_the_module_of_its_concept() -> None:
+    import importlib
+
+    import policyshare.distill as package
+
+    homes = {"distill": "command", "train_student": "trainer", "Teacher": "teachers", "Student": "student",
+             "TaskMemory": "memory", "policy_regression_loss": "losses", "DistillConfig": "config"}
+    for name in package.__all__:
+        obj = getattr(package, name)
+        module = importlib.import_module(f"policyshare.distill.{package._EXPORTS[name]}")
+        assert getattr(module, name) is obj, name
+    for name, home in homes.items():
+        assert getattr(package, name).__module__ == f"policyshare.distill.{home}", name
+    assert set(package.__all__) <= set(dir(package))
+
+
+# ---------------------------------------------------------------------------------------------
 # The student network
 
 
