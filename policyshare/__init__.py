@@ -7,6 +7,13 @@ Public entry points: :func:`load_trunk`, :func:`save_trunk`, :class:`Trunk`, :cl
 :class:`TrunkExtractor`, the submodules (``policyshare.zoo``, ``policyshare.progressive``, …,
 imported on first use), and the ``policyshare`` command (``policyshare --help``).
 
+What lives where, imports going downward only (config → envs → networks → SB3 → run folder →
+comparison → report): ``io`` (atomic writes, strict JSON, versions), ``config``, ``envs``,
+``alignment``, ``trunks``, ``checkpoints`` (trunk files, safetensors), ``algos`` (the algorithm
+registry, SB3 models on a trunk), ``sb3_files`` (SB3 zips, ``--safe`` loading), ``evaluate``
+(episodes of any agent), ``runs`` (run folders), ``train``, ``transfer``, ``progressive``,
+``distill``, ``policies`` (any checkpoint as an agent), ``experiment``, ``report``, ``cli``.
+
 Importing the package imports neither torch nor stable-baselines3 (the names above are loaded on
 first use). It registers the MinAtar games with Gymnasium (``MinAtar/<Game>-v0`` and
 ``-v1``), so ``gym.make("MinAtar/Breakout-v1")`` works after ``import policyshare``.
