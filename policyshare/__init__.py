@@ -7,24 +7,46 @@ Public entry points: :func:`load_trunk`, :func:`save_trunk`, :class:`Trunk`, :cl
 :class:`TrunkExtractor`, the submodules (``policyshare.zoo``, ``policyshare.progressive``, …,
 imported on first use), and the ``policyshare`` command (``policyshare --help``).
 
-Importing the package registers the MinAtar games with Gymnasium (``MinAtar/<Game>-v0`` and
+What lives where, imports going downward only (config → envs → networks → SB3 → run folder →
+comparison → report): ``io`` (atomic writes, strict JSON, versions), ``config``, ``envs``,
+``alignment``, ``trunks``, ``checkpoints`` (trunk files, safetensors), ``algos`` (the algorithm
+registry, SB3 models on a trunk), ``sb3_files`` (SB3 zips, ``--safe`` loading), ``evaluate``
+(episodes of any agent), ``runs`` (run folders), ``train``, ``transfer``, ``progressive``,
+``distill``, ``policies`` (any checkpoint as an agent), ``experiment``, ``report``, ``cli``.
+
+Importing the package imports neither torch nor stable-baselines3 (the names above are loaded on
+first use). It registers the MinAtar games with Gymnasium (``MinAtar/<Game>-v0`` and
 ``-v1``), so ``gym.make("MinAtar/Breakout-v1")`` works after ``import policyshare``.
 """
 
+from __future__ import annotations
+
 import importlib
 import importlib.util
-from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import policyshare.envs  # noqa: F401  (registers MinAtar/<Game>-v0/-v1 with Gymnasium)
-from policyshare.checkpoints import load_trunk, save_trunk
-from policyshare.trunks import Trunk, TrunkExtractor, TrunkSpec
+import policyshare.envs  # noqa: F401  (registers MinAtar/<Game>-v0/-v1 with Gymnasium; no torch)
+
+if TYPE_CHECKING:
+    from policyshare.checkpoints import load_trunk, save_trunk
+    from policyshare.trunks import Trunk, TrunkExtractor, TrunkSpec
 
 __version__ = "0.1.0"
 
 __all__ = ["Trunk", "TrunkExtractor", "TrunkSpec", "__version__", "load_trunk", "save_trunk"]
 
-def __getattr__(name: str) -> ModuleType:
-    """``policyshare.<submodule>`` without importing it first (PEP 562)."""
+#: The public names above and the module each is imported from on first use, so that
+#: ``import policyshare`` (and ``policyshare --help``) imports neither torch nor stable-baselines3.
+_LAZY = {"load_trunk": "policyshare.checkpoints", "save_trunk": "policyshare.checkpoints",
+         "Trunk": "policyshare.trunks", "TrunkExtractor": "policyshare.trunks", "TrunkSpec": "policyshare.trunks"}
+
+
+def __getattr__(name: str) -> Any:
+    """A public name of :data:`_LAZY`, or ``policyshare.<submodule>``, imported on first use (PEP 562)."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,8 @@
-"""Algorithm hyper-parameters (typed) and building SB3 models on a trunk.
+"""The algorithms: their registry, typed hyper-parameters, and building SB3 models on a trunk.
+
+:data:`ALGOS` lists the algorithms policyshare trains (the one list: the CLI, configs and
+checkpoint loading all take it from here); :func:`algo_class` gives the SB3 class of each and
+:func:`infer_algo` tells which one saved a plain SB3 zip.
 
 stable-baselines3 runs the RL algorithms; this module only turns a validated config into an SB3
 ``PPO``/``A2C``/``DQN`` whose features extractor is a :class:`~policyshare.trunks.TrunkExtractor`,
@@ -17,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
+from policyshare.checkpoints import load_trunk_weights
 from policyshare.config import (
     check_non_negative,
     check_positive,
@@ -32,6 +38,39 @@ from policyshare.errors import ConfigError, UserError
 from policyshare.trunks import TrunkExtractor
 
 _LIN = re.compile(r"^lin_([0-9.eE+-]+)$")
+
+#: The algorithms policyshare trains (stable-baselines3's), by the name configs and the CLI use.
+ALGOS = ("ppo", "a2c", "dqn")
+
+
+def algo_class(algo: str) -> Any:
+    """The SB3 class for ``ppo``, ``a2c`` or ``dqn``.
+
+    Raises:
+        UserError: unknown algorithm.
+    """
+    classes = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
+    if algo not in classes:
+        raise UserError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
+    return classes[algo]
+
+
+def infer_algo(data: Mapping[str, Any]) -> str:
+    """Which algorithm saved an SB3 zip, from its JSON ``data`` entry (for zips without a
+    ``policyshare.json``, e.g. saved by plain SB3): DQN records an exploration rate and a target
+    update interval, PPO a clip range and epochs; anything else is taken as A2C.
+
+    Args:
+        data: the zip's ``data`` entry, parsed as JSON (never unpickled).
+
+    Returns:
+        ``ppo``, ``a2c`` or ``dqn``.
+    """
+    if "exploration_rate" in data or "target_update_interval" in data:
+        return "dqn"
+    if "clip_range" in data or "n_epochs" in data:
+        return "ppo"
+    return "a2c"
 
 
 def parse_schedule(value: float | str, name: str) -> float | LinearSchedule:
@@ -219,8 +258,6 @@ def build_model(algo: str, env: Any, params: Any, policy: PolicyConfig, trunk: T
     Returns:
         The SB3 ``BaseAlgorithm``.
     """
-    from policyshare.checkpoints import algo_class
-
     kwargs = to_dict(params)
     kwargs["learning_rate"] = parse_schedule(params.learning_rate, "learning_rate")
     if algo == "ppo":
@@ -311,8 +348,6 @@ def load_trunk_into(model: Any, path: str | Path) -> dict[str, Any]:
             (another spec, activation, input alignment or shape; the message names both).
         UserError: the model has no trunk extractor.
     """
-    from policyshare.checkpoints import load_trunk_weights
-
     header: dict[str, Any] = {}
     for ex in features_extractors(model):
         if not isinstance(ex, TrunkExtractor):

@@ -19,15 +19,10 @@ from typing import Any
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from policyshare.checkpoints import (
-    atomic_write_bytes,
-    atomic_write_json,
-    read_json,
-    read_sb3_header,
-    save_sb3,
-)
 from policyshare.errors import CheckpointError, NumericalError
 from policyshare.evaluate import EvalResult, evaluate
+from policyshare.io import atomic_write_bytes, atomic_write_json, read_json
+from policyshare.sb3_files import read_sb3_header, save_sb3
 
 
 class PeriodicEvaluation(BaseCallback):

@@ -110,7 +110,8 @@ def _add_safe_option(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from policyshare.evaluate import check_video_path, evaluate, load_policy, random_return, record_video
+    from policyshare.evaluate import check_video_path, evaluate, random_return, record_video
+    from policyshare.policies import load_policy
 
     if a.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {a.episodes}")
@@ -477,11 +478,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 user error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _limit_threads()
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
+    _limit_threads()
     try:
         return handler(args)
     except UserError as e:

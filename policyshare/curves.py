@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from policyshare.checkpoints import atomic_write_bytes, read_json
+from policyshare.io import atomic_write_bytes, read_json
 from policyshare.metrics import Interval, iqm_intervals, transfer_percent
 
 Curve = tuple[list[float], list[float]]

@@ -4,24 +4,20 @@ Uses SB3's ``evaluate_policy`` (which reads true episode returns from the ``Moni
 so Atari's episodic-life and reward clipping do not distort them). Evaluation envs are seeded
 separately from training envs.
 
-:func:`load_policy` turns any checkpoint (a run folder, an SB3 zip, or a policyshare tensor file
-such as a progressive network or a distilled student) into something with SB3's ``predict``
-for one task, so ``policyshare evaluate`` works on all of them.
+It runs episodes of anything with SB3's ``predict``; turning a checkpoint file into such an agent
+is :mod:`policyshare.policies`'s job.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from policyshare.checkpoints import load_sb3, read_json, read_sb3_header
 from policyshare.envs import make_vec_env
-from policyshare.errors import CheckpointError, UserError
+from policyshare.errors import UserError
 
 #: Offset added to a run's seed for its evaluation envs (kept apart from training seeds).
 EVAL_SEED_OFFSET = 10_000
@@ -126,7 +122,7 @@ def record_video(agent: Any, env_id: str, path: str | Path, seed: int, max_steps
 
     from PIL import Image
 
-    from policyshare.checkpoints import atomic_write_bytes
+    from policyshare.io import atomic_write_bytes
 
     out = check_video_path(path)
     venv = make_vec_env(env_id, 1, seed, render_mode="rgb_array")
@@ -148,84 +144,3 @@ def record_video(agent: Any, env_id: str, path: str | Path, seed: int, max_steps
                    duration=int(1000 / fps), loop=0)
     atomic_write_bytes(out, buf.getvalue())
     return out, total
-
-
-# --------------------------------------------------------------------------------------------
-# Loading any checkpoint as a policy for one task
-
-#: Tensor-file formats and the function that loads them as ``(agent, env_id)`` for a task:
-#: ``loader(path, header, task) -> (agent, env_id)``. Filled by the modules that define them.
-POLICY_LOADERS: dict[str, str] = {
-    "policyshare.progressive": "policyshare.progressive:load_policy",
-    "policyshare.student": "policyshare.distill:load_policy",
-}
-
-
-def _resolve(ref: str) -> Callable[..., Any]:
-    module, name = ref.split(":")
-    fn: Callable[..., Any] = getattr(importlib.import_module(module), name)
-    return fn
-
-
-def load_policy(path: str | Path, task: str | None = None, safe: bool = False) -> tuple[Any, str, dict[str, Any]]:
-    """Load a checkpoint as a policy for one task.
-
-    Args:
-        path: a run folder (its ``model.zip`` or ``student``/``progressive`` file), an SB3
-            zip, or a policyshare ``.safetensors`` file.
-        task: env id to act in; required where the checkpoint holds several tasks, optional
-            where it holds one.
-        safe: load SB3 zips without unpickling (:func:`~policyshare.checkpoints.load_sb3_safe`);
-            policyshare's own ``.safetensors`` files never unpickle anyway.
-
-    Returns:
-        ``(agent, env_id, header)``: ``agent.predict`` acts in ``env_id``.
-
-    Raises:
-        CheckpointError: missing or unreadable checkpoint.
-        UserError: ``task`` not among the checkpoint's tasks.
-    """
-    p = Path(path)
-    if p.is_dir():
-        candidates = [p / "model.zip", p / "network.safetensors", p / "student.safetensors"]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            others = sorted(c.name for c in p.glob("*.zip"))
-            runs = sorted((d for d in p.iterdir()
-                           if d.is_dir() and any((d / c.name).is_file() for c in candidates)),
-                          key=lambda d: d.name)
-            if runs:  # an experiment folder (progressive: DIR/s<seed>, transfer: <method>__s<seed>)
-                more = ", …" if len(runs) > 6 else ""
-                hint = f"pass one of its run folders: {', '.join(str(d) for d in runs[:6])}{more}"
-            elif others:
-                hint = f"pass one of its files, e.g. {p / others[0]}"
-            else:
-                hint = "pass a run folder of a finished run"
-            raise CheckpointError(f"{p} holds no checkpoint (model.zip, network.safetensors or "
-                                  f"student.safetensors); {hint}")
-        p = found[0]
-    if not p.exists():
-        raise CheckpointError(f"checkpoint {p} not found; check the path")
-    if p.suffix == ".safetensors":
-        from policyshare.checkpoints import load_tensors
-
-        _, header = load_tensors(p)
-        fmt = str(header.get("format"))
-        if fmt not in POLICY_LOADERS:
-            raise CheckpointError(f"{p} is a {fmt!r} file, which cannot act; pass a model, "
-                                  "progressive network or student checkpoint")
-        agent, env_id = _resolve(POLICY_LOADERS[fmt])(p, header, task)
-        return agent, env_id, header
-    header = read_sb3_header(p)
-    env_id = header.get("env_id")
-    if env_id is None:
-        meta = p.parent / "metrics.json"
-        env_id = read_json(meta).get("env_id") if meta.is_file() else None
-    if task is not None and env_id is not None and task != env_id:
-        raise UserError(f"{p} was trained on {env_id}, not {task}; drop --task/--env or pass a "
-                        "checkpoint of that task")
-    env_id = env_id or task
-    if env_id is None:
-        raise UserError(f"cannot tell which env {p} acts in; pass --env ID")
-    model, header = load_sb3(p, safe=safe)
-    return model, str(env_id), header

@@ -32,7 +32,7 @@ from typing import Any
 
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 
-from policyshare.checkpoints import atomic_write_bytes, atomic_write_text
+from policyshare.io import atomic_write_bytes, atomic_write_text
 
 #: Name of the CSV log in a run's ``tb/`` folder.
 CSV_NAME = "progress.csv"

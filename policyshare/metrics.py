@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 #: Why a figure of this module can be undefined, by the key it is stored under. JSON has no NaN:
-#: :func:`policyshare.checkpoints.atomic_write_json` writes such a figure as ``null`` with a
+#: :func:`policyshare.io.atomic_write_json` writes such a figure as ``null`` with a
 #: sibling ``"<key>_why"`` holding this reason.
 UNDEFINED_WHY: dict[str, str] = {
     "low": "one value (one seed): no interval",

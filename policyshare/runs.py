@@ -16,7 +16,6 @@ Layout (see ``runs/README.md``)::
 
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 import subprocess
@@ -29,14 +28,9 @@ from typing import Any
 
 import yaml
 
-from policyshare.checkpoints import atomic_write_json, atomic_write_text, read_json, versions
 from policyshare.errors import UserError
+from policyshare.io import atomic_write_json, atomic_write_text, read_json, slug, versions
 from policyshare.paths import SOURCE_DIR, runs_dir
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of an env id or label (``MinAtar/Breakout-v1`` → ``MinAtar-Breakout-v1``)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
 
 
 def default_run_dir(command: str, name: str, seed: int | None = None,

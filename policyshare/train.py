@@ -28,6 +28,7 @@ from typing import Any, Literal
 import torch
 
 from policyshare.algos import (
+    ALGOS,
     PolicyConfig,
     TrunkConfig,
     algo_params,
@@ -45,16 +46,7 @@ from policyshare.callbacks import (
     load_replay,
     trim_curve,
 )
-from policyshare.checkpoints import (
-    ALGOS,
-    atomic_write_json,
-    extractor_header,
-    load_sb3,
-    read_sb3_header,
-    remove_stale_temporaries,
-    save_sb3,
-    save_trunk,
-)
+from policyshare.checkpoints import save_trunk
 from policyshare.config import (
     check_non_negative,
     check_positive,
@@ -68,9 +60,11 @@ from policyshare.config import (
 from policyshare.envs import Suite, check_env_id, check_vec_env, make_vec_env
 from policyshare.errors import CheckpointError, NumericalError, UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, EvalResult, evaluate, random_return
+from policyshare.io import atomic_write_json, remove_stale_temporaries
 from policyshare.logs import open_logger, restore_pending, silence_writer_thread_errors
 from policyshare.paths import default_config
 from policyshare.runs import RunFolder, default_run_dir
+from policyshare.sb3_files import extractor_header, load_sb3, read_sb3_header, save_sb3
 
 
 @dataclass

@@ -30,16 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policyshare.checkpoints import (
-    atomic_write_json,
-    atomic_write_text,
-    read_json,
-    read_trunk_file,
-)
+from policyshare.checkpoints import read_trunk_file
 from policyshare.config import check_seeds, to_dict
 from policyshare.curves import Curve, load_curve, plot_curves, transfer_summary
 from policyshare.envs import check_env_id, make_vec_env
 from policyshare.errors import ConfigError, UserError
+from policyshare.io import atomic_write_json, atomic_write_text, read_json
 from policyshare.metrics import format_interval, format_number
 from policyshare.runs import RunFolder, default_run_dir
 from policyshare.train import load_train_config, train

@@ -9,15 +9,11 @@ import pytest
 import torch
 
 from policyshare import load_trunk
-from policyshare.checkpoints import (
-    atomic_write_bytes,
-    load_tensors,
-    load_trunk_weights,
-    read_sb3_header,
-    save_trunk,
-)
+from policyshare.checkpoints import load_tensors, load_trunk_weights, save_trunk
 from policyshare.envs import make_vec_env
 from policyshare.errors import CheckpointError
+from policyshare.io import atomic_write_bytes
+from policyshare.sb3_files import read_sb3_header
 from policyshare.trunks import Trunk, TrunkSpec
 
 
@@ -122,7 +118,7 @@ def strict_json(text: str) -> object:
 
 
 def test_json_files_never_hold_nan(tmp_path: Path) -> None:
-    from policyshare.checkpoints import atomic_write_json
+    from policyshare.io import atomic_write_json
     from policyshare.metrics import iqm_intervals
 
     one_seed = iqm_intervals({"finetune": np.array([131.5])})["finetune"]  # one value: no interval

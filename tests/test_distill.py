@@ -35,7 +35,7 @@ from policyshare.distill import (
 )
 from policyshare.envs import load_suite
 from policyshare.errors import CheckpointError, ConfigError, UserError
-from policyshare.evaluate import load_policy
+from policyshare.policies import load_policy
 from policyshare.trunks import TrunkSpec
 
 # ---------------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from policyshare.curves import load_curve
 from policyshare.envs import load_suite, make_vec_env, task_action_map
 from policyshare.errors import UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate
-from policyshare.evaluate import load_policy as load_any_policy
 from policyshare.metrics import transfer_percent
+from policyshare.policies import load_policy as load_any_policy
 from policyshare.progressive import (
     AdapterConfig,
     ColumnInfo,

@@ -23,7 +23,7 @@ from policyshare.checkpoints import SB3_HEADER, read_sb3_header
 from policyshare.cli import main
 from policyshare.envs import task_action_map
 from policyshare.errors import CheckpointError
-from policyshare.evaluate import load_policy
+from policyshare.policies import load_policy
 from policyshare.progressive import AdapterConfig, ColumnInfo, ProgressiveNetwork, load_network, run_progressive
 from policyshare.progressive.fisher import average_fisher_sensitivity
 from policyshare.trunks import TrunkSpec

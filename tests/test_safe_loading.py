@@ -16,8 +16,9 @@ import pytest
 import torch
 from conftest import run_cli
 
-from policyshare.checkpoints import SB3_HEADER, load_sb3, load_sb3_safe, load_trunk
+from policyshare.checkpoints import load_trunk
 from policyshare.errors import CheckpointError
+from policyshare.sb3_files import SB3_HEADER, load_sb3, load_sb3_safe
 from policyshare.trunks import TrunkSpec
 
 

@@ -498,7 +498,7 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     finally:
         writer.close()
     judge = guided["judge_accuracy"]
-    from policyshare.checkpoints import atomic_write_json
+    from policyshare.io import atomic_write_json
 
     atomic_write_json(run.path / "timing.json", ctx.timing)  # wall-clock figures stay out of metrics.json
     run.write_metrics({"trunk": a.trunk, "guided": guided, "unguided": unguided, "judge_accuracy": judge,

@@ -42,7 +42,8 @@ import torch
 
 from policyshare.config import to_dict
 from policyshare.errors import UserError
-from policyshare.runs import RunFolder, default_run_dir, slug
+from policyshare.io import slug
+from policyshare.runs import RunFolder, default_run_dir
 from policyshare.trunks import Trunk
 from policyshare.vision.config import VisionConfig, load_vision_config
 from policyshare.vision.data import (
@@ -778,7 +779,7 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
         metrics["results"][label] = row
         progress(f"{label}: probe {row['probe']['accuracy']:.3f}, guided {row['generate']['accuracy']:.3f}, "
                  f"CAS {row['generate']['cas']:.3f} ({seconds:.0f} s)")
-    from policyshare.checkpoints import atomic_write_json, atomic_write_text
+    from policyshare.io import atomic_write_json, atomic_write_text
 
     wall = round(time.perf_counter() - start, 1)
     timing: dict[str, Any] = {"wall_s": wall, **ctx.timing, "trunks_s": trunk_seconds,

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from policyshare.checkpoints import atomic_write_bytes
 from policyshare.errors import UserError
+from policyshare.io import atomic_write_bytes
 
 TEXTURES: tuple[str, ...] = ("brick", "grass", "gravel")
 SAMPLE_PHOTOS: tuple[str, ...] = ("china", "flower")

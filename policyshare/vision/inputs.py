@@ -38,7 +38,7 @@ from torch import nn
 from policyshare.alignment import InputAlignment
 from policyshare.checkpoints import load_trunk
 from policyshare.errors import CheckpointError, UserError
-from policyshare.runs import slug
+from policyshare.io import slug
 from policyshare.trunks import TRUNK_SPECS, Trunk, TrunkSpec
 from policyshare.vision.config import VisionTrunkConfig
 

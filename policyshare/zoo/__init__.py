@@ -25,15 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from policyshare.checkpoints import (
-    atomic_write_json,
-    load_sb3,
-    read_json,
-    read_sb3_header,
-    save_sb3,
-)
 from policyshare.errors import UserError
-from policyshare.runs import slug
+from policyshare.io import atomic_write_json, read_json, slug
+from policyshare.sb3_files import load_sb3, read_sb3_header, save_sb3
 
 ZOO_DIR = Path(__file__).resolve().parent
 
