@@ -317,7 +317,7 @@ class Job:
     def done(self, root: Path) -> bool:
         """Whether the job's run folder is finished."""
         if self.kind == "report":
-            from policyshare.report import report_is_current
+            from policyshare.experiment.report import report_is_current
 
             return report_is_current(root)
         return (self.folder(root) / "metrics.json").is_file()
@@ -489,7 +489,7 @@ def _vision_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
 
 
 def _report_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
-    from policyshare.report import build_report
+    from policyshare.experiment.report import build_report
 
     build_report(root)
 
