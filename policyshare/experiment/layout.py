@@ -51,6 +51,7 @@ class Job:
     params: dict[str, Any]
 
     def folder(self, root: Path) -> Path:
+        """The job's run folder in the experiment folder ``root``."""
         return root / self.name
 
     def done(self, root: Path) -> bool:
@@ -61,10 +62,15 @@ class Job:
 
 
 def plan(cfg: ExperimentConfig) -> dict[str, list[Job]]:
-    """The jobs of every stage, in order."""
+    """The jobs of every stage, in order.
+
+    Returns:
+        Every stage of :data:`STAGES` → its jobs (experts per source game; one student; transfer
+        per target × seed × method; one vision table; one report).
+    """
     out: dict[str, list[Job]] = {s: [] for s in STAGES}
     for game in cfg.sources:
-        out["experts"].append(Job("experts", "expert", f"experts/{slug(game)}", {"env_id": game}))
+        out["experts"].append(Job("experts", "expert", expert_dir(Path(), game).as_posix(), {"env_id": game}))
     if cfg.distill.enabled:
         out["distill"].append(Job("distill", "distill", "distill", {}))
     for target in cfg.targets:
