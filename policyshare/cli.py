@@ -351,7 +351,7 @@ def _report_parser(sub: Any) -> None:
 def _cmd_report(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from policyshare.report import build_report
+    from policyshare.experiment.report import build_report
 
     build_report(a.run_dir)
     print(f"report: {Path(a.run_dir) / 'report.md'}")
@@ -380,7 +380,7 @@ def _sweep_parser(sub: Any) -> None:
 
 def _cmd_sweep(a: argparse.Namespace) -> int:
     from policyshare.config import parse_overrides
-    from policyshare.sweep import sweep
+    from policyshare.experiment.sweep import sweep
     from policyshare.train import parse_seeds
 
     sweep(a.config, seeds=parse_seeds(a.seeds) if a.seeds else None, address=a.address, backend=a.backend,

@@ -16,7 +16,7 @@ from conftest import ROOT, run_cli
 
 from policyshare.errors import ConfigError
 from policyshare.experiment import load_experiment_config, plan, run_experiment
-from policyshare.report import build_report
+from policyshare.experiment.report import build_report
 
 TINY_TRANSFER = {"checkpoint_freq": 1024, "eval": {"freq": 1024, "episodes": 1, "final_episodes": 2,
                                                     "random_episodes": 2}}
@@ -274,7 +274,7 @@ def test_report_confidence_is_honoured_for_a_single_target(two_seeds: tuple[Path
 
 
 def test_student_plot_title_fits_the_figure_and_clears_the_y_label() -> None:
-    from policyshare import report
+    from policyshare.experiment import report
 
     rows = {"SpaceInvaders-v1": {"point": 0.8, "low": 0.8, "high": 0.8},
             "Asterix-v1": {"point": 0.5, "low": 0.5, "high": 0.5}, "IQM": {"point": 0.6, "low": 0.5, "high": 0.8}}

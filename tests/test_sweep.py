@@ -233,7 +233,7 @@ def test_a_trial_returns_a_job_failing_on_its_input_instead_of_raising_it(tmp_pa
     import os
 
     from policyshare.experiment import open_experiment, plan
-    from policyshare.sweep import _trial
+    from policyshare.experiment.sweep import _trial
 
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(_bad_expert_config(tmp_path)))

@@ -32,32 +32,13 @@ from typing import Any
 import numpy as np
 
 from policyshare.checkpoints import atomic_write_json, atomic_write_text, read_json
+from policyshare.config import from_dict, read_yaml
 from policyshare.curves import save_figure
 from policyshare.errors import UserError
+from policyshare.experiment.config import ExperimentConfig
+from policyshare.experiment.layout import expert_dir, report_inputs, transfer_dir
 from policyshare.metrics import confidence_label, format_interval
 from policyshare.runs import slug
-
-
-def _inputs(root: Path) -> list[list[Any]]:
-    """Every result file the report reads, with its size and modification time."""
-    out = []
-    for pattern in ("experts/*/metrics.json", "distill/metrics.json", "transfer/*/*/metrics.json",
-                    "transfer/*/*/evaluations.json", "vision/metrics.json", "config.yaml"):
-        for p in sorted(root.glob(pattern)):
-            st = p.stat()
-            out.append([str(p.relative_to(root)), st.st_size, st.st_mtime_ns])
-    return out
-
-
-def report_is_current(root: Path) -> bool:
-    """Whether ``summary.json`` was built from the result files as they are now."""
-    path = root / "summary.json"
-    if not (path.is_file() and (root / "report.md").is_file()):
-        return False
-    try:
-        return bool(read_json(path, "summary")["inputs"] == _inputs(root))
-    except (KeyError, UserError):
-        return False
 
 
 def _interval_figure(rows: Mapping[str, Mapping[str, float]], title: str, ylabel: str,
@@ -116,7 +97,7 @@ def _iv(d: Mapping[str, Any], digits: int = 1, key: str = "iqm", single: str = "
     return format_interval(d.get(key, d.get("point")), d.get("low"), d.get("high"), digits, single=single)
 
 
-def _transfer(root: Path, cfg: Any) -> dict[str, Any]:
+def _transfer(root: Path, cfg: ExperimentConfig) -> dict[str, Any]:
     """Per target: curves, final returns, transfer % per seed and IQM interval; plus the
     aggregate over targets."""
     from policyshare.curves import Curve, load_curve, plot_curves, transfer_summary
@@ -131,7 +112,7 @@ def _transfer(root: Path, cfg: Any) -> dict[str, Any]:
         params: dict[str, Any] = {}
         for method in cfg.transfer.methods:
             for seed in cfg.seeds:
-                run = root / "transfer" / slug(target) / f"{method}__s{seed}"
+                run = transfer_dir(root, target, method, seed)
                 if not (run / "metrics.json").is_file():
                     continue
                 m = read_json(run / "metrics.json", "run metrics")
@@ -166,7 +147,7 @@ def _transfer(root: Path, cfg: Any) -> dict[str, Any]:
     return out
 
 
-def _student(root: Path, cfg: Any) -> dict[str, Any] | None:
+def _student(root: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
     """The student's scores, with its IQM over games recomputed at the report's confidence."""
     from policyshare.metrics import iqm_intervals
 
@@ -186,10 +167,10 @@ def _student(root: Path, cfg: Any) -> dict[str, Any] | None:
     return {**m, "expert_normalised_iqm": iqm.as_dict(), "plot": str(plot.relative_to(root))}
 
 
-def _experts(root: Path, cfg: Any) -> dict[str, Any]:
+def _experts(root: Path, cfg: ExperimentConfig) -> dict[str, Any]:
     out = {}
     for game in cfg.sources:
-        p = root / "experts" / slug(game) / "metrics.json"
+        p = expert_dir(root, game) / "metrics.json"
         if p.is_file():
             m = read_json(p, "expert metrics")
             out[game] = {k: m.get(k) for k in ("eval_mean_return", "eval_std_return", "eval_episodes",
@@ -284,9 +265,6 @@ def build_report(root: str | Path) -> dict[str, Any]:
         UserError: not an experiment folder, or no finished transfer runs to report.
         CheckpointError: a corrupt result file.
     """
-    from policyshare.config import from_dict, read_yaml
-    from policyshare.experiment import ExperimentConfig
-
     root = Path(root)
     if not (root / "config.yaml").is_file():
         raise UserError(f"{root} is not an experiment folder (no config.yaml of policyshare run); pass "
@@ -297,7 +275,7 @@ def build_report(root: str | Path) -> dict[str, Any]:
     except UserError as e:
         raise UserError(f"{root} is not an experiment folder of policyshare run ({e}); pass the folder "
                         "`policyshare run` printed, e.g. runs/quickstart") from None
-    inputs = _inputs(root)
+    inputs = report_inputs(root)
     summary: dict[str, Any] = {
         "name": cfg.name, "description": cfg.description, "algo": cfg.algo, "sources": cfg.sources,
         "targets": cfg.targets, "seeds": cfg.seeds, "transfer_timesteps": cfg.transfer.timesteps,

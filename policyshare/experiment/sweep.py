@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from policyshare.errors import UserError
-from policyshare.experiment import Executor, Job, run_experiment, run_job
+from policyshare.experiment.layout import Job
+from policyshare.experiment.runner import Executor, run_experiment, run_job
 
 #: Retries of a trial whose worker was lost, by default (Ray Tune's ``FailureConfig.max_failures``).
 DEFAULT_MAX_FAILURES = 3

@@ -1,0 +1,100 @@
+"""The end-to-end sharing experiment: ``policyshare run CONFIG``, ``policyshare sweep``, ``policyshare report``.
+
+One config (``configs/quickstart.yaml``, ``configs/sharing.yaml``, ``configs/sharing_atari.yaml``)
+names a suite's **source** games and held-out **target** games, the seeds, and the budget of each
+stage. The stages run in order:
+
+1. ``experts`` — a single-task expert per source game: copied from the zoo
+   (:mod:`policyshare.zoo`), from earlier ``policyshare train`` runs, or trained here;
+2. ``distill`` — one Actor-Mimic student distilled from the source experts
+   (:func:`policyshare.distill.distill`);
+3. ``transfer`` — on every target game and seed, with the same config and evaluation steps:
+   ``scratch``, ``finetune``, ``student``, ``progressive`` and ``random_column`` (Rusu et al.
+   2016's baseline 4: a random frozen column);
+4. ``vision`` — the vision thesis table (:func:`policyshare.vision.compare.compare`) over
+   built-in trunks and the trunks this run produced;
+5. ``report`` — ``report.md``, ``summary.json`` and plots.
+
+Modules, in data-flow order (imports only go down the list):
+
+* :mod:`~policyshare.experiment.config` — :class:`ExperimentConfig`, its stages, strict loading
+  and the check of every stage's own config before anything runs.
+* :mod:`~policyshare.experiment.layout` — :class:`Job`, :func:`plan`, the experiment folder's
+  layout (:func:`expert_dir`, :func:`transfer_dir`, :func:`default_root`, :func:`vision_trunks`)
+  and what a finished job depends on (:func:`job_settings`).
+* :mod:`~policyshare.experiment.report` — :func:`build_report` and :func:`render`: the report
+  from the run folders alone.
+* :mod:`~policyshare.experiment.jobs` — what each job kind runs (expert, distill, transfer with
+  the progressive network's arguments, vision, report).
+* :mod:`~policyshare.experiment.runner` — :func:`run_job`, :func:`open_experiment`,
+  :func:`force_stage`, the local process pool (:func:`local_pool`) and :func:`run_experiment`.
+* :mod:`~policyshare.experiment.sweep` — the stages' jobs as Ray Tune trials (``sweep``,
+  ``ray_executor``).
+
+The names below are importable from the package; their modules (which import torch and SB3)
+load on first use, so ``import policyshare.experiment`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from policyshare.experiment.config import (
+        METHODS,
+        STAGES,
+        DistillStage,
+        ExperimentConfig,
+        ExpertsStage,
+        ReportStage,
+        TransferStage,
+        VisionStage,
+        check_stage_configs,
+        load_experiment_config,
+    )
+    from policyshare.experiment.layout import (
+        Job,
+        default_root,
+        expert_dir,
+        job_settings,
+        plan,
+        report_is_current,
+        transfer_dir,
+        vision_trunks,
+    )
+    from policyshare.experiment.report import build_report, render
+    from policyshare.experiment.runner import (
+        Executor,
+        force_stage,
+        local_pool,
+        open_experiment,
+        run_experiment,
+        run_job,
+    )
+
+#: Public name → the submodule that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["METHODS", "STAGES", "DistillStage", "ExperimentConfig", "ExpertsStage", "ReportStage",
+                     "TransferStage", "VisionStage", "check_stage_configs", "load_experiment_config"], "config"),
+    **dict.fromkeys(["Job", "default_root", "expert_dir", "job_settings", "plan", "report_is_current",
+                     "transfer_dir", "vision_trunks"], "layout"),
+    **dict.fromkeys(["build_report", "render"], "report"),
+    **dict.fromkeys(["Executor", "force_stage", "local_pool", "open_experiment", "run_experiment", "run_job"],
+                    "runner"),
+}
+
+__all__ = ["METHODS", "STAGES", "DistillStage", "Executor", "ExperimentConfig", "ExpertsStage", "Job", "ReportStage",
+           "TransferStage", "VisionStage", "build_report", "check_stage_configs", "default_root", "expert_dir",
+           "force_stage", "job_settings", "load_experiment_config", "local_pool", "open_experiment", "plan",
+           "render", "report_is_current", "run_experiment", "run_job", "transfer_dir", "vision_trunks"]
+
+
+def __getattr__(name: str) -> Any:
+    """``policyshare.experiment.<name>`` from its submodule, imported on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
