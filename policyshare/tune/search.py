@@ -174,7 +174,7 @@ class TuneResult:
 
 
 def _require_tuning_libraries() -> None:
-    from policyshare.sweep import import_ray
+    from policyshare.experiment.sweep import import_ray
 
     import_ray("policyshare tune")
     try:
@@ -238,7 +238,7 @@ def tune(env_id: str, algo: str = "ppo", *, trials: int | None = None, timesteps
     if root.exists() and any(root.iterdir()):
         raise UserError(f"tune folder {root} already holds a search; choose another --run-dir or delete that folder")
     _require_tuning_libraries()
-    from policyshare.sweep import init_ray
+    from policyshare.experiment.sweep import init_ray
 
     init_ray(address)
     return _search(env_id, algo, search, config, fixed, seed, n_trials, budget, root, address, quiet)
@@ -255,8 +255,8 @@ def _search(env_id: str, algo: str, search: SearchSpace, config: str | Path | No
     from ray.tune.search.optuna import OptunaSearch
 
     from policyshare.checkpoints import atomic_write_json, atomic_write_text
+    from policyshare.experiment.sweep import DEFAULT_MAX_FAILURES
     from policyshare.runs import RunFolder
-    from policyshare.sweep import DEFAULT_MAX_FAILURES
     from policyshare.tune.best import best_config_yaml
 
     optuna.logging.set_verbosity(logging.WARNING)
