@@ -268,3 +268,29 @@ def test_a_finished_run_is_not_overwritten(mt_run: Path, capsys: pytest.CaptureF
     assert main(["multitask", "--tasks", *TASKS, "--run-dir", str(mt_run), "--seed", "3", *TINY, "--quiet"]) == 2
     assert "finished run" in capsys.readouterr().err
     assert (mt_run / "metrics.json").read_bytes() == before
+
+
+def test_resume_continues_an_interrupted_run_from_its_checkpoint(tmp_path: Path) -> None:
+    import shutil
+
+    from policyshare.errors import UserError
+    from policyshare.multitask import multitask
+
+    tasks = TASKS[:2]  # a rollout is 64 * 2 * 2 = 256 env steps
+    settings = parse_overrides([*SETTINGS, "eval.freq=256", "checkpoint_freq=256", "experts=none"])
+    whole = multitask(tasks, timesteps=512, run_dir=tmp_path / "whole", overrides=settings, quiet=True)
+    written = json.loads((whole.run_dir / "metrics.json").read_text())["per_task"][tasks[0]]
+    assert written["expert_normalised"] is None and "experts: none" in written["expert_normalised_why"]
+    # A run killed after its first checkpoint: nothing of the second rollout was saved.
+    run = tmp_path / "killed"
+    shutil.copytree(tmp_path / "whole", run)
+    for name in ("metrics.json", "model.zip", "trunk.safetensors", "timing.json", "checkpoints/ckpt_512.zip"):
+        (run / name).unlink()
+    with pytest.raises(UserError, match="other settings"):
+        multitask(tasks, timesteps=1024, run_dir=run, overrides=settings, resume=True, quiet=True)
+    result = multitask(tasks, timesteps=512, run_dir=run, overrides=settings, resume=True, quiet=True)
+    assert result.metrics["timesteps"] == 512 and (run / "trunk.safetensors").is_file()
+    curves = json.loads((run / "evaluations.json").read_text())
+    assert all(curves[t]["timesteps"] == [0, 256, 512] for t in tasks)  # the step-512 evaluation once, not twice
+    invocations = json.loads((run / "meta.json").read_text())["invocations"]
+    assert len(invocations) == 2  # started, resumed (the refused resume wrote nothing)
