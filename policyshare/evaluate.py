@@ -217,6 +217,11 @@ def load_policy(path: str | Path, task: str | None = None, safe: bool = False) -
         agent, env_id = _resolve(POLICY_LOADERS[fmt])(p, header, task)
         return agent, env_id, header
     header = read_sb3_header(p)
+    if header.get("tasks"):  # a multi-task model (policyshare multitask): acts in one of its tasks
+        from policyshare.multitask.policy import load_task_agent
+
+        agent, env_id = load_task_agent(p, header, task, safe)
+        return agent, env_id, header
     env_id = header.get("env_id")
     if env_id is None:
         meta = p.parent / "metrics.json"

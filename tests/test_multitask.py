@@ -294,3 +294,15 @@ def test_resume_continues_an_interrupted_run_from_its_checkpoint(tmp_path: Path)
     assert all(curves[t]["timesteps"] == [0, 256, 512] for t in tasks)  # the step-512 evaluation once, not twice
     invocations = json.loads((run / "meta.json").read_text())["invocations"]
     assert len(invocations) == 2  # started, resumed (the refused resume wrote nothing)
+
+
+def test_evaluate_acts_with_the_multitask_model_in_one_of_its_tasks(mt_run: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(mt_run), "--task", TASKS[2], "--episodes", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["env_id"] == TASKS[2] and out["episodes"] == 1
+    for args, fragment in ((["--episodes", "1"], "pass one of them with --task"),
+                           (["--task", HELD_OUT, "--episodes", "1"], f"not {HELD_OUT}")):
+        assert main(["evaluate", str(mt_run), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and fragment in err[0], err

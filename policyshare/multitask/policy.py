@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import gymnasium as gym
@@ -36,7 +37,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from policyshare.alignment import InputAlignment
-from policyshare.errors import ConfigError
+from policyshare.errors import CheckpointError, ConfigError, UserError
 from policyshare.multitask.vecenv import common_to_local, inverse_action_map, pad_channels
 from policyshare.trunks import Trunk, TrunkSpec
 
@@ -219,3 +220,31 @@ class TaskAgent:
         actions, _ = self.model.predict({"obs": batch, "task": tasks}, deterministic=deterministic)
         local = common_to_local(actions, self.inverse, self.env_id)
         return (local[0] if single else local), None
+
+
+def load_task_agent(path: str | Path, header: Mapping[str, Any], task: str | None,
+                    safe: bool = False) -> tuple[TaskAgent, str]:
+    """A multi-task ``model.zip`` as a :class:`TaskAgent` of one of its tasks (``policyshare evaluate RUN --task ID``).
+
+    Args:
+        path: the SB3 zip written by ``policyshare multitask``.
+        header: its ``policyshare.json`` header (lists ``tasks``).
+        task: the env id to act in.
+        safe: load without unpickling (refused: a multi-task zip is not rebuilt from JSON yet).
+
+    Raises:
+        UserError: no ``task`` given, or one the model was not trained on.
+        CheckpointError: an unreadable file, or ``safe``.
+    """
+    from policyshare.checkpoints import load_sb3
+    from policyshare.envs import task_action_map
+
+    tasks = [str(t) for t in header.get("tasks", [])]
+    if task is None or task not in tasks:
+        given = "" if task is None else f", not {task}"
+        raise UserError(f"{path} is a multi-task model of {', '.join(tasks)}{given}; pass one of them with --task")
+    if safe:
+        raise CheckpointError(f"{path} is a multi-task model, which --safe cannot rebuild yet; load it without "
+                              "--safe only if you trust its source")
+    model, _ = load_sb3(path)
+    return TaskAgent(model, tasks.index(task), task, task_action_map(task)), task
