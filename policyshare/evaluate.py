@@ -217,7 +217,7 @@ def load_policy(path: str | Path, task: str | None = None, safe: bool = False) -
         agent, env_id = _resolve(POLICY_LOADERS[fmt])(p, header, task)
         return agent, env_id, header
     header = read_sb3_header(p)
-    if header.get("tasks"):  # a multi-task model (policyshare multitask): acts in one of its tasks
+    if header.get("method") == "multitask_ppo":  # a multi-task model (policyshare multitask): one of its tasks
         from policyshare.multitask.policy import load_task_agent
 
         agent, env_id = load_task_agent(p, header, task, safe)
