@@ -174,6 +174,43 @@ def _cmd_distill(a: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# multitask (policyshare/multitask/)
+
+
+def _multitask_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "multitask", help="train one shared-trunk network by PPO on several games at once",
+        description="Multi-task PPO from scratch (sharing without distillation): one network, one trunk and "
+        "one optimizer trained by SB3's PPO on all the tasks' envs side by side, observations aligned by the "
+        "suite's input alignment and tagged with the task, actions in the suite's common action space with "
+        "each task's mask. Writes a run folder: tb/ (SB3's tags and multitask/<task>/... per task), "
+        "checkpoints/, model.zip, trunk.safetensors (policyshare transfer --trunk, train --init-trunk), "
+        "evaluations.json and metrics.json (per-task returns, random and expert returns, expert-normalised "
+        "scores and their IQM).")
+    p.add_argument("--tasks", nargs="+", required=True, metavar="ID",
+                   help="Gymnasium ids of one suite, at least two, e.g. MinAtar/Breakout-v1 MinAtar/Asterix-v1")
+    p.add_argument("--config", default=None, metavar="YAML",
+                   help="multi-task config (default: configs/multitask.yaml)")
+    p.add_argument("--timesteps", type=int, default=None, metavar="T",
+                   help="env steps over all tasks together (default: the config's; null there: the tasks' "
+                   "expert budgets in configs/ppo.yaml summed)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set n_envs=4 or --set trunk.alignment=stem (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    _add_run_options(p)
+    p.set_defaults(handler=_cmd_multitask)
+
+
+def _cmd_multitask(a: argparse.Namespace) -> int:
+    from policyshare.config import parse_overrides
+    from policyshare.multitask import multitask
+
+    multitask(a.tasks, config=a.config, timesteps=a.timesteps, seed=a.seed, run_dir=a.run_dir,
+              overrides=parse_overrides(a.overrides), resume=a.resume, quiet=a.quiet)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # transfer
 
 
@@ -434,7 +471,8 @@ def _cmd_tune(a: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[Any], None]] = [_train_parser, _evaluate_parser, _progressive_parser, _distill_parser,
-                                          _transfer_parser, _vision_parser, _zoo_parser, _run_parser,
+                                          _multitask_parser, _transfer_parser, _vision_parser, _zoo_parser,
+                                          _run_parser,
                                           _report_parser, _sweep_parser, _tune_parser]
 
 

@@ -6,7 +6,7 @@ that :func:`policyshare.evaluate.evaluate` runs episodes of any of them. Which t
 is loaded by which function is the explicit table :data:`POLICY_LOADERS`.
 
 This module sits above the methods whose files it loads (:mod:`policyshare.progressive`,
-:mod:`policyshare.distill`) and below the command line; the episode runner
+:mod:`policyshare.distill`, :mod:`policyshare.multitask`) and below the command line; the episode runner
 (:mod:`policyshare.evaluate`) needs none of them.
 """
 
@@ -20,6 +20,7 @@ from policyshare.checkpoints import load_tensors
 from policyshare.distill import load_policy as load_student_policy
 from policyshare.errors import CheckpointError, UserError
 from policyshare.io import read_json
+from policyshare.multitask.policy import load_task_agent
 from policyshare.progressive import load_policy as load_network_policy
 from policyshare.sb3_files import load_sb3, read_sb3_header
 
@@ -106,6 +107,9 @@ def _load_tensor_file(p: Path, task: str | None) -> tuple[Any, str, dict[str, An
 def _load_sb3_zip(p: Path, task: str | None, safe: bool) -> tuple[Any, str, dict[str, Any]]:
     """An SB3 zip, for the env it was trained on (its header's, else its run's ``metrics.json``)."""
     header = read_sb3_header(p)
+    if header.get("method") == "multitask_ppo":  # a multi-task model (policyshare multitask): one of its tasks
+        agent, task_id = load_task_agent(p, header, task, safe)
+        return agent, task_id, header
     env_id = header.get("env_id")
     if env_id is None:
         meta = p.parent / "metrics.json"
