@@ -149,7 +149,8 @@ def tiny_thesis(cache: Path) -> list[str]:
             "pretrain.classify_epochs": 1, "pretrain.autoencoder_epochs": 1, "texture.resize": 64, "texture.size": 32,
             "texture.steps": 4, "texture.patience": 4, "texture.shifts": "[2]", "texture.evaluator_shifts": "[1, 2]",
             "probe.max_iter": 20, "thesis.scales": "[0, 4]", "thesis.shots": "[1, 2]", "thesis.verdict_shots": 1,
-            "thesis.probe_repeats": 1, "thesis.bootstrap_reps": 100, "thesis.denoiser_timestep": 1}
+            "thesis.probe_repeats": 1, "thesis.bootstrap_reps": 100, "thesis.denoiser_timestep": 1,
+            "texture.deep_trunk": "null"}
     out: list[str] = []
     for key, value in sets.items():
         out += ["--set", f"{key}={value}"]
