@@ -12,14 +12,17 @@ import pytest
 import torch
 
 from policyshare.cli import main
+from policyshare.config import parse_overrides
 from policyshare.errors import ConfigError, UserError
 from policyshare.vision.battles import battle_table, battle_winner, error_rate, gam_ratios
-from policyshare.vision.config import load_vision_config
+from policyshare.vision.config import VisionConfig, load_vision_config
 from policyshare.vision.data import load_digits
 from policyshare.vision.inputs import load_trunk_ref, trunk_label
 from policyshare.vision.scales import at_diversity, best_point, matched_target
+from policyshare.vision.seed_pool import SeedPool
 from policyshare.vision.seeds import MIN_SEEDS_FOR_CI, paired_difference, summarise, verdict
-from policyshare.vision.thesis import restrict
+from policyshare.vision.steps import load_splits
+from policyshare.vision.thesis import SeedRun, make_judges, restrict
 
 
 @pytest.fixture(autouse=True)
@@ -212,3 +215,49 @@ def test_compare_over_seeds_writes_intervals_curves_probes_battles_and_verdicts(
                  *tiny_thesis(tmp_path / "cache")]) == 0
     assert "one seed: no interval" in (tmp_path / "one" / "report.md").read_text()
     capsys.readouterr()
+
+
+def tiny_config(cache: Path) -> VisionConfig:
+    """``tiny_thesis`` as a :class:`VisionConfig`."""
+    args = tiny_thesis(cache)
+    return load_vision_config(None, parse_overrides(args[1::2]))
+
+
+def seed_result_text(run: SeedRun) -> str:
+    """A seed's result as canonical text (``nan`` compares equal), without where its prior was cached."""
+    return json.dumps({k: v for k, v in run.result.items() if k != "prior"}, sort_keys=True)
+
+
+def test_a_seed_gives_the_same_result_in_a_worker_process_as_in_this_one(tmp_path: Path) -> None:
+    refs = ["random", "classify"]
+    splits = load_splits(tiny_config(tmp_path))
+    said: list[str] = []
+    runs = {}
+    for jobs in (1, 2):
+        cfg = tiny_config(tmp_path / f"cache-{jobs}")  # each trains its own priors
+        with SeedPool(refs, refs, cfg, [3, 4], splits, make_judges(splits, cfg), None, said.append, jobs) as pool:
+            assert pool.jobs == jobs
+            runs[jobs] = pool.results()
+        assert [r.timing["prior_from_cache"] for r in runs[jobs]] == [False, False]
+    for serial, pooled in zip(runs[1], runs[2]):
+        assert seed_result_text(serial) == seed_result_text(pooled)
+    # The first seed's trunks and samples come back from its worker; the others' stay there.
+    first = runs[2][0]
+    assert set(first.trunks) == set(refs) and first.unguided is not None
+    assert all(torch.equal(a, b) for a, b in zip(first.trunks["classify"].state_dict().values(),
+                                                  runs[1][0].trunks["classify"].state_dict().values()))
+    assert not runs[2][1].trunks
+    # The workers' progress lines arrive whole, each naming its seed.
+    pooled_lines = said[len(said) // 2:]
+    assert any(line.startswith("seed 4 · classify: best s=") for line in pooled_lines), pooled_lines
+
+
+def test_same_seed_reruns_write_byte_identical_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("a", "b"):  # b finds the prior that a trained in the shared cache
+        assert main(["vision", "compare", "--trunks", "random", "--run-dir", str(tmp_path / name), "--quiet",
+                     *tiny_thesis(tmp_path / "cache")]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "b" / "metrics.json").read_bytes()
+    first, second = (json.loads((tmp_path / n / "timing.json").read_text()) for n in ("a", "b"))
+    assert first["seeds"]["0"]["prior_from_cache"] is False and second["seeds"]["0"]["prior_from_cache"] is True
+    assert first["prior_from_cache"] is True  # the baselines read the prior the seed's run had just cached

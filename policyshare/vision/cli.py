@@ -173,6 +173,9 @@ def _compare(sub: Any) -> None:
     p.add_argument("--seeds", nargs="+", default=None, metavar="S",
                    help="seeds of the generation side, e.g. 0-4 (>= 5 seeds give bootstrap intervals and verdicts; "
                    "default: --seed)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes that run the seeds side by side, each with `threads` torch threads "
+                   "(default: the config's jobs, 2; 1: one seed after another; results do not depend on it)")
     _common(p)
     p.set_defaults(handler=_threads(_cmd_compare))
 
@@ -517,7 +520,7 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     from policyshare.vision.config import VisionConfig
 
     seeds = parse_seeds(a.seeds) if a.seeds is not None else None  # an empty range is refused before any work
-    cfg: VisionConfig = _config(a)
+    cfg: VisionConfig = _config(a, {"jobs": a.jobs} if a.jobs is not None else None)
     metrics = compare(a.trunks, cfg, a.run_dir, a.seed, _progress(a), seeds=seeds)
     print(markdown_table(metrics))
     print(f"wall time {metrics['timing']['wall_s']:.0f} s; run folder: {metrics['run_dir']}")

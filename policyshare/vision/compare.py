@@ -31,7 +31,7 @@ under ``vision/`` tags. A folder left unfinished by a failed or killed run is mo
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,10 @@ from policyshare.runs import RunFolder, default_run_dir
 from policyshare.vision.compare_report import markdown_table, report_markdown
 from policyshare.vision.config import VisionConfig, load_vision_config
 from policyshare.vision.data import save_png
+from policyshare.vision.diffusion import cache_label
 from policyshare.vision.evaluators import classification_accuracy_score
 from policyshare.vision.probe import check_layer
+from policyshare.vision.seed_pool import SeedPool
 from policyshare.vision.steps import (
     Context,
     Progress,
@@ -67,6 +69,7 @@ from policyshare.vision.texture_compare import (
     texture_variants,
 )
 from policyshare.vision.texture_report import TEXTURE_LEGEND, texture_gallery_markdown
+from policyshare.vision.thesis import SeedRun
 
 # Kept importable from here for callers of the one-module compare (report.py, experiment.py, tests);
 # each name is owned by the module it is imported from.
@@ -120,7 +123,7 @@ def preflight(trunks: Sequence[str], cfg: VisionConfig, seed: int) -> None:
 
 def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = None,
             run_dir: str | Path | None = None, seed: int = 0, progress: Progress = quiet,
-            seeds: Sequence[int] | None = None) -> dict[str, Any]:
+            seeds: Sequence[int] | None = None, jobs: int | None = None) -> dict[str, Any]:
     """Run the thesis table over ``trunks`` and write it to a run folder.
 
     The generation side runs over ``seeds`` (:mod:`.thesis`): per seed a prior, the trunks, a
@@ -140,6 +143,9 @@ def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = No
         progress: receives one line per stage.
         seeds: the seeds of the generation side (``--seeds 0-4``); the first one also seeds the
             probe and texture columns. Default ``[seed]``.
+        jobs: worker processes that run seeds side by side (:class:`~policyshare.vision.seed_pool.SeedPool`;
+            default ``cfg.jobs``; at most one per seed; 1: every seed in this process). The results
+            do not depend on it.
 
     Returns:
         The metrics written to ``metrics.json``: ``results`` per trunk label (``probe``,
@@ -164,92 +170,130 @@ def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = No
         raise UserError("no seeds to run; pass --seeds 0-4 (a range whose start is not above its end) or --seed N")
     cfg = config if isinstance(config, VisionConfig) else load_vision_config(config)
     with torch_threads(cfg.threads):
-        return _compare(list(trunks), cfg, run_dir, seed_list, progress, start)
+        return _compare(list(trunks), cfg, run_dir, seed_list, progress, start, cfg.jobs if jobs is None else jobs)
 
 
 def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, seeds: list[int], progress: Progress,
-             start: float) -> dict[str, Any]:
+             start: float, jobs: int) -> dict[str, Any]:
     from policyshare.vision.inputs import unique_labels
-    from policyshare.vision.thesis import aggregate, check_classes, make_judges, run_seed, thesis_generation_row
-    from policyshare.vision.thesis_report import plot_guidance_curves, thesis_markdown
+    from policyshare.vision.thesis import aggregate, check_classes, make_judges
 
     seed = seeds[0]
     labels = unique_labels(list(trunks))
     preflight(trunks, cfg, seed)  # bad input is refused before the folder is touched
-    check_classes(cfg, len(load_splits(cfg).train.classes), cfg.data.dataset)
+    splits = load_splits(cfg)
+    check_classes(cfg, len(splits.train.classes), cfg.data.dataset)
     default = (default_run_dir("vision", "compare", seed) if len(seeds) == 1
                else default_run_dir("vision", "compare", method="seeds-" + "_".join(str(s) for s in seeds)))
     run = open_run(run_dir or default, "vision compare", cfg, seed)
-    base_writer = VisionWriter(run.tb_dir / "baselines")
+    cache_run = run.path if run_dir is not None else None
+    writers = {label: VisionWriter(run.tb_dir / label) for label in labels}
     try:
-        ctx = prepare(cfg, seed, writer=base_writer, progress=progress,
-                      run_dir=run.path if run_dir is not None else None)
+        # The generation side over seeds (trunks, guidance sweeps, few-label probes, battles) runs in the
+        # pool's workers; meanwhile this process scores the first seed's trunks (probe, texture).
+        with SeedPool(trunks, labels, cfg, seeds, splits, make_judges(splits, cfg), cache_run, progress,
+                      jobs) as pool:
+            first = pool.result(0)
+            ctx, baselines, texture_judges = _baselines(cfg, seed, run, cache_run, pool.say)
+            columns, trunk_seconds = _first_seed_columns(first, labels, trunks, ctx, run, writers, texture_judges,
+                                                         pool.say)
+            seed_runs = pool.results()
+        per_seed = [r.result for r in seed_runs]
+        metrics: dict[str, Any] = {
+            "command": "vision compare", "seed": seed, "seeds": seeds, "trunks": dict(zip(labels, trunks)),
+            "data": ctx.splits.describe(), "guidance_scale": "best", "texture_variants": list(texture_variants(cfg)),
+            "prior": {"cache_file": ctx.prior_info.get("cache_file")}, "baselines": baselines, "results": {},
+            "thesis": aggregate(per_seed, labels, cfg), "thesis_seeds": per_seed}
+        _generation_columns(metrics, columns, first, ctx, run, writers, progress)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    timing: dict[str, Any] = {"wall_s": round(time.perf_counter() - start, 1), "jobs": pool.jobs, **ctx.timing,
+                              "prior_from_cache": ctx.prior_info.get("from_cache"), "trunks_s": trunk_seconds,
+                              "seeds": {str(r.result["seed"]): r.timing for r in seed_runs}}
+    _write_outputs(run, metrics, timing, cfg)
+    metrics["run_dir"] = str(run.path)
+    metrics["timing"] = timing
+    return metrics
+
+
+def _baselines(cfg: VisionConfig, seed: int, run: RunFolder, cache_run: Path | None, progress: Progress
+               ) -> tuple[Context, dict[str, Any], dict[str, Any]]:
+    """The context (data, judge, the first seed's prior from the cache, textures) and the reference rows."""
+    writer = VisionWriter(run.tb_dir / "baselines")
+    try:
+        ctx = prepare(cfg, seed, writer=writer, progress=progress, run_dir=cache_run)
+        ctx.prior_info["cache_file"] = cache_label(Path(ctx.prior_info["cache_file"]), cache_run)
         progress("baselines: unguided prior, held-out texture crops")
         (run.path / "textures").mkdir(exist_ok=True)
+        judges = texture_judge(cfg, ctx.textures, seed)
         baselines: dict[str, Any] = {
             "judge_accuracy": ctx.judge.accuracy(ctx.splits.test.images, ctx.splits.test.labels) if ctx.judge else None,
             "real_cas": classification_accuracy_score(ctx.splits.train.images, ctx.splits.train.labels,
                                                       ctx.splits.test, cfg.guidance.judge_c),
-            "unguided": unguided_step(ctx, run.path, base_writer),
-            "texture": texture_baselines(ctx.textures, cfg, run.path / "textures", seed,
-                                         judges := texture_judge(cfg, ctx.textures, seed))}
+            "unguided": unguided_step(ctx, run.path, writer),
+            "texture": texture_baselines(ctx.textures, cfg, run.path / "textures", seed, judges)}
     finally:
-        base_writer.close()
-    metrics: dict[str, Any] = {"command": "vision compare", "seed": seed, "seeds": seeds,
-                               "trunks": dict(zip(labels, trunks)), "data": ctx.splits.describe(),
-                               "guidance_scale": "best", "texture_variants": list(texture_variants(cfg)),
-                               "prior": ctx.prior_info, "baselines": baselines, "results": {}}
-    # The generation side over seeds: trunks, guidance sweeps, few-label probes, battles.
-    gen_judges = make_judges(ctx.splits, cfg, ctx.judge)
-    cache_run = run.path if run_dir is not None else None
-    seed_runs = [run_seed(trunks, labels, cfg, s, ctx.splits, gen_judges, ctx.prior if s == seed else None, cache_run,
-                          progress) for s in seeds]
-    first = seed_runs[0]
-    per_seed = [r.result for r in seed_runs]
-    metrics["thesis"] = aggregate(per_seed, labels, cfg)
-    metrics["thesis_seeds"] = per_seed
-    plot_guidance_curves(per_seed, labels, run.path / "guidance_curves.png")
-    target_names = [ctx.splits.train.classes[c] for c in cfg.thesis.target_classes]
-    if first.unguided is not None:
-        save_png(run.path / "unguided_targets.png", samples_grid(first.unguided, target_names))
-    trunk_seconds: dict[str, float] = {}
+        writer.close()
+    return ctx, baselines, judges
+
+
+def _first_seed_columns(first: SeedRun, labels: Sequence[str], trunks: Sequence[str], ctx: Context, run: RunFolder,
+                        writers: Mapping[str, VisionWriter], texture_judges: Mapping[str, Any], progress: Progress
+                        ) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """Per trunk of the first seed: its description, linear probe and texture syntheses (and the seconds each took)."""
+    rows: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
     for label, ref in zip(labels, trunks):
         t0 = time.perf_counter()
         out_dir = run.path / label
         out_dir.mkdir(parents=True, exist_ok=True)
-        writer = VisionWriter(run.tb_dir / label)
-        try:
-            trunk = first.trunks[label]  # the first seed's trunk (classify: trained on thesis.pretrain_classes)
-            progress(f"{label}: linear probe")
-            row: dict[str, Any] = {"ref": ref, "spec": trunk.spec.to_dict()["name"],
-                                   "activation": trunk.spec.activation,
-                                   "source": (trunk.header or {}).get("source", {})}
-            row["probe"] = probe_step(trunk, ctx, writer)
-            row["generate"] = thesis_generation_row(metrics["thesis"], first.result["trunks"][label], label)
-            if label in first.best_samples:
-                image = samples_grid(first.best_samples[label], target_names)
-                save_png(out_dir / "samples.png", image)
-                writer.image("generate/samples", image)
-            writer.scalar("generate/accuracy", row["generate"]["accuracy"])
-            writer.scalar("generate/cas", row["generate"]["cas"])
-            progress(f"{label}: texture synthesis")
-            row["texture"] = texture_step(trunk, cfg, ctx.textures, out_dir, writer, seed=seed, judges=judges)
-        finally:
-            writer.close()
-        seconds = round(time.perf_counter() - t0, 1)
-        trunk_seconds[label] = seconds
-        metrics["results"][label] = row
-        progress(f"{label}: probe {row['probe']['accuracy']:.3f}, guided {row['generate']['accuracy']:.3f}, "
-                 f"CAS {row['generate']['cas']:.3f} ({seconds:.0f} s)")
-    from policyshare.checkpoints import atomic_write_json, atomic_write_text
+        trunk = first.trunks[label]  # the first seed's trunk (classify: trained on thesis.pretrain_classes)
+        progress(f"{label}: linear probe")
+        row: dict[str, Any] = {"ref": ref, "spec": trunk.spec.to_dict()["name"], "activation": trunk.spec.activation,
+                               "source": (trunk.header or {}).get("source", {})}
+        row["probe"] = probe_step(trunk, ctx, writers[label])
+        progress(f"{label}: texture synthesis")
+        row["texture"] = texture_step(trunk, ctx.cfg, ctx.textures, out_dir, writers[label], seed=ctx.seed,
+                                      judges=texture_judges)
+        rows[label] = row
+        seconds[label] = round(time.perf_counter() - t0, 1)
+        progress(f"{label}: probe {row['probe']['accuracy']:.3f} ({seconds[label]:.0f} s with texture)")
+    return rows, seconds
 
-    wall = round(time.perf_counter() - start, 1)
-    timing: dict[str, Any] = {"wall_s": wall, **ctx.timing, "trunks_s": trunk_seconds,
-                              "seeds": {str(r.result["seed"]): r.timing for r in seed_runs}}
+
+def _generation_columns(metrics: dict[str, Any], columns: Mapping[str, dict[str, Any]], first: SeedRun,
+                        ctx: Context, run: RunFolder, writers: Mapping[str, VisionWriter], progress: Progress) -> None:
+    """Fill ``metrics["results"]``: each trunk's columns plus its generation cell over seeds; sample grids; curves."""
+    from policyshare.vision.thesis import thesis_generation_row
+    from policyshare.vision.thesis_report import plot_guidance_curves
+
+    plot_guidance_curves(metrics["thesis_seeds"], list(columns), run.path / "guidance_curves.png")
+    target_names = [ctx.splits.train.classes[c] for c in ctx.cfg.thesis.target_classes]
+    if first.unguided is not None:
+        save_png(run.path / "unguided_targets.png", samples_grid(first.unguided, target_names))
+    for label, col in columns.items():
+        generate = thesis_generation_row(metrics["thesis"], first.result["trunks"][label], label)
+        writer = writers[label]
+        if label in first.best_samples:
+            image = samples_grid(first.best_samples[label], target_names)
+            save_png(run.path / label / "samples.png", image)
+            writer.image("generate/samples", image)
+        writer.scalar("generate/accuracy", generate["accuracy"])
+        writer.scalar("generate/cas", generate["cas"])
+        # The row's keys in the order of the table: description, probe, generation, texture.
+        metrics["results"][label] = {**{k: v for k, v in col.items() if k != "texture"}, "generate": generate,
+                                     "texture": col["texture"]}
+        progress(f"{label}: probe {col['probe']['accuracy']:.3f}, guided {generate['accuracy']:.3f}, "
+                 f"CAS {generate['cas']:.3f}")
+
+
+def _write_outputs(run: RunFolder, metrics: Mapping[str, Any], timing: Mapping[str, Any], cfg: VisionConfig) -> None:
+    """``timing.json`` (wall-clock seconds, cache hits), ``report.md``, and last ``metrics.json`` (the run is done)."""
+    from policyshare.checkpoints import atomic_write_json, atomic_write_text
+    from policyshare.vision.thesis_report import thesis_markdown
+
     atomic_write_json(run.path / "timing.json", timing)
     atomic_write_text(run.path / "report.md",
-                      report_markdown(metrics, wall) + "\n" + thesis_markdown(metrics["thesis"], cfg))
+                      report_markdown(metrics, timing["wall_s"]) + "\n" + thesis_markdown(metrics["thesis"], cfg))
     run.write_metrics(metrics)
-    metrics["run_dir"] = str(run.path)
-    metrics["timing"] = timing
-    return metrics

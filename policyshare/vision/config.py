@@ -402,10 +402,16 @@ class VisionConfig:
 
     Attributes:
         threads: torch CPU threads while a vision command runs. The networks are tiny, so one
-            thread is fastest; more threads spin against each other on a shared machine.
+            thread is fastest; more threads spin against each other on a shared machine. In
+            ``vision compare``, each seed worker uses this many threads too.
+        jobs: worker processes in which ``vision compare --seeds`` runs its seeds side by side
+            (one seed per worker at a time, at most one worker per seed; 1: one seed after another
+            in the command's own process). Results do not depend on it; ``jobs × threads`` should
+            not exceed the CPU cores.
     """
 
     threads: int = 1
+    jobs: int = 2
     data: DataConfig = field(default_factory=DataConfig)
     trunk: VisionTrunkConfig = field(default_factory=VisionTrunkConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
@@ -417,7 +423,7 @@ class VisionConfig:
     thesis: ThesisConfig = field(default_factory=ThesisConfig)
 
     def __post_init__(self) -> None:
-        check_positive("", threads=self.threads)
+        check_positive("", threads=self.threads, jobs=self.jobs)
         if self.thesis.denoiser_timestep >= self.diffusion.timesteps:
             raise ConfigError(f"thesis.denoiser_timestep ({self.thesis.denoiser_timestep}) must be below "
                               f"diffusion.timesteps ({self.diffusion.timesteps})")

@@ -37,7 +37,7 @@ from policyshare.trunks import Trunk
 from policyshare.vision.battles import Discriminator, battle_table, seed_counts
 from policyshare.vision.config import VisionConfig
 from policyshare.vision.data import ImageSet, Splits
-from policyshare.vision.diffusion import DDPM, load_or_train_prior
+from policyshare.vision.diffusion import DDPM, cache_label, load_or_train_prior
 from policyshare.vision.diversity import FeatureNet, diversity
 from policyshare.vision.evaluators import DigitJudge
 from policyshare.vision.fewshot import denoiser_features, probe_table, trunk_features
@@ -162,7 +162,7 @@ def run_seed(refs: Sequence[str], labels: Sequence[str], cfg: VisionConfig, seed
         progress(f"seed {seed}: diffusion prior (cached per seed)")
         t0 = time.perf_counter()
         prior, path, cached = load_or_train_prior(splits.train.images, cfg.diffusion, seed, no_log, run_dir)
-        out["prior"] = {"cache_file": str(path)}
+        out["prior"] = {"cache_file": cache_label(path, run_dir)}
         run.timing.update(prior_s=round(time.perf_counter() - t0, 1), prior_from_cache=cached)
     pretrain = restrict(splits.train, t.pretrain_classes)
     train_t, test_t = restrict(splits.train, t.target_classes), restrict(splits.test, t.target_classes)
