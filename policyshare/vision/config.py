@@ -347,8 +347,11 @@ class ThesisConfig:
             ``pretrain_classes``, at least two.
         scales: guidance scales swept per trunk; must include 0 (the unguided prior, the
             reference of matched diversity).
-        matched_diversity: trunks are compared where their samples' diversity falls to this
-            fraction of the unguided prior's (same seed, same prior); in (0, 1].
+        matched_diversity: trunks are compared where their samples' recall (Kynkäänniemi et al.
+            2019: the share of real digits of the class the samples cover, under the held-out
+            feature network) falls to this fraction of the unguided prior's (same seed, same
+            prior); in (0, 1]. Recall rather than mean pairwise distance, which counts noise as
+            diversity.
         shots: labels per class of the few-label probes.
         probe_repeats: draws of the few labels per seed (their accuracies are averaged).
         verdict_shots: labels per class whose probe decides the generation → classification verdict.
@@ -357,7 +360,8 @@ class ThesisConfig:
         bootstrap_reps: bootstrap resamples of every interval over seeds.
         confidence: interval size (0.95: 95 %).
         battle_tolerance: a battle has a winner only when ``|r_test − 1| <= battle_tolerance``.
-        feature_hidden: hidden units of the held-out feature network that measures diversity.
+        feature_hidden: hidden units of the held-out feature network that measures diversity,
+            precision and recall.
     """
 
     pretrain_classes: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
