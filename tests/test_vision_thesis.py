@@ -226,6 +226,11 @@ def test_empty_seed_range_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Capt
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "thesis classes [12]" in err, err
     assert not run.exists()
+    code = main(["vision", "compare", "--trunks", "random", "--jobs", "0", "--run-dir", str(run),
+                 *tiny_thesis(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "jobs must be > 0" in err, err
+    assert not run.exists()
 
 
 def test_compare_over_seeds_writes_intervals_curves_probes_battles_and_verdicts(
@@ -241,6 +246,10 @@ def test_compare_over_seeds_writes_intervals_curves_probes_battles_and_verdicts(
     for label in labels:
         best = thesis["generation"][label]["best_accuracy"]
         assert best["kind"] == "range" and best["n"] == 2 and len(best["values"]) == 2
+    # Every point of a curve has precision and recall (shares) beside the pairwise diversity.
+    for point in metrics["thesis_seeds"][1]["trunks"]["classify"]["curve"]:
+        assert 0.0 <= point["precision"] <= 1.0 and 0.0 <= point["recall"] <= 1.0 and point["diversity"] > 0
+    assert metrics["thesis_seeds"][0]["trunks"]["random"]["matched_measure"] == "recall"
     # Paired design: at scale 0 every trunk of a seed draws the very same samples from the seed's prior.
     for seed_result in metrics["thesis_seeds"]:
         zero = [next(p for p in seed_result["trunks"][k]["curve"] if p["scale"] == 0.0) for k in labels]
@@ -256,7 +265,7 @@ def test_compare_over_seeds_writes_intervals_curves_probes_battles_and_verdicts(
     # The classify trunk never saw a label (or an image) of the classes it guides.
     assert metrics["results"]["classify"]["source"]["classes"] == ["0", "1", "2", "3", "4"]
     report = (run / "report.md").read_text()
-    for heading in ("### Verdicts", "Classification → generation: undecided", "few-label probes",
+    for heading in ("### Verdicts", "Classification → generation: undecided", "few-label probes", "recall at best s",
                     "| battle | r_test | r_sample | winner |", "(range ", "pp"):
         assert heading in report, heading
     assert (run / "guidance_curves.png").is_file() and (run / "classify" / "samples.png").is_file()
@@ -278,6 +287,7 @@ def seed_result_text(run: SeedRun) -> str:
     return json.dumps({k: v for k, v in run.result.items() if k != "prior"}, sort_keys=True)
 
 
+@pytest.mark.slow  # two spawned workers import torch and scikit-learn: ~20 s of CPU
 def test_a_seed_gives_the_same_result_in_a_worker_process_as_in_this_one(tmp_path: Path) -> None:
     refs = ["classify"]
     splits = load_splits(tiny_config(tmp_path))
