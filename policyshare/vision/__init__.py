@@ -30,7 +30,8 @@ Modules, in data-flow order:
 * :mod:`~policyshare.vision.evaluators` — the held-out judges: an ensemble of texture
   evaluators of different architectures (validated per texture) and an independent SVM for
   generated digits.
-* :mod:`~policyshare.vision.diversity` — the held-out feature network and the diversity of samples.
+* :mod:`~policyshare.vision.diversity` — the held-out feature network, the diversity of samples and
+  their precision and recall (Kynkäänniemi et al. 2019).
 * :mod:`~policyshare.vision.scales` — the guidance-scale sweep: accuracy–diversity curves, best
   scale, accuracy at matched diversity.
 * :mod:`~policyshare.vision.fewshot` — few-label probes of trunks and of the diffusion denoiser.
@@ -43,6 +44,7 @@ Modules, in data-flow order:
 * :mod:`~policyshare.vision.texture_compare` — texture synthesis per trunk scored by the
   validated judges, the texture reference rows, and the texture checks run before training;
   :mod:`~policyshare.vision.texture_report` — their report cells, legend and PNG gallery.
+* :mod:`~policyshare.vision.seed_pool` — the thesis's seeds side by side in worker processes.
 * :mod:`~policyshare.vision.compare_report` — the thesis table and ``report.md``.
 * :mod:`~policyshare.vision.compare` — ``vision compare``: checks, the run folder, the thesis
   table over trunks.

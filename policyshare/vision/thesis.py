@@ -197,7 +197,7 @@ def run_seed(refs: Sequence[str], labels: Sequence[str], cfg: VisionConfig, seed
         seconds = run.timing[f"{label}_s"] = round(time.perf_counter() - t0, 1)
         out["trunks"][label] = row
         progress(f"seed {seed} · {label}: best s={best.get('scale')} accuracy {best.get('accuracy', math.nan):.3f}, "
-                 f"at matched diversity {row['matched_accuracy']:.3f}; {t.verdict_shots}-label probe "
+                 f"at matched recall {row['matched_accuracy']:.3f}; {t.verdict_shots}-label probe "
                  f"{row['few_label'][str(t.verdict_shots)]:.3f} ({seconds:.0f} s)")
     out["denoiser"] = {"few_label": probe_table(denoiser_features(prior, t.denoiser_timestep), train_t, test_t,
                                                 t.shots, seed, t.probe_repeats)}
