@@ -18,7 +18,12 @@ initial noise, and a synthesis on a trunk deep enough to carry a texture (``text
 ``image_deep``). ``report.md`` embeds the texture PNGs (source, held-out crop, Gram only,
 Gram + shifts per trunk) with a legend.
 
-Outputs in the run folder: ``metrics.json``, ``report.md`` (the Markdown table),
+The seeds of the generation side run side by side in worker processes
+(:class:`~policyshare.vision.seed_pool.SeedPool`, ``--jobs``) while this process scores the
+first seed's trunks (probe, texture).
+
+Outputs in the run folder: ``metrics.json`` (byte-identical for a same-seed rerun),
+``timing.json`` (wall-clock seconds, worker count, cache hits), ``report.md`` (the Markdown table),
 ``<trunk>/samples.png`` and ``<trunk>/<image>_<variant>.png``, ``unguided.png`` (sample
 grids: one row per class, labelled with its class), ``textures/`` (source, held-out crop and the
 deep reference's syntheses), ``cache/`` (the diffusion
