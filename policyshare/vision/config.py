@@ -367,7 +367,7 @@ class ThesisConfig:
     pretrain_classes: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     target_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 8, 9])
     scales: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
-    matched_diversity: float = 0.8
+    matched_diversity: float = 0.9
     shots: list[int] = field(default_factory=lambda: [1, 5, 10])
     probe_repeats: int = 5
     verdict_shots: int = 5
