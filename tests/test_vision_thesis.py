@@ -12,14 +12,19 @@ import pytest
 import torch
 
 from policyshare.cli import main
+from policyshare.config import parse_overrides
 from policyshare.errors import ConfigError, UserError
 from policyshare.vision.battles import battle_table, battle_winner, error_rate, gam_ratios
-from policyshare.vision.config import load_vision_config
+from policyshare.vision.config import VisionConfig, load_vision_config
 from policyshare.vision.data import load_digits
+from policyshare.vision.diversity import class_precision_recall, precision_recall
+from policyshare.vision.guidance import Samples
 from policyshare.vision.inputs import load_trunk_ref, trunk_label
 from policyshare.vision.scales import at_diversity, best_point, matched_target
+from policyshare.vision.seed_pool import SeedPool
 from policyshare.vision.seeds import MIN_SEEDS_FOR_CI, paired_difference, summarise, verdict
-from policyshare.vision.thesis import restrict
+from policyshare.vision.steps import load_splits
+from policyshare.vision.thesis import SeedRun, make_judges, restrict
 
 
 @pytest.fixture(autouse=True)
@@ -88,6 +93,54 @@ def test_best_scale_and_accuracy_at_matched_diversity() -> None:
     assert at_diversity(curve, 1.0) == pytest.approx(0.1)
 
 
+def test_precision_and_recall_on_hand_made_point_sets() -> None:
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(20, 2))
+    assert precision_recall(real, real.copy()) == (1.0, 1.0)  # identical sets
+    assert precision_recall(real, real + 100.0) == (0.0, 0.0)  # disjoint, far apart
+    # Real points 0, 1, 2, 3 (k = 1: each ball has radius 1). Samples collapsed near 0.5: all realistic,
+    # but their balls (radius 0.1) cover no real point.
+    line = np.array([[0.0], [1.0], [2.0], [3.0]])
+    assert precision_recall(line, np.array([[0.5], [0.6]]), k=1) == (1.0, 0.0)
+    # Two of three samples off the real manifold: precision 1/3. The lone realistic sample's nearest
+    # neighbour is 9.5 away, so its ball covers every real point (recall's known weakness to outliers,
+    # Naeem et al. 2020); on real digits noise stays far from the real features (next test).
+    assert precision_recall(line, np.array([[0.5], [10.0], [10.5]]), k=1) == (pytest.approx(1 / 3), 1.0)
+    # Per class, then averaged: class 0 reproduced exactly, class 1 far off.
+    labels = np.array([0] * 10 + [1] * 10)
+    fake = np.concatenate([real[:10], real[10:] + 100.0])
+    assert class_precision_recall(real, labels, fake, labels) == (0.5, 0.5)
+    assert math.isnan(precision_recall(real[:1], real)[0])  # one point has no k-NN radius
+
+
+def test_noise_reads_as_diverse_but_has_neither_precision_nor_recall() -> None:
+    cfg = load_vision_config(None)
+    splits = load_splits(cfg)
+    judges = make_judges(splits, cfg)
+    train = splits.train
+    keep = [i for i, y in enumerate(train.labels.tolist()) if y in judges.target_classes]
+    images = train.images[keep]
+    labels = torch.tensor([judges.target_classes.index(y) for y in train.labels[keep].tolist()])
+    real = judges.score(Samples(images, labels, 0.0))  # held-out real digits: the samples one would wish for
+    noise = judges.score(Samples(torch.rand(images.shape, generator=torch.Generator().manual_seed(0)), labels, 0.0))
+    assert noise["diversity"] > real["diversity"]  # the mean pairwise distance counts noise as diversity
+    assert real["precision"] > 0.8 and real["recall"] > 0.8
+    assert noise["precision"] < 0.1 and noise["recall"] < 0.1
+    prototypes = torch.stack([images[labels == c][0] for c in range(len(judges.target_classes))])[labels]
+    assert judges.score(Samples(prototypes, labels, 0.0))["recall"] == 0.0  # one image per class covers nothing
+
+
+def test_matched_diversity_reads_the_curve_where_recall_falls() -> None:
+    # Diversity climbs at s = 8 (samples break down into noise); recall does not.
+    curve = [{"scale": 0.0, "accuracy": 0.1, "cas": 0.2, "diversity": 1.0, "recall": 0.9},
+             {"scale": 4.0, "accuracy": 0.7, "cas": 0.6, "diversity": 0.9, "recall": 0.8},
+             {"scale": 8.0, "accuracy": 0.5, "cas": 0.3, "diversity": 1.4, "recall": 0.6}]
+    target = matched_target(curve, 0.8, "recall")
+    assert target == pytest.approx(0.72)
+    assert at_diversity(curve, target, "accuracy", "recall") == pytest.approx(0.7 + 0.4 * (0.5 - 0.7))
+    assert math.isnan(at_diversity(curve, matched_target(curve, 0.8), "accuracy"))  # never reached by distance
+
+
 # --------------------------------------------------------------------------------------------
 # Battles (Im et al. 2016)
 
@@ -149,7 +202,8 @@ def tiny_thesis(cache: Path) -> list[str]:
             "pretrain.classify_epochs": 1, "pretrain.autoencoder_epochs": 1, "texture.resize": 64, "texture.size": 32,
             "texture.steps": 4, "texture.patience": 4, "texture.shifts": "[2]", "texture.evaluator_shifts": "[1, 2]",
             "probe.max_iter": 20, "thesis.scales": "[0, 4]", "thesis.shots": "[1, 2]", "thesis.verdict_shots": 1,
-            "thesis.probe_repeats": 1, "thesis.bootstrap_reps": 100, "thesis.denoiser_timestep": 1}
+            "thesis.probe_repeats": 1, "thesis.bootstrap_reps": 100, "thesis.denoiser_timestep": 1,
+            "texture.deep_trunk": "null"}
     out: list[str] = []
     for key, value in sets.items():
         out += ["--set", f"{key}={value}"]
@@ -172,6 +226,11 @@ def test_empty_seed_range_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Capt
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "thesis classes [12]" in err, err
     assert not run.exists()
+    code = main(["vision", "compare", "--trunks", "random", "--jobs", "0", "--run-dir", str(run),
+                 *tiny_thesis(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "jobs must be > 0" in err, err
+    assert not run.exists()
 
 
 def test_compare_over_seeds_writes_intervals_curves_probes_battles_and_verdicts(
@@ -187,6 +246,10 @@ def test_compare_over_seeds_writes_intervals_curves_probes_battles_and_verdicts(
     for label in labels:
         best = thesis["generation"][label]["best_accuracy"]
         assert best["kind"] == "range" and best["n"] == 2 and len(best["values"]) == 2
+    # Every point of a curve has precision and recall (shares) beside the pairwise diversity.
+    for point in metrics["thesis_seeds"][1]["trunks"]["classify"]["curve"]:
+        assert 0.0 <= point["precision"] <= 1.0 and 0.0 <= point["recall"] <= 1.0 and point["diversity"] > 0
+    assert metrics["thesis_seeds"][0]["trunks"]["random"]["matched_measure"] == "recall"
     # Paired design: at scale 0 every trunk of a seed draws the very same samples from the seed's prior.
     for seed_result in metrics["thesis_seeds"]:
         zero = [next(p for p in seed_result["trunks"][k]["curve"] if p["scale"] == 0.0) for k in labels]
@@ -202,7 +265,7 @@ def test_compare_over_seeds_writes_intervals_curves_probes_battles_and_verdicts(
     # The classify trunk never saw a label (or an image) of the classes it guides.
     assert metrics["results"]["classify"]["source"]["classes"] == ["0", "1", "2", "3", "4"]
     report = (run / "report.md").read_text()
-    for heading in ("### Verdicts", "Classification → generation: undecided", "few-label probes",
+    for heading in ("### Verdicts", "Classification → generation: undecided", "few-label probes", "recall at best s",
                     "| battle | r_test | r_sample | winner |", "(range ", "pp"):
         assert heading in report, heading
     assert (run / "guidance_curves.png").is_file() and (run / "classify" / "samples.png").is_file()
@@ -211,3 +274,50 @@ def test_compare_over_seeds_writes_intervals_curves_probes_battles_and_verdicts(
                  *tiny_thesis(tmp_path / "cache")]) == 0
     assert "one seed: no interval" in (tmp_path / "one" / "report.md").read_text()
     capsys.readouterr()
+
+
+def tiny_config(cache: Path) -> VisionConfig:
+    """``tiny_thesis`` as a :class:`VisionConfig`."""
+    args = tiny_thesis(cache)
+    return load_vision_config(None, parse_overrides(args[1::2]))
+
+
+def seed_result_text(run: SeedRun) -> str:
+    """A seed's result as canonical text (``nan`` compares equal), without where its prior was cached."""
+    return json.dumps({k: v for k, v in run.result.items() if k != "prior"}, sort_keys=True)
+
+
+@pytest.mark.slow  # two spawned workers import torch and scikit-learn: ~20 s of CPU
+def test_a_seed_gives_the_same_result_in_a_worker_process_as_in_this_one(tmp_path: Path) -> None:
+    refs = ["classify"]
+    splits = load_splits(tiny_config(tmp_path))
+    said: list[str] = []
+    runs = {}
+    for jobs in (1, 2):
+        cfg = tiny_config(tmp_path / f"cache-{jobs}")  # each trains its own priors
+        with SeedPool(refs, refs, cfg, [3, 4], splits, make_judges(splits, cfg), None, said.append, jobs) as pool:
+            assert pool.jobs == jobs
+            runs[jobs] = pool.results()
+        assert [r.timing["prior_from_cache"] for r in runs[jobs]] == [False, False]
+    for serial, pooled in zip(runs[1], runs[2]):
+        assert seed_result_text(serial) == seed_result_text(pooled)
+    # The first seed's trunks and samples come back from its worker; the others' stay there.
+    first = runs[2][0]
+    assert set(first.trunks) == set(refs) and first.unguided is not None
+    assert all(torch.equal(a, b) for a, b in zip(first.trunks["classify"].state_dict().values(),
+                                                  runs[1][0].trunks["classify"].state_dict().values()))
+    assert not runs[2][1].trunks
+    # The workers' progress lines arrive whole, each naming its seed.
+    pooled_lines = said[len(said) // 2:]
+    assert any(line.startswith("seed 4 · classify: best s=") for line in pooled_lines), pooled_lines
+
+
+def test_same_seed_reruns_write_byte_identical_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("a", "b"):  # b finds the prior that a trained in the shared cache
+        assert main(["vision", "compare", "--trunks", "random", "--run-dir", str(tmp_path / name), "--quiet",
+                     *tiny_thesis(tmp_path / "cache")]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "b" / "metrics.json").read_bytes()
+    first, second = (json.loads((tmp_path / n / "timing.json").read_text()) for n in ("a", "b"))
+    assert first["seeds"]["0"]["prior_from_cache"] is False and second["seeds"]["0"]["prior_from_cache"] is True
+    assert first["prior_from_cache"] is True  # the baselines read the prior the seed's run had just cached

@@ -30,7 +30,8 @@ Modules, in data-flow order:
 * :mod:`~policyshare.vision.evaluators` — the held-out judges: an ensemble of texture
   evaluators of different architectures (validated per texture) and an independent SVM for
   generated digits.
-* :mod:`~policyshare.vision.diversity` — the held-out feature network and the diversity of samples.
+* :mod:`~policyshare.vision.diversity` — the held-out feature network, the diversity of samples and
+  their precision and recall (Kynkäänniemi et al. 2019).
 * :mod:`~policyshare.vision.scales` — the guidance-scale sweep: accuracy–diversity curves, best
   scale, accuracy at matched diversity.
 * :mod:`~policyshare.vision.fewshot` — few-label probes of trunks and of the diffusion denoiser.
@@ -38,7 +39,15 @@ Modules, in data-flow order:
 * :mod:`~policyshare.vision.seeds` — intervals over seeds, paired differences, verdicts.
 * :mod:`~policyshare.vision.thesis` — the thesis in both directions over seeds (disjoint classes),
   and :mod:`~policyshare.vision.thesis_report` — its report sections and figure.
-* :mod:`~policyshare.vision.compare` — the thesis table over trunks.
+* :mod:`~policyshare.vision.steps` — a comparison's shared context (data, judge, cached prior,
+  texture crops) and the per-trunk steps: linear probe, guided and unguided generation.
+* :mod:`~policyshare.vision.texture_compare` — texture synthesis per trunk scored by the
+  validated judges, the texture reference rows, and the texture checks run before training;
+  :mod:`~policyshare.vision.texture_report` — their report cells, legend and PNG gallery.
+* :mod:`~policyshare.vision.seed_pool` — the thesis's seeds side by side in worker processes.
+* :mod:`~policyshare.vision.compare_report` — the thesis table and ``report.md``.
+* :mod:`~policyshare.vision.compare` — ``vision compare``: checks, the run folder, the thesis
+  table over trunks.
 * :mod:`~policyshare.vision.cli` — ``policyshare vision probe|pretrain|texture|transfer|generate|compare``.
 """
 

@@ -173,6 +173,9 @@ def _compare(sub: Any) -> None:
     p.add_argument("--seeds", nargs="+", default=None, metavar="S",
                    help="seeds of the generation side, e.g. 0-4 (>= 5 seeds give bootstrap intervals and verdicts; "
                    "default: --seed)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes that run the seeds side by side, each with `threads` torch threads "
+                   "(default: the config's jobs, 2; 1: one seed after another; results do not depend on it)")
     _common(p)
     p.set_defaults(handler=_threads(_cmd_compare))
 
@@ -194,7 +197,7 @@ def _threads(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     """Run a handler with the config's ``threads`` torch CPU threads, then restore the previous count."""
 
     def run(a: argparse.Namespace) -> int:
-        from policyshare.vision.compare import torch_threads
+        from policyshare.vision.steps import torch_threads
 
         with torch_threads(_config(a).threads):
             return handler(a)
@@ -220,10 +223,10 @@ def _open(a: argparse.Namespace, sub: str, label: str, cfg: Any) -> Any:
 
 
 def _cmd_probe(a: argparse.Namespace) -> int:
-    from policyshare.vision.compare import load_splits
     from policyshare.vision.inputs import trunk_label
     from policyshare.vision.pretrain import resolve_trunk, save_vision_trunk
     from policyshare.vision.probe import check_layer, finetune, linear_probe
+    from policyshare.vision.steps import load_splits
     from policyshare.vision.tb import VisionWriter
 
     extra: dict[str, Any] = {}
@@ -262,9 +265,9 @@ def _cmd_probe(a: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(a: argparse.Namespace) -> int:
-    from policyshare.vision.compare import load_splits
     from policyshare.vision.pretrain import pretrain_trunk, save_vision_trunk
     from policyshare.vision.probe import linear_probe
+    from policyshare.vision.steps import load_splits
     from policyshare.vision.tb import VisionWriter
 
     cfg = _config(a, {"trunk": {"activation": a.activation}} if a.activation else None)
@@ -338,18 +341,18 @@ def parse_mirror(items: Sequence[str]) -> dict[str, list[str]] | list[str]:
 
 
 def _cmd_texture(a: argparse.Namespace) -> int:
-    from policyshare.vision.compare import (
+    from policyshare.vision.inputs import PRETRAINED_REFS, load_trunk_ref, trunk_label
+    from policyshare.vision.pretrain import resolve_trunk
+    from policyshare.vision.steps import load_splits
+    from policyshare.vision.tb import VisionWriter
+    from policyshare.vision.texture_compare import (
         check_texture_setup,
         image_label,
-        load_splits,
         load_textures,
         texture_baselines,
         texture_judge,
         texture_step,
     )
-    from policyshare.vision.inputs import PRETRAINED_REFS, load_trunk_ref, trunk_label
-    from policyshare.vision.pretrain import resolve_trunk
-    from policyshare.vision.tb import VisionWriter
 
     t: dict[str, Any] = {}
     for key, value in (("images", a.image), ("layers", a.layers), ("steps", a.steps), ("optimizer", a.optimizer),
@@ -402,12 +405,12 @@ def _cmd_texture(a: argparse.Namespace) -> int:
 def _cmd_transfer(a: argparse.Namespace) -> int:
     import torch
 
-    from policyshare.vision.compare import image_label
     from policyshare.vision.data import load_image, resize_short_side, save_png
     from policyshare.vision.inputs import PRETRAINED_REFS, load_trunk_ref, trunk_label
     from policyshare.vision.pretrain import resolve_trunk
     from policyshare.vision.style import StyleTransferLoss, check_same_channels, style_transfer
     from policyshare.vision.tb import VisionWriter
+    from policyshare.vision.texture_compare import image_label
 
     t: dict[str, Any] = {}
     for key, value in (("content_layer", a.content_layer), ("layers", a.layers), ("style_weight", a.style_weight),
@@ -424,7 +427,7 @@ def _cmd_transfer(a: argparse.Namespace) -> int:
     style = resize_short_side(load_image(a.style, tc.grayscale), tc.style_size).unsqueeze(0)
     check_same_channels(content, style, a.content, a.style)
     if a.trunk in PRETRAINED_REFS:
-        from policyshare.vision.compare import load_splits
+        from policyshare.vision.steps import load_splits
 
         trunk = resolve_trunk(a.trunk, load_splits(cfg).train, cfg, a.seed)
     else:
@@ -465,10 +468,10 @@ def _cmd_transfer(a: argparse.Namespace) -> int:
 
 
 def _cmd_generate(a: argparse.Namespace) -> int:
-    from policyshare.vision.compare import generation_step, prepare, unguided_step
     from policyshare.vision.inputs import PRETRAINED_REFS, freeze, load_trunk_ref, random_trunk, trunk_label
     from policyshare.vision.pretrain import resolve_trunk
     from policyshare.vision.probe import check_layer
+    from policyshare.vision.steps import generation_step, prepare, unguided_step
     from policyshare.vision.tb import VisionWriter
 
     extra: dict[str, Any] = {}
@@ -512,11 +515,12 @@ def _cmd_generate(a: argparse.Namespace) -> int:
 
 def _cmd_compare(a: argparse.Namespace) -> int:
     from policyshare.train import parse_seeds
-    from policyshare.vision.compare import compare, markdown_table
+    from policyshare.vision.compare import compare
+    from policyshare.vision.compare_report import markdown_table
     from policyshare.vision.config import VisionConfig
 
     seeds = parse_seeds(a.seeds) if a.seeds is not None else None  # an empty range is refused before any work
-    cfg: VisionConfig = _config(a)
+    cfg: VisionConfig = _config(a, {"jobs": a.jobs} if a.jobs is not None else None)
     metrics = compare(a.trunks, cfg, a.run_dir, a.seed, _progress(a), seeds=seeds)
     print(markdown_table(metrics))
     print(f"wall time {metrics['timing']['wall_s']:.0f} s; run folder: {metrics['run_dir']}")

@@ -347,8 +347,11 @@ class ThesisConfig:
             ``pretrain_classes``, at least two.
         scales: guidance scales swept per trunk; must include 0 (the unguided prior, the
             reference of matched diversity).
-        matched_diversity: trunks are compared where their samples' diversity falls to this
-            fraction of the unguided prior's (same seed, same prior); in (0, 1].
+        matched_diversity: trunks are compared where their samples' recall (Kynkäänniemi et al.
+            2019: the share of real digits of the class the samples cover, under the held-out
+            feature network) falls to this fraction of the unguided prior's (same seed, same
+            prior); in (0, 1]. Recall rather than mean pairwise distance, which counts noise as
+            diversity.
         shots: labels per class of the few-label probes.
         probe_repeats: draws of the few labels per seed (their accuracies are averaged).
         verdict_shots: labels per class whose probe decides the generation → classification verdict.
@@ -357,13 +360,14 @@ class ThesisConfig:
         bootstrap_reps: bootstrap resamples of every interval over seeds.
         confidence: interval size (0.95: 95 %).
         battle_tolerance: a battle has a winner only when ``|r_test − 1| <= battle_tolerance``.
-        feature_hidden: hidden units of the held-out feature network that measures diversity.
+        feature_hidden: hidden units of the held-out feature network that measures diversity,
+            precision and recall.
     """
 
     pretrain_classes: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     target_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 8, 9])
     scales: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
-    matched_diversity: float = 0.8
+    matched_diversity: float = 0.9
     shots: list[int] = field(default_factory=lambda: [1, 5, 10])
     probe_repeats: int = 5
     verdict_shots: int = 5
@@ -402,10 +406,16 @@ class VisionConfig:
 
     Attributes:
         threads: torch CPU threads while a vision command runs. The networks are tiny, so one
-            thread is fastest; more threads spin against each other on a shared machine.
+            thread is fastest; more threads spin against each other on a shared machine. In
+            ``vision compare``, each seed worker uses this many threads too.
+        jobs: worker processes in which ``vision compare --seeds`` runs its seeds side by side
+            (one seed per worker at a time, at most one worker per seed; 1: one seed after another
+            in the command's own process). Results do not depend on it; ``jobs × threads`` should
+            not exceed the CPU cores.
     """
 
     threads: int = 1
+    jobs: int = 2
     data: DataConfig = field(default_factory=DataConfig)
     trunk: VisionTrunkConfig = field(default_factory=VisionTrunkConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
@@ -417,7 +427,7 @@ class VisionConfig:
     thesis: ThesisConfig = field(default_factory=ThesisConfig)
 
     def __post_init__(self) -> None:
-        check_positive("", threads=self.threads)
+        check_positive("", threads=self.threads, jobs=self.jobs)
         if self.thesis.denoiser_timestep >= self.diffusion.timesteps:
             raise ConfigError(f"thesis.denoiser_timestep ({self.thesis.denoiser_timestep}) must be below "
                               f"diffusion.timesteps ({self.diffusion.timesteps})")

@@ -20,10 +20,11 @@ Index convention: timestep index ``i = 0 … T−1`` stands for the paper's ``t 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -256,7 +257,9 @@ def load_or_train_prior(images: torch.Tensor, cfg: DiffusionConfig, seed: int = 
                         log: ScalarLog = no_log, run_dir: str | Path | None = None) -> tuple[DDPM, Path, bool]:
     """The cached prior for (images, config, seed), training and caching it if absent.
 
-    A cache file that cannot be read (corrupt, truncated) is trained again and replaced.
+    A cache file that cannot be read (corrupt, truncated) is trained again and replaced. A file
+    lock per cache entry (``<file>.lock``) lets only one process train a given prior; another one
+    that needs it waits, then loads it. The file is written atomically (temporary file + rename).
 
     Args:
         images: training images ``(n, C, H, W)`` in [0, 1] (the training split only).
@@ -275,18 +278,58 @@ def load_or_train_prior(images: torch.Tensor, cfg: DiffusionConfig, seed: int = 
     key = cache_key(images, cfg, seed)
     path = cache_dir(cfg, run_dir) / f"ddpm_{key}.safetensors"
     shape = (int(images.shape[1]), int(images.shape[2]), int(images.shape[3]))
-    if path.is_file():
-        try:
-            tensors, header = load_tensors(path, DDPM_FORMAT)
-            if header.get("key") != key:
-                raise CheckpointError(f"{path} holds another prior")
-            model = DDPM(shape, cfg)
-            load_state_checked(model, tensors, f"diffusion prior {path}")
-            return model.eval().requires_grad_(False), path, True
-        except CheckpointError:
-            pass
-    model = train_ddpm(images, cfg, seed, log)
-    header = {"format": DDPM_FORMAT, "key": key, "shape": list(shape), "seed": seed,
-              "config": {k: v for k, v in asdict(cfg).items() if k != "cache_dir"}, "n_images": int(len(images))}
-    save_tensors(path, model.state_dict(), header)
+    with _cache_lock(path):  # another process training this very prior: wait for its file
+        if path.is_file():
+            try:
+                tensors, header = load_tensors(path, DDPM_FORMAT)
+                if header.get("key") != key:
+                    raise CheckpointError(f"{path} holds another prior")
+                model = DDPM(shape, cfg)
+                load_state_checked(model, tensors, f"diffusion prior {path}")
+                return model.eval().requires_grad_(False), path, True
+            except CheckpointError:
+                pass
+        model = train_ddpm(images, cfg, seed, log)
+        header = {"format": DDPM_FORMAT, "key": key, "shape": list(shape), "seed": seed,
+                  "config": {k: v for k, v in asdict(cfg).items() if k != "cache_dir"}, "n_images": int(len(images))}
+        save_tensors(path, model.state_dict(), header)
     return model.requires_grad_(False), path, False
+
+
+@contextlib.contextmanager
+def _cache_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<path>.lock`` for the block (blocking; the kernel frees it if killed).
+
+    Two processes needing the same prior (two seeds' workers never do; two runs sharing a cache
+    may) then train it once: the second waits and loads the first one's atomic write. File
+    systems without ``flock`` run the block unlocked.
+
+    Raises:
+        CheckpointError: the cache folder cannot be created.
+    """
+    import fcntl
+    import os
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise CheckpointError(f"cannot write the prior cache {path.parent}: {e}; set diffusion.cache_dir to a "
+                              "writable folder") from None
+    try:
+        with contextlib.suppress(OSError):  # no flock on this file system: unlocked
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def cache_label(path: Path, run_dir: str | Path | None) -> str:
+    """How ``metrics.json`` names a cache file: relative to the run folder when inside it, else as given.
+
+    Two runs of the same config into two folders then write the same name (``cache/ddpm_<key>.safetensors``).
+    """
+    if run_dir is not None:
+        with contextlib.suppress(ValueError):
+            return path.relative_to(run_dir).as_posix()
+    return str(path)

@@ -7,14 +7,17 @@ seed, hence at ``s = 0`` exactly the same samples — and is compared
 
 * at its **best scale**: the swept scale with the highest judged accuracy (a maximum over
   the same swept scales for every trunk, so equally optimistic for all), and
-* at **matched diversity**: the judged accuracy where the curve's relative diversity falls to
+* at **matched diversity**: the judged accuracy where the curve's *recall* (Kynkäänniemi et al.
+  2019: the share of real images of the class that the samples cover) falls to
   ``thesis.matched_diversity`` × the unguided prior's, linearly interpolated between the two
-  swept scales around it (``nan`` — "not reached" — when even the largest scale keeps more
-  diversity).
+  swept scales around it (``nan`` — "not reached" — when even the largest scale keeps more).
+  Recall, not the mean pairwise distance, because the distance counts noise as diversity:
+  samples that break down into noise at large scales read as more diverse than real digits,
+  but cover none of them.
 
 Per point: judged accuracy (the independent SVM, :class:`~policyshare.vision.evaluators.DigitJudge`),
-classification accuracy score (Ravuri & Vinyals 2019) and relative diversity under the held-out
-feature network (:mod:`.diversity`).
+classification accuracy score (Ravuri & Vinyals 2019), relative diversity (mean pairwise
+distance) and precision / recall, all under the held-out feature network (:mod:`.diversity`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 from policyshare.errors import NumericalError
 from policyshare.vision.data import ImageSet
 from policyshare.vision.diffusion import DDPM
-from policyshare.vision.diversity import FeatureNet, diversity
+from policyshare.vision.diversity import FeatureNet, class_precision_recall, diversity
 from policyshare.vision.evaluators import DigitJudge, classification_accuracy_score
 from policyshare.vision.guidance import NoisyClassifier, Samples, generate
 
@@ -47,6 +50,8 @@ class Judges:
         real_diversity: :func:`~policyshare.vision.diversity.diversity` of ``test`` (the unit of
             relative diversity).
         judge_c: the SVM's C for CAS.
+        real_features: the feature network's features of ``test`` ``(n, hidden)`` (computed when
+            not given): the real manifold of precision and recall.
     """
 
     judge: DigitJudge
@@ -55,14 +60,27 @@ class Judges:
     target_classes: list[int]
     real_diversity: float
     judge_c: float = 10.0
+    real_features: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.real_features is None:
+            self.real_features = self.features.features(self.test.images)
 
     def score(self, samples: Samples) -> dict[str, float]:
-        """``{"accuracy", "cas", "diversity"}`` of samples whose labels index ``target_classes``."""
+        """``{"accuracy", "cas", "diversity", "precision", "recall"}`` of samples whose labels index ``target_classes``.
+
+        ``diversity`` is relative to real test images; ``precision`` and ``recall`` are per class
+        against the real test images of that class (:func:`~policyshare.vision.diversity.class_precision_recall`).
+        """
         labels = torch.tensor(self.target_classes)[samples.labels]
-        div = diversity(self.features.features(samples.images), labels.numpy())
+        feats = self.features.features(samples.images)
+        assert self.real_features is not None
+        precision, recall = class_precision_recall(self.real_features, self.test.labels.numpy(), feats,
+                                                   labels.numpy())
         return {"accuracy": self.judge.accuracy(samples.images, labels),
                 "cas": classification_accuracy_score(samples.images, labels, self.test, self.judge_c),
-                "diversity": div / self.real_diversity}
+                "diversity": diversity(feats, labels.numpy()) / self.real_diversity,
+                "precision": precision, "recall": recall}
 
 
 def sweep(prior: DDPM, classifier: NoisyClassifier, judges: Judges, scales: Sequence[float], per_class: int,
@@ -107,35 +125,37 @@ def best_point(curve: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return dict(max(ok, key=lambda p: (float(p["accuracy"]), -float(p["scale"]))))
 
 
-def at_diversity(curve: Sequence[Mapping[str, Any]], target: float, key: str = "accuracy") -> float:
-    """``key`` where the curve's diversity first falls to ``target`` (linear in diversity between scales).
+def at_diversity(curve: Sequence[Mapping[str, Any]], target: float, key: str = "accuracy",
+                 measure: str = "diversity") -> float:
+    """``key`` where the curve's ``measure`` first falls to ``target`` (linear in ``measure`` between scales).
 
     The curve is walked in increasing scale. If the first point is already at or below
     ``target`` its value is returned; if no point reaches it, ``nan`` (not reached).
 
     Args:
-        curve: points ``{"scale", "diversity", key}``.
-        target: the diversity level (relative units).
+        curve: points ``{"scale", measure, key}``.
+        target: the level of ``measure`` (its units: relative diversity, or a share for recall).
         key: the figure to read (``accuracy`` or ``cas``).
+        measure: what is matched: ``recall`` (as ``vision compare`` does) or ``diversity``.
     """
-    ok = sorted(_ok(curve), key=lambda p: float(p["scale"]))
+    ok = sorted((p for p in _ok(curve) if math.isfinite(float(p[measure]))), key=lambda p: float(p["scale"]))
     prev: Mapping[str, Any] | None = None
     for p in ok:
-        d = float(p["diversity"])
+        d = float(p[measure])
         if d <= target:
             if prev is None:
                 return float(p[key])
-            d0 = float(prev["diversity"])
+            d0 = float(prev[measure])
             w = 1.0 if d0 == d else (d0 - target) / (d0 - d)
             return float(prev[key]) + w * (float(p[key]) - float(prev[key]))
         prev = p
     return math.nan
 
 
-def matched_target(curve: Sequence[Mapping[str, Any]], fraction: float) -> float:
-    """``fraction`` × the diversity at scale 0 (the unguided prior); ``nan`` without a scale-0 point."""
+def matched_target(curve: Sequence[Mapping[str, Any]], fraction: float, measure: str = "diversity") -> float:
+    """``fraction`` × ``measure`` at scale 0 (the unguided prior); ``nan`` without a scale-0 point."""
     zero = [p for p in _ok(curve) if float(p["scale"]) == 0.0]
-    return fraction * float(zero[0]["diversity"]) if zero else math.nan
+    return fraction * float(zero[0][measure]) if zero else math.nan
 
 
 def mean_curve(curves: Sequence[Sequence[Mapping[str, Any]]], key: str) -> tuple[list[float], list[float]]:

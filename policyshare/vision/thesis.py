@@ -9,7 +9,8 @@ Per seed (:func:`run_seed`) — every part that depends on the seed is redrawn:
    ``random`` and trunk files as they are;
 3. **classification → generation**: a noisy classifier over ``thesis.target_classes`` on the
    frozen trunk guides the prior at every scale of ``thesis.scales`` (:mod:`.scales`): judged
-   accuracy, CAS and diversity per scale; the trunk's best scale; accuracy at matched diversity;
+   accuracy, CAS, diversity, precision and recall per scale; the trunk's best scale; accuracy at
+   matched diversity (where recall falls to ``thesis.matched_diversity`` × the unguided prior's);
 4. **generation → classification**: few-label probes on the target classes of each trunk's
    features and of the prior's denoiser (:mod:`.fewshot`);
 5. **battles**: a real-vs-generated discriminator on each trunk against its own samples at
@@ -37,7 +38,7 @@ from policyshare.trunks import Trunk
 from policyshare.vision.battles import Discriminator, battle_table, seed_counts
 from policyshare.vision.config import VisionConfig
 from policyshare.vision.data import ImageSet, Splits
-from policyshare.vision.diffusion import DDPM, load_or_train_prior
+from policyshare.vision.diffusion import DDPM, cache_label, load_or_train_prior
 from policyshare.vision.diversity import FeatureNet, diversity
 from policyshare.vision.evaluators import DigitJudge
 from policyshare.vision.fewshot import denoiser_features, probe_table, trunk_features
@@ -54,8 +55,11 @@ Progress = Callable[[str], None]
 DENOISER = "diffusion-denoiser"
 
 #: Per-trunk generation figures summarised over seeds.
-GENERATION_METRICS: tuple[str, ...] = ("best_accuracy", "best_cas", "best_diversity", "best_scale",
-                                       "matched_accuracy", "matched_cas")
+GENERATION_METRICS: tuple[str, ...] = ("best_accuracy", "best_cas", "best_diversity", "best_precision",
+                                       "best_recall", "best_scale", "matched_accuracy", "matched_cas")
+
+#: What "matched diversity" matches: recall (Kynkäänniemi et al. 2019), which noise does not raise.
+MATCHED_MEASURE = "recall"
 
 
 def restrict(data: ImageSet, classes: Sequence[int]) -> ImageSet:
@@ -162,7 +166,7 @@ def run_seed(refs: Sequence[str], labels: Sequence[str], cfg: VisionConfig, seed
         progress(f"seed {seed}: diffusion prior (cached per seed)")
         t0 = time.perf_counter()
         prior, path, cached = load_or_train_prior(splits.train.images, cfg.diffusion, seed, no_log, run_dir)
-        out["prior"] = {"cache_file": str(path)}
+        out["prior"] = {"cache_file": cache_label(path, run_dir)}
         run.timing.update(prior_s=round(time.perf_counter() - t0, 1), prior_from_cache=cached)
     pretrain = restrict(splits.train, t.pretrain_classes)
     train_t, test_t = restrict(splits.train, t.target_classes), restrict(splits.test, t.target_classes)
@@ -177,11 +181,11 @@ def run_seed(refs: Sequence[str], labels: Sequence[str], cfg: VisionConfig, seed
         clf = train_noisy_classifier(trunk, train_t, prior.schedule, cfg.trunk, g, cfg.probe.layer, seed, log)
         curve, samples = sweep(prior, clf, judges, t.scales, g.per_class, seed)
         best = best_point(curve)
-        target = matched_target(curve, t.matched_diversity)
+        target = matched_target(curve, t.matched_diversity, MATCHED_MEASURE)
         row: dict[str, Any] = {
-            "curve": curve, "best": best, "matched_diversity": target,
-            "matched_accuracy": at_diversity(curve, target, "accuracy"),
-            "matched_cas": at_diversity(curve, target, "cas"),
+            "curve": curve, "best": best, "matched_measure": MATCHED_MEASURE, "matched_level": target,
+            "matched_accuracy": at_diversity(curve, target, "accuracy", MATCHED_MEASURE),
+            "matched_cas": at_diversity(curve, target, "cas", MATCHED_MEASURE),
             "guide_clean_accuracy": clean_accuracy(clf, test_t),
             "few_label": probe_table(trunk_features(trunk, splits.train.channels, cfg.trunk, cfg.probe.layer, seed),
                                      train_t, test_t, t.shots, seed, t.probe_repeats)}
@@ -193,7 +197,7 @@ def run_seed(refs: Sequence[str], labels: Sequence[str], cfg: VisionConfig, seed
         seconds = run.timing[f"{label}_s"] = round(time.perf_counter() - t0, 1)
         out["trunks"][label] = row
         progress(f"seed {seed} · {label}: best s={best.get('scale')} accuracy {best.get('accuracy', math.nan):.3f}, "
-                 f"at matched diversity {row['matched_accuracy']:.3f}; {t.verdict_shots}-label probe "
+                 f"at matched recall {row['matched_accuracy']:.3f}; {t.verdict_shots}-label probe "
                  f"{row['few_label'][str(t.verdict_shots)]:.3f} ({seconds:.0f} s)")
     out["denoiser"] = {"few_label": probe_table(denoiser_features(prior, t.denoiser_timestep), train_t, test_t,
                                                 t.shots, seed, t.probe_repeats)}

@@ -1,10 +1,10 @@
 """The thesis sections of ``report.md`` and the guidance-curve figure, from :func:`~.thesis.aggregate`'s output.
 
-Tables: generation per trunk (best scale, at matched diversity) with intervals over seeds;
+Tables: generation per trunk (best scale with precision and recall, at matched recall) with intervals over seeds;
 paired differences between trunks; few-label probes per feature source; the battle table in
 Im et al. 2016's format (battle, r_test, r_sample, winner); the two verdicts.
-Figure: ``guidance_curves.png`` — judged accuracy against the guidance scale and against the
-relative diversity, mean over seeds, one line per trunk.
+Figure: ``guidance_curves.png`` — judged accuracy against the guidance scale and against recall
+(the measure matched), mean over seeds, one line per trunk.
 """
 
 from __future__ import annotations
@@ -70,20 +70,23 @@ def thesis_markdown(thesis: Mapping[str, Any], cfg: VisionConfig, plot: str | No
     lines += ["", "### Classification → generation: guided samples of the unseen classes", "",
               f"Every trunk's noisy classifier guides the seed's prior at scales {t.scales}; *best* is the swept scale "
               "with the highest judged accuracy (the same optimistic choice for every trunk); *matched* reads the "
-              f"curve where the samples' diversity falls to {t.matched_diversity:g} × the unguided prior's "
-              "(interpolated; — where no scale gets there). Diversity is the mean pairwise distance under a "
-              "held-out feature network, relative to real digits; it counts noise as diversity, so samples that "
-              "break down at large scales read as *more* diverse (the curves show where).", "",
-              "| trunk | best s (most often) | judged acc. at best s | CAS at best s | rel. diversity at best s | "
-              "judged acc. at matched diversity | CAS at matched diversity |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              f"curve where the samples' recall falls to {t.matched_diversity:g} × the unguided prior's "
+              "(interpolated; — where no scale gets there). Precision and recall (Kynkäänniemi et al. 2019; k = 3 "
+              "nearest neighbours, per class, under a held-out feature network): precision is the share of samples "
+              "that lie on the real digits' manifold, recall the share of real test digits the samples' manifold "
+              "covers. Relative diversity (mean pairwise distance, 1 = real digits) is shown beside them; it counts "
+              "noise as diversity (samples that break down read as *more* diverse), which is why matching uses "
+              "recall.", "",
+              "| trunk | best s (most often) | judged acc. at best s | CAS at best s | precision at best s | "
+              "recall at best s | rel. diversity at best s | judged acc. at matched recall | CAS at matched recall |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label in labels:
         g = gen[label]
         lines.append(f"| `{label}` | {thesis['best_scales'].get(label)} | {_f(g['best_accuracy'])} | "
-                     f"{_f(g['best_cas'])} | {_f(g['best_diversity'], False)} | {_f(g['matched_accuracy'])} | "
-                     f"{_f(g['matched_cas'])} |")
+                     f"{_f(g['best_cas'])} | {_f(g.get('best_precision'))} | {_f(g.get('best_recall'))} | "
+                     f"{_f(g['best_diversity'], False)} | {_f(g['matched_accuracy'])} | {_f(g['matched_cas'])} |")
     lines += ["", "Paired differences (same seed, same prior, same sampling noise; percentage points):", "",
-              "| difference | judged acc. at matched diversity | judged acc. at best s | CAS at best s |",
+              "| difference | judged acc. at matched recall | judged acc. at best s | CAS at best s |",
               "|---|---:|---:|---:|"]
     pairs = thesis["generation_pairs"]
     for name in pairs["matched_accuracy"]:
@@ -120,7 +123,7 @@ def thesis_markdown(thesis: Mapping[str, Any], cfg: VisionConfig, plot: str | No
 
 
 def plot_guidance_curves(per_seed: Sequence[Mapping[str, Any]], labels: Sequence[str], path: Path) -> Path:
-    """``path``: judged accuracy vs guidance scale and vs relative diversity, mean over seeds, one line per trunk."""
+    """``path``: judged accuracy vs guidance scale and vs recall, mean over seeds, one line per trunk."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,13 +135,13 @@ def plot_guidance_curves(per_seed: Sequence[Mapping[str, Any]], labels: Sequence
     for label in labels:
         curves = [r["trunks"][label]["curve"] for r in per_seed]
         scales, acc = mean_curve(curves, "accuracy")
-        _, div = mean_curve(curves, "diversity")
+        _, recall = mean_curve(curves, "recall")
         ax1.plot(scales, acc, marker="o", label=label)
-        ax2.plot(div, acc, marker="o", label=label)
+        ax2.plot(recall, acc, marker="o", label=label)
     ax1.set_xscale("symlog", linthresh=1.0)
     ax1.set_xlabel("guidance scale s")
     ax1.set_ylabel("judged accuracy (unseen classes)")
-    ax2.set_xlabel("relative diversity (held-out features; 1 = real digits)")
+    ax2.set_xlabel("recall (share of real digits covered; held-out features)")
     ax2.invert_xaxis()
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
