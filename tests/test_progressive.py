@@ -22,7 +22,7 @@ from policyshare.algos import A2CParams, PolicyConfig, PPOParams, TrunkConfig, b
 from policyshare.alignment import InputAlignment
 from policyshare.checkpoints import load_sb3, load_trunk, read_sb3_header, save_sb3
 from policyshare.cli import main
-from policyshare.curves import load_curve
+from policyshare.comparison import load_curve
 from policyshare.envs import load_suite, make_vec_env, task_action_map
 from policyshare.errors import UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate
