@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
-from test_cli import assert_user_error
+from conftest import assert_user_error, run_cli
 
 from policyshare.checkpoints import save_trunk
 from policyshare.config import parse_overrides
