@@ -8,10 +8,13 @@ Public entry points: :func:`load_trunk`, :func:`save_trunk`, :class:`Trunk`, :cl
 imported on first use), and the ``policyshare`` command (``policyshare --help``).
 
 What lives where, imports going downward only (config → envs → networks → SB3 → run folder →
-comparison → report): ``io`` (atomic writes, strict JSON, versions), ``config``, ``envs``,
+comparison → report): ``io`` (atomic writes, strict JSON, versions), ``config``, ``methods``
+(the names of the compared methods), ``envs``,
 ``alignment``, ``trunks``, ``checkpoints`` (trunk files, safetensors), ``algos`` (the algorithm
 registry, SB3 models on a trunk), ``sb3_files`` (SB3 zips, ``--safe`` loading), ``evaluate``
-(episodes of any agent), ``runs`` (run folders), ``train``, ``transfer``, ``progressive``,
+(episodes of any agent), ``runs`` (run folders), ``train``, ``metrics``, ``transfer_metrics`` and
+``stats`` (scores and intervals), ``comparison`` (curves of run folders → scores, intervals, table,
+plot), ``transfer``, ``progressive``,
 ``distill``, ``policies`` (any checkpoint as an agent), ``experiment``, ``report``, ``cli``.
 
 Importing the package imports neither torch nor stable-baselines3 (the names above are loaded on

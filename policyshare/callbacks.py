@@ -31,7 +31,7 @@ class PeriodicEvaluation(BaseCallback):
     Writes ``evaluations.json`` (``{"timesteps": [...], "mean": [...], "std": [...]}``)
     atomically after every evaluation; on resume it continues the existing curve. The curve
     starts with a step-0 evaluation of the untrained network, as learning curves compared by
-    area do (the transfer measures of DESIGN.md; an initialised trunk's head start counts), so
+    area do (:mod:`policyshare.comparison`; an initialised trunk's head start counts), so
     with the evaluation :func:`~policyshare.train.train` adds at its last step every curve has
     at least two points, even when the budget is shorter than ``freq``.
 

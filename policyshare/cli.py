@@ -265,6 +265,8 @@ def _vision_parser(sub: Any) -> None:
 
 
 def _progressive_parser(sub: Any) -> None:
+    from policyshare.methods import PROGRESSIVE_CONTROLS
+
     p = sub.add_parser(
         "progressive", help="grow a progressive network over tasks and measure transfer",
         description="Progressive neural networks (Rusu et al. 2016): one column per task, earlier "
@@ -285,7 +287,7 @@ def _progressive_parser(sub: Any) -> None:
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="column 1 from a `policyshare train` run folder or model.zip of the first task")
     p.add_argument("--controls", nargs="+", default=None, metavar="NAME",
-                   choices=["scratch", "finetune", "random_column", "none"],
+                   choices=[*PROGRESSIVE_CONTROLS, "none"],
                    help="controls on the target: scratch finetune random_column, or none "
                    "(default: the config's, all on)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

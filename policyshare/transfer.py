@@ -5,10 +5,12 @@ evaluation steps (:func:`policyshare.train.train`): one whose trunk starts from 
 (a distilled student's, an expert's, a progressive column's) with fresh heads — fine-tuned, or
 frozen with ``--freeze-trunk`` — and one from scratch. Their learning curves
 (``evaluations.json``) give transfer % = 100 · AUC(trunk) / AUC(scratch) per seed (Rusu et al.
-2016, Table 1; :mod:`policyshare.curves`), aggregated over seeds as an interquartile mean with
-a stratified bootstrap interval (Agarwal et al. 2021).
+2016, Table 1), aggregated over seeds as an interquartile mean with a stratified bootstrap
+interval (Agarwal et al. 2021): the comparison of :mod:`policyshare.comparison`. The methods are
+``finetune`` or ``frozen`` against ``scratch`` (:mod:`policyshare.methods`).
 
-Layout of the experiment folder (``runs/transfer/<env>__<method>`` by default)::
+Layout of the experiment folder (``runs/transfer/<env>__<method>__<trunk>`` by default, the
+trunk named by :func:`trunk_label`)::
 
     <root>/<method>__s<seed>/   the trunk-initialised run of each seed (a train run folder)
     <root>/scratch__s<seed>/    the from-scratch run of each seed
@@ -24,6 +26,7 @@ by run name, so ``tensorboard --logdir <root>`` overlays them. A resumed experim
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,16 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from policyshare.checkpoints import read_trunk_file
+from policyshare.comparison import markdown_table, mean_over_seeds, plot_curves, read_runs, transfer_summary
 from policyshare.config import check_seeds, to_dict
-from policyshare.curves import Curve, load_curve, plot_curves, transfer_summary
 from policyshare.envs import check_env_id, make_vec_env
-from policyshare.errors import ConfigError, UserError
-from policyshare.io import atomic_write_json, atomic_write_text, read_json
+from policyshare.errors import CheckpointError, ConfigError, UserError
+from policyshare.io import atomic_write_json, atomic_write_text, slug
+from policyshare.methods import FINETUNE, FROZEN, SCRATCH
 from policyshare.metrics import format_interval, format_number
 from policyshare.runs import RunFolder, default_run_dir
 from policyshare.train import load_train_config, train
-
-SCRATCH = "scratch"
 
 
 def check_trunk_fits(trunk_file: str | Path, env_id: str, algo: str = "ppo",
@@ -70,6 +72,25 @@ def check_trunk_fits(trunk_file: str | Path, env_id: str, algo: str = "ppo",
         env.close()
 
 
+def trunk_label(trunk_file: str | Path) -> str:
+    """The trunk's identity in default folder names: ``<folder>-<file stem>-<8 hex digits>``.
+
+    The folder and stem say where the trunk comes from (``Breakout__ppo__s0-trunk``,
+    ``columns-column_1__MinAtar-Breakout-v1``); the first 8 hex digits of the file's SHA-256 tell
+    apart two trunks of the same names, so that a second trunk transferred to the same env
+    gets a folder of its own, and the same trunk always gets the same one (``--resume``).
+
+    Raises:
+        CheckpointError: the file cannot be read.
+    """
+    path = Path(trunk_file)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    except OSError as e:
+        raise CheckpointError(f"cannot read the trunk file {path}: {e.strerror or e}") from None
+    return slug(f"{path.resolve().parent.name}-{path.stem}-{digest}")
+
+
 @dataclass
 class TransferResult:
     """What :func:`transfer` produced."""
@@ -97,7 +118,8 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
         timesteps: env steps per run (overrides the config).
         seeds: one trunk-initialised and one from-scratch run per seed.
         freeze_trunk: keep the loaded trunk fixed (method ``frozen``; else ``finetune``).
-        run_dir: experiment folder (default ``runs/transfer/<env>__<method>``).
+        run_dir: experiment folder (default ``runs/transfer/<env>__<method>__<trunk>``, the
+            trunk named by :func:`trunk_label`, so that two trunks never share one).
         overrides: nested config overrides (``--set``).
         resume: continue an unfinished experiment: finished sub-runs are kept as they are.
         quiet: no prints.
@@ -121,20 +143,19 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
         raise ConfigError("transfer compares learning curves: set eval.freq > 0 (env steps "
                           "between evaluations), e.g. --set eval.freq=25000")
     header = check_trunk_fits(trunk_file, env_id, algo, config, overrides)
-    method = "frozen" if freeze_trunk else "finetune"
+    method = FROZEN if freeze_trunk else FINETUNE
     budget = timesteps or cfg.timesteps
     resolved = {"env_id": env_id, "algo": algo, "trunk": str(trunk_file),
                 "trunk_source": header.get("source", {}), "method": method,
                 "freeze_trunk": freeze_trunk, "seeds": list(seeds), "timesteps": budget,
                 "config": str(config) if config else None, "overrides": dict(overrides or {}),
                 "train_config": {**to_dict(cfg), "hyperparams": to_dict(params)}}
-    root = RunFolder.open(run_dir or default_run_dir("transfer", env_id, method=method),
-                          command="transfer", config=resolved, resume=resume)
-    curves: dict[str, dict[int, Curve]] = {method: {}, SCRATCH: {}}
-    finals: dict[str, dict[str, float]] = {method: {}, SCRATCH: {}}
+    folder = run_dir or default_run_dir("transfer", env_id, method=f"{method}__{trunk_label(trunk_file)}")
+    root = RunFolder.open(folder, command="transfer", config=resolved, resume=resume)
+    folders = {m: {seed: root.path / f"{m}__s{seed}" for seed in seeds} for m in (method, SCRATCH)}
     for seed in seeds:
         for name in (method, SCRATCH):
-            sub = RunFolder(root.path / f"{name}__s{seed}")
+            sub = RunFolder(folders[name][seed])
             if not sub.finished:
                 if not quiet:
                     print(f"training {name} seed {seed} ({budget} env steps) → {sub.path}", flush=True)
@@ -142,20 +163,18 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
                       overrides=overrides, resume=sub.meta_path.is_file(),
                       init_trunk=None if name == SCRATCH else trunk_file,
                       freeze_trunk=freeze_trunk and name != SCRATCH, run_name=name, quiet=True)
-            curves[name][seed] = load_curve(sub.path)
-            finals[name][str(seed)] = float(read_json(sub.metrics_path, "run metrics")["eval_mean_return"])
-    summary_by_method = transfer_summary(curves, SCRATCH, seed=0)
-    plot = plot_curves({m: [curves[m][s] for s in seeds] for m in (method, SCRATCH)},
+    runs = read_runs(folders)
+    plot = plot_curves({m: [runs.curves[m][s] for s in seeds] for m in (method, SCRATCH)},
                        root.path / "curves.png",
                        title=f"{env_id}: trunk from {Path(trunk_file).name} ({method}) vs scratch")
+    finals = runs.finals()
     summary: dict[str, Any] = {
         "env_id": env_id, "algo": algo, "trunk": str(trunk_file), "method": method,
         "seeds": list(seeds), "timesteps": budget,
-        "transfer_percent": summary_by_method[method],
+        "transfer_percent": transfer_summary(runs.curves, SCRATCH, seed=0)[method],
         "final_returns": finals,
-        "final_return_mean": {m: sum(v.values()) / len(v) for m, v in finals.items()},
-        "plot": str(plot), "runs": {m: {str(s): str(root.path / f"{m}__s{s}") for s in seeds}
-                                    for m in (method, SCRATCH)},
+        "final_return_mean": {m: mean_over_seeds(v) for m, v in finals.items()},
+        "plot": str(plot), "runs": {m: {str(s): str(p) for s, p in by_seed.items()} for m, by_seed in folders.items()},
     }
     atomic_write_json(root.path / "summary.json", summary)
     atomic_write_text(root.path / "report.md", report(summary))
@@ -173,14 +192,12 @@ def report(summary: Mapping[str, Any]) -> str:
     t = summary["transfer_percent"]
     lines = [f"# Transfer to {summary['env_id']} ({method}, {summary['algo']}, "
              f"{summary['timesteps']} env steps per run)", "",
-             f"Trunk: `{summary['trunk']}`", "",
-             f"| seed | transfer % | final return {method} | final return scratch |",
-             "|---:|---:|---:|---:|"]
-    for seed in summary["seeds"]:
-        s = str(seed)
-        lines.append(f"| {seed} | {format_number(t['per_seed'].get(s))} | "
-                     f"{summary['final_returns'][method][s]:.2f} | "
-                     f"{summary['final_returns'][SCRATCH][s]:.2f} |")
+             f"Trunk: `{summary['trunk']}`", ""]
+    finals = summary["final_returns"]
+    lines += markdown_table(
+        ["seed", "transfer %", f"final return {method}", f"final return {SCRATCH}"],
+        [[str(seed), format_number(t["per_seed"].get(str(seed))), f"{finals[method][str(seed)]:.2f}",
+          f"{finals[SCRATCH][str(seed)]:.2f}"] for seed in summary["seeds"]], align=["---:"] * 4)
     n = len(summary["seeds"])
     lines += ["", f"Transfer % (area under the learning curve ÷ scratch's, × 100; 100 = no "
               f"transfer), IQM over {n} seed{'s' if n != 1 else ''}: "

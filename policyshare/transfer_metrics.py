@@ -17,7 +17,7 @@ never ``nan``, so a method whose metric is undefined on some seed stays in every
   (Wołczyk et al. 2021, "Continual World: a robotic benchmark for continual RL", NeurIPS).
 * :func:`normalised_return_at` — expert-normalised return at fixed fractions of ``T``.
 
-Aggregates over seeds (intervals, verdicts) live in :mod:`policyshare.statistics`.
+Aggregates over seeds (intervals, verdicts) live in :mod:`policyshare.stats`.
 """
 
 from __future__ import annotations
@@ -161,7 +161,8 @@ def normalised_area_gain(curve: Curve, scratch: Curve, random: float, expert: fl
     for the whole budget": 0 is no gain, 1 is the gap between random and expert closed from the
     first env step on. Unlike :func:`transfer_percent` it is defined whatever scratch learns.
     (The difference form of the "total reward" / area measures surveyed by Taylor & Stone 2009,
-    JMLR 10, "Transfer learning for RL domains", normalised as the project design's "Measuring" section states.)
+    JMLR 10, "Transfer learning for RL domains", normalised by the expert's margin over random as
+    :func:`policyshare.metrics.expert_normalised` is.)
 
     Args:
         curve: the method's curve, ``(env steps, mean return)``, shapes ``(n,)``.

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import TINY, run_cli
+from conftest import TINY, assert_user_error, run_cli
 
 from policyshare.checkpoints import save_trunk
 from policyshare.trunks import Trunk, TrunkSpec
@@ -19,15 +18,6 @@ def snapshot(folder: Path) -> dict[str, str]:
     """Hash of every file under ``folder`` (to prove nothing was overwritten)."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def assert_user_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 def test_train_and_evaluate_smoke(tmp_path: Path) -> None:

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
-from test_cli import assert_user_error
+from conftest import assert_user_error, run_cli
 
 from policyshare.checkpoints import save_tensors
 from policyshare.config import parse_overrides
@@ -381,7 +380,7 @@ def test_resume_redoes_only_unfinished_stages(student_run: Path, tmp_path: Path,
 def test_resumed_training_continues_its_logs_without_gaps_or_repeats(teachers: dict[str, Path],
                                                                      tmp_path: Path) -> None:
     """A run resumed from a mid-run checkpoint has the same logged steps as one never stopped."""
-    from test_faults import csv_steps, tensorboard_steps
+    from conftest import csv_steps, tensorboard_steps
 
     items = [str(teachers["freeway"]), str(teachers["breakout"] / "model.zip")]
     overrides = {**parse_overrides(STUDENT_ARGS[3:-1:2]), "checkpoint_freq": 1000, "log_freq": 500,

@@ -213,7 +213,7 @@ def test_json_files_of_an_experiment_parse_strictly(one_seed: Path) -> None:
 
 
 def test_transfer_and_progressive_tables_say_one_seed(one_seed: Path) -> None:
-    from policyshare.curves import load_curve, transfer_summary
+    from policyshare.comparison import load_curve, transfer_summary
     from policyshare.progressive.report import _transfer_rows
     from policyshare.transfer import report
 
@@ -274,11 +274,11 @@ def test_report_confidence_is_honoured_for_a_single_target(two_seeds: tuple[Path
 
 
 def test_student_plot_title_fits_the_figure_and_clears_the_y_label() -> None:
-    from policyshare.experiment import report
+    from policyshare.comparison import interval_figure
 
     rows = {"SpaceInvaders-v1": {"point": 0.8, "low": 0.8, "high": 0.8},
             "Asterix-v1": {"point": 0.5, "low": 0.5, "high": 0.5}, "IQM": {"point": 0.6, "low": 0.5, "high": 0.8}}
-    fig = report._interval_figure(rows, "student: expert-normalised score per game (IQM: 95% bootstrap over games)",
+    fig = interval_figure(rows, "student: expert-normalised score per game (IQM: 95% bootstrap over games)",
                                   "(student − random) / (teacher − random)", 1.0)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()

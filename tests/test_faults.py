@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import csv_steps, tensorboard_steps
 from stable_baselines3.common.callbacks import BaseCallback
 
 from policyshare.callbacks import checkpoint_step, load_replay
@@ -132,20 +133,6 @@ def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
 
 def steps(run: Path, tag: str) -> list[int]:
     return [s for s, _ in scalars(run, tag)]
-
-
-def tensorboard_steps(run: Path, tag: str) -> list[int]:
-    """The steps of ``tag`` as TensorBoard's own loader shows them."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    return [e.step for e in EventAccumulator(str(run / "tb")).Reload().Scalars(tag)]
-
-
-def csv_steps(run: Path) -> list[int]:
-    import csv
-
-    rows = list(csv.DictReader((run / "tb" / "progress.csv").open()))
-    return [int(float(r["step"])) for r in rows]
 
 
 def stale_temporaries(run: Path) -> list[Path]:

@@ -15,14 +15,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import run_cli
-from test_cli import assert_user_error
+from conftest import ASTERIX, BREAKOUT, INVADERS, assert_user_error, observations, run_cli
 
 from policyshare.algos import A2CParams, PolicyConfig, PPOParams, TrunkConfig, build_model
 from policyshare.alignment import InputAlignment
 from policyshare.checkpoints import load_sb3, load_trunk, read_sb3_header, save_sb3
 from policyshare.cli import main
-from policyshare.curves import load_curve
+from policyshare.comparison import load_curve
 from policyshare.envs import load_suite, make_vec_env, task_action_map
 from policyshare.errors import UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate
@@ -43,7 +42,6 @@ from policyshare.progressive import (
 from policyshare.progressive.fisher import average_fisher_sensitivity, collect_observations
 from policyshare.trunks import LayerSpec, TrunkSpec
 
-BREAKOUT, ASTERIX, INVADERS = "MinAtar/Breakout-v1", "MinAtar/Asterix-v1", "MinAtar/SpaceInvaders-v1"
 TRUNK = {"name": "minatar", "activation": "relu", "theta": 0.5}
 # Tiny budgets for every run of an experiment: one evaluation per 1024 env steps, short evaluations.
 TINY_SET = {"train": {"eval": {"freq": 512, "episodes": 2, "final_episodes": 3, "random_episodes": 1},
@@ -72,17 +70,7 @@ def assert_same_state(a: torch.nn.Module | dict[str, torch.Tensor], b: torch.nn.
         assert torch.equal(sa[k], sb[k]), k
 
 
-def observations(task: str, n: int, seed: int = 3) -> np.ndarray:
-    """Observations of ``task`` under uniformly random actions."""
-    venv = make_vec_env(task, 4, seed)
-    venv.action_space.seed(seed)
-    out = []
-    obs = venv.reset()
-    while sum(len(o) for o in out) < n:
-        out.append(obs.copy())
-        obs, *_ = venv.step(np.array([venv.action_space.sample() for _ in range(4)]))
-    venv.close()
-    return np.concatenate(out)[:n]
+
 
 
 # ---- the network --------------------------------------------------------------------------

@@ -15,9 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
-from test_progressive import ASTERIX, BREAKOUT, INVADERS, observations
-from test_safe_loading import rewrite_zip
+from conftest import ASTERIX, BREAKOUT, INVADERS, observations, rewrite_zip, run_cli
 
 from policyshare.checkpoints import SB3_HEADER, read_sb3_header
 from policyshare.cli import main

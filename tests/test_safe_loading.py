@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import os
@@ -14,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import rewrite_zip, run_cli
 
 from policyshare.checkpoints import load_trunk
 from policyshare.errors import CheckpointError
-from policyshare.sb3_files import SB3_HEADER, load_sb3, load_sb3_safe
+from policyshare.sb3_files import load_sb3, load_sb3_safe
 from policyshare.trunks import TrunkSpec
 
 
@@ -30,20 +29,6 @@ class _Payload:
 
     def __reduce__(self) -> tuple[object, tuple[str]]:
         return os.system, (f"touch {self.marker}",)
-
-
-def rewrite_zip(src: Path, dst: Path, replace: dict[str, bytes]) -> None:
-    """Copy an SB3 zip, replacing entries, and re-sign its policyshare.json as an attacker could."""
-    with zipfile.ZipFile(src) as zin:
-        entries = {n: zin.read(n) for n in zin.namelist()}
-    entries.update(replace)
-    header = json.loads(entries[SB3_HEADER])
-    header["entries_sha256"] = {n: hashlib.sha256(b).hexdigest() for n, b in sorted(entries.items())
-                                if n != SB3_HEADER}
-    entries[SB3_HEADER] = json.dumps(header).encode()
-    with zipfile.ZipFile(dst, "w") as zout:
-        for n, b in entries.items():
-            zout.writestr(n, b)
 
 
 def evil_tensor_file(marker: Path) -> bytes:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
-from test_cli import assert_user_error
+from conftest import assert_user_error, run_cli
 
 from policyshare.checkpoints import save_trunk
 from policyshare.config import parse_overrides
@@ -77,6 +76,29 @@ def test_transfer_smoke_and_resume(breakout_run: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="holds a finished run"):
         transfer(breakout_run / "trunk.safetensors", "MinAtar/Asterix-v1", run_dir=root, timesteps=1024,
                  overrides=parse_overrides(SETTINGS), quiet=True)
+
+
+def test_a_second_trunk_to_the_same_env_gets_its_own_default_folder(breakout_run: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default folder names the trunk (folder, stem and a digest of its bytes): two trunks from
+    folders of the same name no longer share ``runs/transfer/<env>__<method>``, where the second
+    was refused as a finished run."""
+    from policyshare.checkpoints import load_tensors, save_tensors
+
+    monkeypatch.setenv("POLICYSHARE_RUNS", str(tmp_path / "runs"))
+    first = breakout_run / "trunk.safetensors"
+    tensors, header = load_tensors(first)
+    second = save_tensors(tmp_path / "other" / breakout_run.name / "trunk.safetensors",
+                          {k: 0.5 * v for k, v in tensors.items()}, header)
+    settings = {"timesteps": 512, "overrides": parse_overrides(SETTINGS), "quiet": True}
+    a = transfer(first, "MinAtar/Asterix-v1", **settings)
+    b = transfer(second, "MinAtar/Asterix-v1", **settings)
+    assert a.run_dir != b.run_dir and a.run_dir.parent == b.run_dir.parent == tmp_path / "runs" / "transfer"
+    for result, trunk in ((a, first), (b, second)):
+        assert result.run_dir.name.startswith(f"MinAtar-Asterix-v1__finetune__{breakout_run.name}-trunk-")
+        assert (result.run_dir / "metrics.json").is_file() and result.summary["trunk"] == str(trunk)
+    with pytest.raises(UserError, match="holds a finished run"):  # the same trunk: the same folder
+        transfer(first, "MinAtar/Asterix-v1", **settings)
 
 
 def test_trunk_file_of_another_spec_is_refused(tmp_path: Path) -> None:

@@ -16,11 +16,13 @@ from typing import Any, Literal
 
 from policyshare.config import check_positive, check_seeds, deep_merge, from_dict, read_yaml
 from policyshare.errors import ConfigError
+from policyshare.methods import EXPERIMENT_METHODS, PROGRESSIVE, RANDOM_COLUMN, SCRATCH
 
 #: The stages, in order.
 STAGES: tuple[str, ...] = ("experts", "distill", "transfer", "vision", "report")
-#: Transfer methods on a target game; ``scratch`` is the reference of transfer %.
-METHODS: tuple[str, ...] = ("scratch", "finetune", "student", "progressive", "random_column")
+#: Transfer methods on a target game (named in :mod:`policyshare.methods`); ``scratch`` is the
+#: reference of transfer %.
+METHODS: tuple[str, ...] = EXPERIMENT_METHODS
 
 
 @dataclass
@@ -102,8 +104,8 @@ class TransferStage:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ConfigError(f"methods: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
-        if "scratch" not in self.methods:
-            self.methods.insert(0, "scratch")
+        if SCRATCH not in self.methods:
+            self.methods.insert(0, SCRATCH)
 
 
 @dataclass
@@ -245,7 +247,7 @@ def check_stage_configs(cfg: ExperimentConfig) -> None:
         if not 0 < 2 * t_cfg.eval.freq <= cfg.transfer.timesteps:
             raise ConfigError(f"transfer is measured on learning curves: set transfer.set.eval.freq (now "
                               f"{t_cfg.eval.freq}) to at most half of transfer.timesteps ({cfg.transfer.timesteps})")
-    if {"progressive", "random_column"} & set(cfg.transfer.methods):
+    if {PROGRESSIVE, RANDOM_COLUMN} & set(cfg.transfer.methods):
         from policyshare.progressive import AdapterConfig
 
         from_dict(AdapterConfig, cfg.transfer.adapter, "transfer.adapter")

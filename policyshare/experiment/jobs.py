@@ -23,6 +23,7 @@ from policyshare.errors import UserError
 from policyshare.experiment.config import ExperimentConfig
 from policyshare.experiment.layout import Job, expert_dir, vision_trunks
 from policyshare.experiment.report import build_report
+from policyshare.methods import FINETUNE, PROGRESSIVE, RANDOM_COLUMN, STUDENT
 
 
 def _materialise_expert(root: Path, game: str, model_zip: Path, provenance: Mapping[str, Any]) -> None:
@@ -92,11 +93,11 @@ def _transfer_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
     env_id, method, seed = job.params["env_id"], job.params["method"], int(job.params["seed"])
     folder = job.folder(root)
     kwargs: dict[str, Any] = {}
-    if method == "finetune":
+    if method == FINETUNE:
         kwargs["init_trunk"] = expert_dir(root, cfg.finetune_from) / "trunk.safetensors"
-    elif method == "student":
+    elif method == STUDENT:
         kwargs["init_trunk"] = root / "distill" / "trunk.safetensors"
-    elif method in ("progressive", "random_column"):
+    elif method in (PROGRESSIVE, RANDOM_COLUMN):
         kwargs.update(_progressive_kwargs(root, cfg, method))
     t = cfg.transfer
     train(env_id, cfg.algo, config=t.config, timesteps=t.timesteps, seed=seed, run_dir=folder,

@@ -25,6 +25,7 @@ from policyshare.checkpoints import atomic_write_bytes, read_json
 from policyshare.config import to_dict
 from policyshare.errors import UserError
 from policyshare.experiment.config import STAGES, ExperimentConfig
+from policyshare.methods import FINETUNE, PROGRESSIVE, RANDOM_COLUMN, STUDENT
 from policyshare.runs import runs_dir, slug
 
 #: The files and folders each stage writes at the experiment folder's root (moved aside by
@@ -145,11 +146,11 @@ def job_settings(cfg: ExperimentConfig, job: Job) -> dict[str, Any]:
         transfer = {k: v for k, v in d["transfer"].items()
                     if k not in ("methods", "finetune_from", "progressive_from", "adapter")}
         out: dict[str, Any] = {"algo": cfg.algo, **job.params, "transfer": transfer}
-        if method == "finetune":
+        if method == FINETUNE:
             out["from"] = job_settings(cfg, Job("experts", "expert", "", {"env_id": cfg.finetune_from}))
-        elif method == "student":
+        elif method == STUDENT:
             out["from"] = job_settings(cfg, Job("distill", "distill", "distill", {}))
-        elif method in ("progressive", "random_column"):
+        elif method in (PROGRESSIVE, RANDOM_COLUMN):
             out["adapter"] = d["transfer"]["adapter"]
             out["from"] = job_settings(cfg, Job("experts", "expert", "", {"env_id": cfg.progressive_from}))
         return out

@@ -25,57 +25,21 @@ report says so ("one seed: no interval") instead of printing ``[nan, nan]``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from policyshare.checkpoints import atomic_write_json, atomic_write_text, read_json
+from policyshare.comparison import markdown_table, plot_intervals
 from policyshare.config import from_dict, read_yaml
-from policyshare.curves import save_figure
 from policyshare.errors import UserError
 from policyshare.experiment.config import ExperimentConfig
 from policyshare.experiment.layout import expert_dir, report_inputs, transfer_dir
+from policyshare.methods import PROGRESSIVE, RANDOM_COLUMN, SCRATCH
 from policyshare.metrics import confidence_label, format_interval
 from policyshare.runs import slug
-
-
-def _interval_figure(rows: Mapping[str, Mapping[str, float]], title: str, ylabel: str,
-                     reference: float | None) -> Any:
-    """Points with interval bars, one per label (a matplotlib figure, laid out by matplotlib's
-    constrained layout; the title and y label are wrapped to the figure's width and height, so
-    that neither is cut off nor runs into the other)."""
-    import textwrap
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = list(rows)
-    width, height = max(4.0, 1.1 * len(labels) + 1.5), 3.6
-    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
-    x = np.arange(len(labels))
-    point = np.array([rows[k]["point"] for k in labels], float)
-    low = np.array([rows[k]["low"] for k in labels], float)
-    high = np.array([rows[k]["high"] for k in labels], float)
-    ax.errorbar(x, point, yerr=[np.nan_to_num(point - low), np.nan_to_num(high - point)], fmt="o",
-                capsize=5)
-    if reference is not None:
-        ax.axhline(reference, color="grey", linestyle="--", linewidth=1)
-    ax.set_xticks(x, labels, rotation=20, ha="right")
-    # About 9 characters per inch at 10 pt (at 9 pt for the y label, less the axes' margins).
-    ax.set_ylabel(textwrap.fill(ylabel, max(16, int(9 * (height - 1.2)))), fontsize=9)
-    ax.set_title(textwrap.fill(title, max(20, int(8.5 * width))), fontsize=10)
-    ax.grid(alpha=0.3, axis="y")
-    return fig
-
-
-def _interval_plot(rows: Mapping[str, Mapping[str, float]], path: Path, title: str, ylabel: str,
-                   reference: float | None) -> Path:
-    """:func:`_interval_figure`, written as a PNG."""
-    return save_figure(_interval_figure(rows, title, ylabel, reference), path)
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
@@ -100,51 +64,48 @@ def _iv(d: Mapping[str, Any], digits: int = 1, key: str = "iqm", single: str = "
 def _transfer(root: Path, cfg: ExperimentConfig) -> dict[str, Any]:
     """Per target: curves, final returns, transfer % per seed and IQM interval; plus the
     aggregate over targets."""
-    from policyshare.curves import Curve, load_curve, plot_curves, transfer_summary
-    from policyshare.metrics import iqm_intervals
+    from policyshare.comparison import (
+        aggregate_over_tasks,
+        interval_rows,
+        mean_over_seeds,
+        plot_curves,
+        read_runs,
+        transfer_summary,
+    )
 
     out: dict[str, Any] = {"targets": {}}
     level = confidence_label(cfg.report.confidence)
-    per_method_scores: dict[str, list[list[float]]] = {}
+    reps, confidence = cfg.report.bootstrap_reps, cfg.report.confidence
     for target in cfg.targets:
-        curves: dict[str, dict[int, Curve]] = {}
-        finals: dict[str, dict[str, float]] = {}
-        params: dict[str, Any] = {}
-        for method in cfg.transfer.methods:
-            for seed in cfg.seeds:
-                run = transfer_dir(root, target, method, seed)
-                if not (run / "metrics.json").is_file():
-                    continue
-                m = read_json(run / "metrics.json", "run metrics")
-                curves.setdefault(method, {})[seed] = load_curve(run)
-                finals.setdefault(method, {})[str(seed)] = float(m["eval_mean_return"])
-                params[method] = {"total": m.get("n_parameters"), "trunk": m.get("trunk_parameters")}
-        if "scratch" not in curves:
+        runs = read_runs({m: {s: transfer_dir(root, target, m, s) for s in cfg.seeds} for m in cfg.transfer.methods},
+                         finished_only=True)
+        if SCRATCH not in runs.curves:
             continue
-        summary = transfer_summary(curves, "scratch", seed=0, reps=cfg.report.bootstrap_reps,
-                                   confidence=cfg.report.confidence)
-        plot = plot_curves({m: [curves[m][s] for s in sorted(curves[m])] for m in curves},
+        summary = transfer_summary(runs.curves, SCRATCH, seed=0, reps=reps, confidence=confidence)
+        plot = plot_curves({m: [c[s] for s in sorted(c)] for m, c in runs.curves.items()},
                            root / "plots" / f"curves_{slug(target)}.png",
                            title=f"{target}: learning curves per method (mean, {level} bootstrap band)",
-                           confidence=cfg.report.confidence)
-        rows = {m: {"point": v["iqm"], "low": v["low"], "high": v["high"]} for m, v in summary.items()
-                if m != "scratch"}
-        tplot = _interval_plot(rows, root / "plots" / f"transfer_{slug(target)}.png",
+                           confidence=confidence)
+        tplot = plot_intervals(interval_rows(summary, leave_out=[SCRATCH]),
+                               root / "plots" / f"transfer_{slug(target)}.png",
                                f"{target}: transfer % (IQM, {level} stratified bootstrap)", "transfer %", 100.0)
+        finals = runs.finals()
         out["targets"][target] = {
             "transfer_percent": summary, "final_returns": finals,
-            "final_return_mean": {m: float(np.mean(list(v.values()))) for m, v in finals.items()},
-            "parameters": params, "seeds": sorted({s for v in curves.values() for s in v}),
+            "final_return_mean": {m: mean_over_seeds(v) for m, v in finals.items()},
+            "parameters": {m: _parameter_counts(list(met.values())[-1]) for m, met in runs.metrics.items()},
+            "seeds": runs.seeds(),
             "plots": {"curves": str(plot.relative_to(root)), "transfer": str(tplot.relative_to(root))},
         }
-        for method, v in summary.items():
-            per_method_scores.setdefault(method, []).append(
-                [v["per_seed"].get(str(s), float("nan")) for s in cfg.seeds])
     if len(out["targets"]) > 1:
-        arrays = {m: np.array(v, float).T for m, v in per_method_scores.items() if m != "scratch"}
-        agg = iqm_intervals(arrays, reps=cfg.report.bootstrap_reps, confidence=cfg.report.confidence)
-        out["aggregate"] = {m: iv.as_dict() for m, iv in agg.items()}
+        out["aggregate"] = aggregate_over_tasks([t["transfer_percent"] for t in out["targets"].values()], cfg.seeds,
+                                                SCRATCH, reps=reps, confidence=confidence)
     return out
+
+
+def _parameter_counts(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A transfer run's parameters: ``total`` and ``trunk`` (``None`` where not recorded)."""
+    return {"total": metrics.get("n_parameters"), "trunk": metrics.get("trunk_parameters")}
 
 
 def _student(root: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
@@ -160,7 +121,7 @@ def _student(root: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
                         confidence=cfg.report.confidence, seed=cfg.distill.seed, task_bootstrap=True)["student"]
     rows = {t.split("/")[-1]: {"point": v, "low": v, "high": v} for t, v in zip(m["per_task"], scores)}
     rows["IQM"] = iqm.as_dict()
-    plot = _interval_plot(rows, root / "plots" / "student.png",
+    plot = plot_intervals(rows, root / "plots" / "student.png",
                           f"student: expert-normalised score per game (IQM: "
                           f"{confidence_label(cfg.report.confidence)} bootstrap over games)",
                           "(student − random) / (teacher − random)", 1.0)
@@ -195,7 +156,7 @@ def _findings(summary: Mapping[str, Any]) -> list[str]:
         tp = t["transfer_percent"]
         n = len(t["seeds"])
         for method, v in tp.items():
-            if method == "scratch":
+            if method == SCRATCH:
                 continue
             iv = f"{_fmt(v['iqm'])}% [{_fmt(v['low'])}, {_fmt(v['high'])}]"
             if not (_finite(v["low"]) and _finite(v["high"])):
@@ -212,8 +173,8 @@ def _findings(summary: Mapping[str, Any]) -> list[str]:
             caveat = (f" — with only {n} seeds the interval is little more than their range: indicative, "
                       "not conclusive" if n < 3 else "")
             lines.append(f"On {target}, **{method}** ({iv}, {n} seeds) {verdict}{caveat}.")
-        if "progressive" in tp and "random_column" in tp:
-            p, r = tp["progressive"], tp["random_column"]
+        if PROGRESSIVE in tp and RANDOM_COLUMN in tp:
+            p, r = tp[PROGRESSIVE], tp[RANDOM_COLUMN]
             if not all(_finite(x) for x in (p["low"], p["high"], r["low"], r["high"])):
                 pass
             elif p["low"] > r["high"]:
@@ -306,12 +267,6 @@ def _parameters(summary: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
-
-
 def render(summary: Mapping[str, Any]) -> str:
     """The Markdown report of a summary."""
     level = confidence_label(summary.get("confidence", 0.95))
@@ -330,15 +285,16 @@ def render(summary: Mapping[str, Any]) -> str:
           f"{level} stratified bootstrap interval (Agarwal et al. 2021, rliable); one seed gives no interval.", ""]
     for target, t in summary["transfer"]["targets"].items():
         tp = t["transfer_percent"]
-        rows = [[m, _iv(tp[m]) if m != "scratch" else "100 (reference)",
+        rows = [[m, _iv(tp[m]) if m != SCRATCH else "100 (reference)",
                  " ".join(f"{_fmt(v)}" for v in tp[m]["per_seed"].values()),
                  _fmt(t["final_return_mean"].get(m), 2)] for m in tp]
         L += [f"### {target}", ""]
-        L += _table(["method", f"transfer % IQM [{level} CI]", "per seed", "final return (mean over seeds)"], rows)
+        L += markdown_table(["method", f"transfer % IQM [{level} CI]", "per seed", "final return (mean over seeds)"],
+                            rows)
         L += ["", f"![learning curves]({t['plots']['curves']})", f"![transfer %]({t['plots']['transfer']})", ""]
     if "aggregate" in summary["transfer"]:
         rows = [[m, _iv(v, key="point")] for m, v in summary["transfer"]["aggregate"].items()]
-        L += ["### All targets together", ""] + _table(["method", f"transfer % IQM [{level} CI]"], rows) + [""]
+        L += ["### All targets together", ""] + markdown_table(["method", f"transfer % IQM [{level} CI]"], rows) + [""]
 
     s = summary.get("student")
     if s:
@@ -347,7 +303,7 @@ def render(summary: Mapping[str, Any]) -> str:
               f"{level} bootstrap interval over games.", ""]
         rows = [[t, _fmt(r["student_return"], 2), _fmt(r["teacher_return"], 2), _fmt(r["random_return"], 2),
                  _fmt(r["expert_normalised"], 3), _fmt(r.get("agreement"), 3)] for t, r in s["per_task"].items()]
-        L += _table(["game", "student", "teacher", "random", "expert-normalised", "agreement"], rows)
+        L += markdown_table(["game", "student", "teacher", "random", "expert-normalised", "agreement"], rows)
         iv = s["expert_normalised_iqm"]
         L += ["", f"IQM: {_iv(iv, 3, single='one game')}; "
               f"{s['env_steps_per_task']:,} env steps per game.", "", f"![student]({s['plot']})", ""]
@@ -363,20 +319,21 @@ def render(summary: Mapping[str, Any]) -> str:
         if key.startswith("transfer/"):
             for m, v in methods.items():
                 rows.append([f"{m} on {key.split('/', 1)[1]} (total)", f"{v['total']:,}" if v.get("total") else "—"])
-    L += _table(["network", "parameters"], rows) + [""]
+    L += markdown_table(["network", "parameters"], rows) + [""]
 
     e = summary["experts"]
     if e:
         L += ["## Experts", ""]
         rows = [[g, _fmt(v["eval_mean_return"], 2), _fmt(v["eval_std_return"], 2), _fmt(v["random_mean_return"], 2),
                  f"{int(v['timesteps']):,}" if v.get("timesteps") else "—"] for g, v in e.items()]
-        L += _table(["game", "return", "std", "random", "env steps"], rows) + [""]
+        L += markdown_table(["game", "return", "std", "random", "env steps"], rows) + [""]
 
     v = summary.get("vision")
     if v:
-        from policyshare.vision.compare import TEXTURE_LEGEND, markdown_table, texture_gallery_markdown
+        from policyshare.vision.compare import TEXTURE_LEGEND, texture_gallery_markdown
+        from policyshare.vision.compare import markdown_table as vision_table
 
-        L += ["## Vision: the same trunks classify and guide generation", "", markdown_table(v["metrics"]), "",
+        L += ["## Vision: the same trunks classify and guide generation", "", vision_table(v["metrics"]), "",
               TEXTURE_LEGEND, ""]
         L += [f"![{Path(img).stem}]({img})" for img in v["images"] if "grid" in img or "sample" in img][:12]
         L += ["", texture_gallery_markdown(v["metrics"], prefix="vision/").replace("## Textures", "### Textures")]

@@ -14,12 +14,14 @@ import numpy as np
 
 from policyshare.config import check_positive, deep_merge, from_dict, read_yaml
 from policyshare.errors import ConfigError
+from policyshare.methods import PROGRESSIVE_CONTROLS
 from policyshare.paths import default_config
 
 #: Algorithms a column can be trained with (actor-critic policies with SB3 heads).
 ALGOS = ("ppo", "a2c")
-#: The controls of Rusu et al. 2016 that ``policyshare progressive`` trains on the target task.
-CONTROLS = ("scratch", "finetune", "random_column")
+#: The controls of Rusu et al. 2016 that ``policyshare progressive`` trains on the target task
+#: (named in :mod:`policyshare.methods`).
+CONTROLS = PROGRESSIVE_CONTROLS
 #: Offset added to a seed for the envs that sample Fisher-sensitivity observations.
 FISHER_SEED_OFFSET = 20_000
 #: Offset added to a seed for the random frozen column of the ``random_column`` control.

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from policyshare.curves import save_figure
+from policyshare.comparison import save_figure
 
 if TYPE_CHECKING:
     from policyshare.progressive.network import ProgressiveNetwork

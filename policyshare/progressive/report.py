@@ -1,8 +1,9 @@
 """What ``policyshare progressive`` reports: ``metrics.json``, ``report.md``, plots, the summary.
 
 :func:`summarise` reads every compared run of every seed back from its run folder, measures
-transfer % against ``scratch`` (Rusu et al. 2016, Table 1), averages the Average Fisher
-Sensitivity over seeds (:mod:`policyshare.progressive.fisher`), writes ``curves.png``,
+transfer % against ``scratch`` (Rusu et al. 2016, Table 1; through :mod:`policyshare.comparison`),
+averages the Average Fisher Sensitivity over seeds (:mod:`policyshare.progressive.fisher`), writes
+``curves.png``,
 ``fisher.{md,json,png}``, TensorBoard scalars and ``report.md``, and returns the contents of
 ``metrics.json``; :func:`summary_text` is what the command prints at the end.
 """
@@ -16,19 +17,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from policyshare.checkpoints import atomic_write_json, atomic_write_text, read_json
+from policyshare.checkpoints import atomic_write_json, atomic_write_text
+from policyshare.methods import FINETUNE, PROGRESSIVE, RANDOM_COLUMN, SCRATCH
 from policyshare.progressive.fisher import fisher_table, plot_fisher_heatmap
 from policyshare.progressive.plan import Plan, method_dirs
 
 if TYPE_CHECKING:
-    from policyshare.curves import Curve
+    from policyshare.comparison import Curve
 
-#: How each compared method is labelled in plots and reports (Rusu et al. 2016's baselines).
+#: How each compared method is labelled in plots and reports (Rusu et al. 2016's baselines; the
+#: names are those of :mod:`policyshare.methods`).
 METHOD_LABELS: dict[str, str] = {
-    "progressive": "progressive net",
-    "scratch": "baseline 1: single column from scratch",
-    "finetune": "baseline 3: column 1 fine-tuned",
-    "random_column": "baseline 4: random frozen column 1",
+    PROGRESSIVE: "progressive net",
+    SCRATCH: "baseline 1: single column from scratch",
+    FINETUNE: "baseline 3: column 1 fine-tuned",
+    RANDOM_COLUMN: "baseline 4: random frozen column 1",
 }
 
 
@@ -66,18 +69,16 @@ class _MethodRuns:
 
 def _read_runs(plan: Plan, per_seed: Mapping[int, Mapping[str, Any]], methods: list[str]) -> _MethodRuns:
     """Learning curve, final return, folder, env steps and random return of every target run."""
-    from policyshare.curves import load_curve
+    from policyshare.comparison import read_runs
 
-    out = _MethodRuns({m: {} for m in methods}, {m: {} for m in methods}, {m: {} for m in methods},
-                      {m: {} for m in methods})
-    for seed, d in per_seed.items():
-        for m, path in method_dirs(plan, d["dir"]).items():
-            out.curves[m][seed] = load_curve(path)
-            met = read_json(path / "metrics.json", "run metrics")
-            out.finals[m][str(seed)] = float(met["eval_mean_return"])
-            out.runs[m][str(seed)] = str(path)
-            out.steps[m][str(seed)] = int(met["timesteps"])
-            out.random_return[str(seed)] = float(met["random_mean_return"])
+    dirs = {seed: method_dirs(plan, d["dir"]) for seed, d in per_seed.items()}
+    runs = read_runs({m: {seed: dirs[seed][m] for seed in per_seed} for m in methods})
+    out = _MethodRuns(runs.curves, runs.finals(),
+                      {m: {str(s): str(p) for s, p in by_seed.items()} for m, by_seed in runs.dirs.items()},
+                      {m: {s: int(v) for s, v in by_seed.items()} for m, by_seed in runs.column("timesteps").items()})
+    for seed in per_seed:  # the random policy on the target: read from the last method's run, as before
+        last = list(dirs[seed])[-1]
+        out.random_return[str(seed)] = float(runs.metrics[last][seed]["random_mean_return"])
     return out
 
 
@@ -137,11 +138,11 @@ def summarise(plan: Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]],
     Raises:
         CheckpointError: a run's ``metrics.json`` or learning curve is missing or unreadable.
     """
-    from policyshare.curves import plot_curves, transfer_summary
+    from policyshare.comparison import plot_curves, transfer_summary
 
-    methods = ["progressive", *plan.controls]
+    methods = [PROGRESSIVE, *plan.controls]
     runs = _read_runs(plan, per_seed, methods)
-    transfer = transfer_summary(runs.curves, "scratch") if "scratch" in methods else {}
+    transfer = transfer_summary(runs.curves, SCRATCH) if SCRATCH in methods else {}
     for seed, d in per_seed.items():
         for m, path in method_dirs(plan, d["dir"]).items():
             value = transfer.get(m, {}).get("per_seed", {}).get(str(seed))
@@ -155,11 +156,11 @@ def summarise(plan: Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]],
     alphas = {str(s): {name: a.alpha.item() for name, a in d["network"].stack.adapters(k - 1).items()}
               for s, d in per_seed.items()}
     forgetting = {str(s): d["no_forgetting"] for s, d in per_seed.items()}
-    fisher = _fisher_summary(plan, root, per_seed, runs.steps["progressive"])
+    fisher = _fisher_summary(plan, root, per_seed, runs.steps[PROGRESSIVE])
     metrics: dict[str, Any] = {
         "tasks": plan.tasks, "target": plan.target, "algo": plan.algo,
         "seeds": [int(s) for s in per_seed], "controls": plan.controls,
-        "transfer_baseline": "scratch" if transfer else None,
+        "transfer_baseline": SCRATCH if transfer else None,
         "transfer_definition": "100 * AUC(target curve) / AUC(scratch curve) per seed (Rusu et al. "
                                "2016, Table 1); IQM over seeds with a 95% stratified bootstrap CI",
         "methods": {m: {"label": METHOD_LABELS[m], "runs": runs.runs[m], "timesteps": runs.steps[m],
@@ -213,6 +214,8 @@ def summary_text(metrics: Mapping[str, Any], root: Path) -> str:
 
 def _report(metrics: Mapping[str, Any]) -> str:
     """``report.md``: settings, transfer table, no-forgetting check, lateral scalars, Fisher."""
+    from policyshare.comparison import markdown_table
+
     cfg = metrics["config"]
     steps = sorted({n for d in metrics["methods"].values() for n in d["timesteps"].values()})
     out = [f"# Progressive network: {' → '.join(metrics['tasks'])}", "",
@@ -220,10 +223,9 @@ def _report(metrics: Mapping[str, Any]) -> str:
            f"env steps per target run: {', '.join(map(str, steps))}; adapters {cfg['adapter']}.", "",
            "## Transfer to the target (Rusu et al. 2016, Table 1)", "",
            f"{metrics['transfer_definition']}.", "",
-           "| method | transfer % IQM [95% CI] | per seed | final eval return (mean over seeds) |",
-           "|---|---|---|---|"]
-    for m, interval, per_seed, final in _transfer_rows(metrics):
-        out.append(f"| {metrics['methods'][m]['label']} | {interval} | {per_seed} | {final} |")
+           *markdown_table(["method", "transfer % IQM [95% CI]", "per seed", "final eval return (mean over seeds)"],
+                           [[metrics["methods"][m]["label"], interval, per_seed, final]
+                            for m, interval, per_seed, final in _transfer_rows(metrics)], align=["---"] * 4)]
     randoms = ", ".join(f"s{s}: {v:.2f}" for s, v in metrics["target_random_mean_return"].items())
     out += ["", f"Random policy on the target: {randoms}.", "", "![learning curves](curves.png)", "",
             "## No forgetting", "",

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from policyshare.checkpoints import atomic_write_json, load_sb3, read_json
 from policyshare.config import read_yaml
 from policyshare.errors import CheckpointError, UserError
+from policyshare.methods import FINETUNE, SCRATCH
 from policyshare.progressive.config import FISHER_SEED_OFFSET, AdapterConfig
 from policyshare.progressive.fisher import average_fisher_sensitivity, collect_observations
 from policyshare.progressive.network import NETWORK_FILE, ProgressiveNetwork, describe_spec, load_network
@@ -193,9 +194,9 @@ def _controls(plan: Plan, seed_dir: Path, seed: int) -> None:
     first_trunk = seed_dir / "columns" / f"column_1__{slug(plan.tasks[0])}.safetensors"
     dirs = method_dirs(plan, seed_dir)
     for control in plan.controls:
-        if control == "scratch":  # baseline 1
+        if control == SCRATCH:  # baseline 1
             _stage(plan, dirs[control], target, seed, control)
-        elif control == "finetune":  # baseline 3
+        elif control == FINETUNE:  # baseline 3
             _stage(plan, dirs[control], target, seed, control, init_trunk=first_trunk)
         else:  # baseline 4: a random, frozen first column
             _stage(plan, dirs[control], target, seed, control,

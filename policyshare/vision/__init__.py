@@ -1,6 +1,7 @@
 """The vision side: the same trunk classifies images and guides their generation.
 
-Background (DESIGN.md): Gatys et al. 2015 synthesise textures by matching the Gram matrices of
+Background (R. Memisevic, "Why does classification help generation and not the other way
+around?", MIT Deep Learning Workshop 2016): Gatys et al. 2015 synthesise textures by matching the Gram matrices of
 a classification network; Berger & Memisevic 2016 (arXiv 1606.01286) add Gramians between
 features and spatially shifted copies of themselves; classifier guidance (Dhariwal & Nichol
 2021) steers a diffusion model with a classifier's gradient. Here the network that classifies

@@ -1,7 +1,7 @@
 """TensorBoard output of the vision side: scalars and images under ``vision/`` tags.
 
 Each trunk of a comparison writes to its own sub-folder ``tb/<trunk label>/`` with the same
-tag names, so TensorBoard overlays the trunks by run name (DESIGN.md, "TensorBoard tags").
+tag names, so TensorBoard overlays the trunks by run name (as every compared run does).
 Training loops take a :data:`ScalarLog` callback instead of a writer, so they run without one.
 """
 

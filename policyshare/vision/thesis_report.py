@@ -129,7 +129,7 @@ def plot_guidance_curves(per_seed: Sequence[Mapping[str, Any]], labels: Sequence
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from policyshare.curves import save_figure
+    from policyshare.comparison import save_figure
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.0, 3.6))
     for label in labels:

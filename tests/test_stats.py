@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from policyshare.metrics import iqm_intervals
-from policyshare.statistics import (
+from policyshare.stats import (
     MIN_SEEDS,
     aggregate,
     hierarchical_bootstrap,
