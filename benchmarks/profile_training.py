@@ -34,6 +34,7 @@ collection batch under ``torch.no_grad`` (what SB3 uses) vs ``torch.inference_mo
 Usage:
     python benchmarks/profile_training.py [--games breakout space_invaders …] [--algos ppo dqn]
         [--ppo-steps 32768] [--dqn-steps 6000] [--threads 1] [--inference-mode]
+        [--new-set hyperparams.batch_size=512 …]
 """
 
 from __future__ import annotations
@@ -157,8 +158,10 @@ def profile_old(algo: str, game: str, steps: int, threads: int) -> PhaseTimers:
     return timers
 
 
-def profile_new(algo: str, game: str, steps: int, threads: int, folder: Path) -> PhaseTimers:
-    """``policyshare.train.train`` with the resolved config, timed by phase."""
+def profile_new(algo: str, game: str, steps: int, threads: int, folder: Path,
+                sets: list[str] | None = None) -> PhaseTimers:
+    """``policyshare.train.train`` with the resolved config (and ``--new-set`` overrides), timed by phase."""
+    from policyshare.config import deep_merge, parse_overrides
     from policyshare.train import train
 
     timers = PhaseTimers()
@@ -166,6 +169,7 @@ def profile_new(algo: str, game: str, steps: int, threads: int, folder: Path) ->
                                  "eval": {"freq": 0, "final_episodes": 1, "random_episodes": 1}}
     if algo == "dqn":
         overrides["hyperparams"] = {"learning_starts": 1000}
+    overrides = deep_merge(overrides, parse_overrides(sets or []))
     train(ID_OF[game], algo, timesteps=steps, seed=0, run_dir=folder / f"{algo}_{game}_{time.monotonic_ns()}",
           overrides=overrides, quiet=True, extra_callbacks=[timers])
     return timers
@@ -203,6 +207,8 @@ def main() -> None:
     parser.add_argument("--ppo-steps", type=int, default=32_768, help="env steps per PPO run")
     parser.add_argument("--dqn-steps", type=int, default=6_000, help="env steps per DQN run")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--new-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of the new side's config, as `policyshare train --set`")
     parser.add_argument("--inference-mode", action="store_true",
                         help="also time the policy forward under no_grad vs inference_mode")
     args = parser.parse_args()
@@ -214,7 +220,7 @@ def main() -> None:
             for game in args.games:
                 for side in ("old", "new"):
                     t = (profile_old(algo, game, steps, args.threads) if side == "old"
-                         else profile_new(algo, game, steps, args.threads, Path(tmp)))
+                         else profile_new(algo, game, steps, args.threads, Path(tmp), args.new_set))
                     rows.append((algo, game, side, t))
                     print(f"{algo} {game} {side}: {t.steps / t.total:,.0f} env steps/s", flush=True)
 

@@ -1,13 +1,20 @@
-"""The default PPO config trains MinAtar with wide rollouts on the batched env; Atari keeps SB3's envs."""
+"""Speed: the default PPO config trains MinAtar with wide rollouts on the batched env (Atari keeps
+SB3's envs), and MinAtar's channels-last grids reach the trunk in the memory layout its
+convolution and ReLU are fast in. Speed itself is measured by benchmarks/, not here."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
 import yaml
+from gymnasium import spaces
 
+from policyshare.alignment import InputAlignment
 from policyshare.envs import check_vec_env, load_suite
 from policyshare.train import load_train_config, rollout_size
+from policyshare.trunks import TrunkExtractor
 
 
 def test_every_minatar_game_defaults_to_wide_rollouts_on_the_batched_env() -> None:
@@ -36,3 +43,20 @@ def test_policyshare_train_with_the_defaults_runs_the_batched_env(breakout_run: 
     resolved = yaml.safe_load((breakout_run / "config.yaml").read_text())
     assert (resolved["vec_env"], resolved["n_envs"]) == ("batched", 64)
     assert json.loads((breakout_run / "metrics.json").read_text())["timesteps"] == 64 * 128
+
+
+def test_channels_last_grids_reach_the_trunk_contiguous_and_channels_first() -> None:
+    """A permuted view would make the conv output channels-last and the ReLU's backward pass mix
+    layouts (about 50x slower on CPU); the layout copies into standard channels-first order."""
+    obs = torch.as_tensor(np.random.default_rng(0).random((5, 10, 10, 4)) > 0.5)
+    x = InputAlignment((10, 10, 4), mode="pad", channels_last=True, channels=10).layout(obs)
+    assert x.dtype == torch.float32 and x.shape == (5, 4, 10, 10) and x.is_contiguous()
+    assert torch.equal(x, obs.float().permute(0, 3, 1, 2))
+
+    box = spaces.Box(0, 1, (10, 10, 4), dtype=np.bool_)
+    for mode in ("pad", "stem", "none"):
+        ex = TrunkExtractor(box, alignment={"mode": mode, "channels_last": True, "channels": 10})
+        x = ex.alignment.layout(obs) if mode == "pad" else ex.alignment(obs)
+        conv = ex.trunk.forward_layers(x, upto="conv1")[0]
+        assert conv.is_contiguous(), mode  # standard NCHW, not channels-last
+        assert torch.equal(ex(obs), ex.trunk(x)), mode
