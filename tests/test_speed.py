@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
 
 from policyshare.alignment import InputAlignment
 from policyshare.envs import check_vec_env, load_suite
@@ -60,3 +62,38 @@ def test_channels_last_grids_reach_the_trunk_contiguous_and_channels_first() -> 
         conv = ex.trunk.forward_layers(x, upto="conv1")[0]
         assert conv.is_contiguous(), mode  # standard NCHW, not channels-last
         assert torch.equal(ex(obs), ex.trunk(x)), mode
+
+
+class _Corrupt(BaseCallback):
+    """At env step ``at``, make the first parameter NaN or log a NaN loss."""
+
+    def __init__(self, at: int, what: str) -> None:
+        super().__init__()
+        self.at, self.what = at, what
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps == self.at:
+            if self.what == "parameter":
+                with torch.no_grad():
+                    next(self.model.policy.parameters()).fill_(float("nan"))
+            else:
+                self.logger.record("train/loss", float("nan"))
+        return True
+
+
+@pytest.mark.parametrize(("what", "caught_at"), [("parameter", 100), ("loss", 10)])
+def test_dqn_guard_scans_parameters_every_check_freq_steps_and_losses_every_step(what: str, caught_at: int) -> None:
+    """DQN's rollouts are one env step: scanning every parameter at each took a fifth of a DQN run
+    (benchmarks/profile_training.py). The parameters are scanned every ``check_freq`` steps (and
+    before every checkpoint), the logged losses still after every rollout."""
+    from policyshare.algos import DQNParams, PolicyConfig, TrunkConfig, build_model
+    from policyshare.callbacks import FiniteGuard
+    from policyshare.envs import make_vec_env
+    from policyshare.errors import NumericalError
+
+    env_id = "MinAtar/Breakout-v1"
+    params = DQNParams(learning_starts=10_000, buffer_size=500, train_freq=1)  # no updates: only _Corrupt changes it
+    model = build_model("dqn", make_vec_env(env_id, 1, 0), params, PolicyConfig(), TrunkConfig(),
+                        load_suite("minatar"), seed=0)
+    with pytest.raises(NumericalError, match=f"env step {caught_at}:"):
+        model.learn(300, callback=[_Corrupt(10, what), FiniteGuard(check_freq=100)])
