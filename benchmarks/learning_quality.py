@@ -8,12 +8,12 @@ For every game (``--games``) and seed (``--seeds``) two PPO runs of the same bud
 
 Both are evaluated the same way: ``policyshare.evaluate.evaluate`` over ``--episodes`` complete
 episodes, deterministic actions, on evaluation envs seeded ``seed + 10000`` (policyshare's
-convention). The budget is rounded up to whole rollouts of both sides (a multiple of 2048 env
+convention). The budget is rounded up to whole rollouts of both sides (a multiple of 8192 env
 steps with the default configs) so that both train exactly the same number of env steps.
 
 Prints a table of evaluation returns, mean over seeds (and each seed's), and new − old.
 The acceptance run is ``--timesteps 1000000 --seeds 0 1 2`` over the five games (about 30
-one-million-step runs: hours on 2 CPU cores); a smoke run is ``--timesteps 2048 --seeds 0
+one-million-step runs: hours on 2 CPU cores); a smoke run is ``--timesteps 8192 --seeds 0
 --games breakout --episodes 2``.
 
 Usage:
