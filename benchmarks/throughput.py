@@ -6,7 +6,7 @@ Two measurements, each interleaved so that machine load affects both sides alike
    with the old defaults (:mod:`plain_sb3`: 8 ``DummyVecEnv`` envs, n_steps 128, minibatch 256,
    4 epochs, the MinAtar paper network as a hand-written extractor, one torch thread) against
    ``policyshare train`` with its default config for the game (``configs/ppo.yaml``: the batched
-   env, 64 envs, minibatch 512 …; no periodic evaluation or checkpoints), run as the command in
+   env, 64 envs, minibatch 1024 …; no periodic evaluation or checkpoints), run as the command in
    a subprocess. Rounds alternate (policyshare, SB3, policyshare, …); each side's median over
    ``--rounds`` is compared. Env steps per second are training only (``model.learn``'s wall time;
    policyshare's own ``timing.json``).

@@ -47,7 +47,7 @@ BREAKOUT, ASTERIX, INVADERS = "MinAtar/Breakout-v1", "MinAtar/Asterix-v1", "MinA
 TRUNK = {"name": "minatar", "activation": "relu", "theta": 0.5}
 # Tiny budgets for every run of an experiment: one evaluation per 1024 env steps, short evaluations.
 TINY_SET = {"train": {"eval": {"freq": 512, "episodes": 2, "final_episodes": 3, "random_episodes": 1},
-                      "checkpoint_freq": 1024, "n_envs": 32},
+                      "checkpoint_freq": 1024, "n_envs": 8},
             "fisher": {"samples": 64, "batch_size": 32}}
 
 
@@ -352,7 +352,7 @@ def test_progressive_extractor_is_plain_data_for_sb3_load(tmp_path: Path) -> Non
 
 
 def sets() -> list[str]:
-    flat = ["train.n_envs=32", "train.eval.freq=512", "train.eval.episodes=2", "train.eval.final_episodes=2",
+    flat = ["train.eval.freq=512", "train.eval.episodes=2", "train.eval.final_episodes=2",
             "train.eval.random_episodes=1", "train.checkpoint_freq=1024", "fisher.samples=64",
             "fisher.batch_size=32"]
     return [a for item in flat for a in ("--set", item)]
