@@ -73,9 +73,16 @@ class InputAlignment(nn.Module):
 
         A :class:`~policyshare.trunks.Trunk` reads such input as if zero-padded to its width
         (the missing channels are zero), at the cost of the task's channels only.
+
+        Channels-last observations are copied into a contiguous channels-first tensor (one copy,
+        which also casts): a permuted view would make the convolution return a channels-last
+        tensor and the ReLU after it compute its backward pass on mixed memory layouts, about
+        50x slower on CPU than on contiguous tensors (PyTorch 2.x, measured by
+        ``benchmarks/profile_training.py``: most of PPO's gradient step on MinAtar).
         """
-        x = obs.float()
-        return x.permute(0, 3, 1, 2) if self.channels_last else x
+        if self.channels_last:
+            return obs.permute(0, 3, 1, 2).to(dtype=torch.float32, memory_format=torch.contiguous_format)
+        return obs.float()
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = self.layout(obs)

@@ -64,7 +64,7 @@ def check_trunk_fits(trunk_file: str | Path, env_id: str, algo: str = "ppo",
     read_trunk_file(trunk_file)
     suite = check_env_id(env_id)
     cfg, params = load_train_config(env_id, algo, config, overrides)
-    env = make_vec_env(env_id, cfg.n_envs, 0)
+    env = make_vec_env(env_id, cfg.n_envs, 0, cfg.vec_env)
     try:
         model = build_model(algo, env, params, cfg.policy, cfg.trunk, suite, seed=0)
         return load_trunk_into(model, trunk_file)

@@ -61,8 +61,8 @@ def test_tensorboard_has_sb3_and_eval_tags(breakout_run: Path, tmp_path: Path) -
 
     run = tmp_path / "tb"
     proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--timesteps", "2048", "--run-dir", str(run),
-                   "--set", "eval.freq=1024", "--set", "eval.episodes=1", "--set", "eval.final_episodes=1",
-                   "--set", "eval.random_episodes=1", "--quiet")
+                   "--set", "n_envs=8", "--set", "eval.freq=1024", "--set", "eval.episodes=1",
+                   "--set", "eval.final_episodes=1", "--set", "eval.random_episodes=1", "--quiet")
     assert proc.returncode == 0, proc.stderr
     acc = EventAccumulator(str(run / "tb")).Reload()
     tags = set(acc.Tags()["scalars"])

@@ -24,7 +24,8 @@ def test_default_configs_resolve_for_every_algo() -> None:
         assert cfg.timesteps > 0 and params is not None
     cfg, params = load_train_config("MinAtar/Breakout-v1", "ppo")
     assert isinstance(params, PPOParams) and cfg.timesteps == 500_000
-    assert (params.n_steps, params.batch_size, params.clip_range) == (128, 256, 0.1)
+    assert (cfg.vec_env, cfg.n_envs) == ("batched", 64)
+    assert (params.n_steps, params.batch_size, params.n_epochs, params.clip_range) == (128, 1024, 4, 0.2)
 
 
 def test_glob_entry_then_exact_id(tmp_path: Path) -> None:
@@ -81,9 +82,9 @@ def test_yaml_strings_that_look_like_numbers_are_parsed_not_evaluated(tmp_path: 
 
 
 def test_overrides_merge_last() -> None:
-    over = parse_overrides(["hyperparams.learning_rate=1e-3", "n_envs=4", "policy.net_arch=[64]"])
+    over = parse_overrides(["hyperparams.learning_rate=1e-3", "n_envs=8", "policy.net_arch=[64]"])
     cfg, params = load_train_config("MinAtar/Breakout-v1", "ppo", None, over)
-    assert params.learning_rate == pytest.approx(1e-3) and cfg.n_envs == 4 and cfg.policy.net_arch == [64]
+    assert params.learning_rate == pytest.approx(1e-3) and cfg.n_envs == 8 and cfg.policy.net_arch == [64]
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_overrides(["n_envs"])
 

@@ -18,7 +18,7 @@ from policyshare.errors import ConfigError
 from policyshare.experiment import load_experiment_config, plan, run_experiment
 from policyshare.experiment.report import build_report
 
-TINY_TRANSFER = {"checkpoint_freq": 1024, "eval": {"freq": 1024, "episodes": 1, "final_episodes": 2,
+TINY_TRANSFER = {"n_envs": 8, "checkpoint_freq": 1024, "eval": {"freq": 1024, "episodes": 1, "final_episodes": 2,
                                                     "random_episodes": 2}}
 
 

@@ -422,7 +422,7 @@ def test_progressive_package_imports_its_modules_on_first_use_and_only_downward(
 
 
 def sets() -> list[str]:
-    flat = ["train.eval.freq=512", "train.eval.episodes=2", "train.eval.final_episodes=2",
+    flat = ["train.n_envs=8", "train.eval.freq=512", "train.eval.episodes=2", "train.eval.final_episodes=2",
             "train.eval.random_episodes=1", "train.checkpoint_freq=1024", "fisher.samples=64",
             "fisher.batch_size=32"]
     return [a for item in flat for a in ("--set", item)]

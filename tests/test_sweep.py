@@ -22,7 +22,7 @@ def test_sweep_on_local_ray(tmp_path: Path) -> None:
         "distill": {"enabled": False},
         "vision": {"enabled": False},
         "transfer": {"methods": ["scratch", "finetune"], "timesteps": 2048,
-                     "set": {"checkpoint_freq": 1024,
+                     "set": {"n_envs": 8, "checkpoint_freq": 1024,
                              "eval": {"freq": 1024, "episodes": 1, "final_episodes": 2, "random_episodes": 2}}},
     }
     path = tmp_path / "sweep.yaml"
@@ -71,7 +71,7 @@ def _lost_worker_config(tmp_path: Path) -> Path:
         "distill": {"enabled": False},
         "vision": {"enabled": False},
         "transfer": {"methods": ["scratch", "finetune"], "timesteps": 6144,
-                     "set": {"checkpoint_freq": 1024,
+                     "set": {"n_envs": 8, "checkpoint_freq": 1024,
                              "eval": {"freq": 2048, "episodes": 1, "final_episodes": 2, "random_episodes": 2}}},
     }
     path = tmp_path / "sweep.yaml"
@@ -226,7 +226,7 @@ def _bad_expert_config(tmp_path: Path) -> dict[str, object]:
             "targets": ["MinAtar/Breakout-v1"], "seeds": [0], "distill": {"enabled": False},
             "vision": {"enabled": False},
             "experts": {"source": "runs", "runs": {"MinAtar/SpaceInvaders-v1": nowhere, "MinAtar/Asterix-v1": nowhere}},
-            "transfer": {"methods": ["scratch"], "timesteps": 2048, "set": {"eval": {"freq": 1024}}}}
+            "transfer": {"methods": ["scratch"], "timesteps": 2048, "set": {"n_envs": 8, "eval": {"freq": 1024}}}}
 
 
 def test_a_trial_returns_a_job_failing_on_its_input_instead_of_raising_it(tmp_path: Path) -> None:
