@@ -1,13 +1,20 @@
-"""Typed configuration: YAML (a ``yaml.SafeLoader`` that refuses repeated keys) validated into dataclasses.
+"""Typed configuration, the one mechanism of every command: YAML read safely, validated by
+pydantic v2 into settings dataclasses, and the one "same settings on resume" check.
 
-Configs are data, as in rl-baselines3-zoo, but nothing is ever ``eval``-ed: a YAML mapping is
-converted into a dataclass field by field; an unknown key, a wrong type or an out-of-range value
-raises :class:`~policyshare.errors.ConfigError` naming the file, the key path and the fix
-(with a "did you mean" for typos).
+Configs are data, as in rl-baselines3-zoo, but nothing is ever ``eval``-ed: YAML is read with a
+``yaml.SafeLoader`` that refuses repeated keys (:func:`read_yaml`) and validated into a settings
+class: a pydantic dataclass with :data:`SETTINGS` (``extra="forbid"``), typed fields, ``Field``
+constraints and ``Literal`` choices, mixing in :class:`Settings` (YAML's scalars read strictly).
+An unknown key, a wrong type or an out-of-range value raises
+:class:`~policyshare.errors.ConfigError`: one line naming the file, the key path and the fix,
+with a "did you mean" for typos (:func:`from_dict` formats pydantic's errors).
 
 Per-env files (``configs/ppo.yaml`` …) are keyed by env id with a ``default:`` entry; keys may
 also be glob patterns (``ALE/*``). The resolved config of an env is ``default`` ← every
 matching pattern (in file order) ← the exact id ← command-line overrides (``--set a.b=v``).
+:func:`load_config` (and :func:`read_settings`, its first half) is the loader of train,
+progressive, distill, experiment, vision and the suites; :func:`check_same_settings` refuses a
+``--resume`` with other settings than a run folder started with, for every command.
 """
 
 from __future__ import annotations
