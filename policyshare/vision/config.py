@@ -54,7 +54,7 @@ class DataConfig(Settings):
     def __post_init__(self) -> None:
         if self.train_fraction + self.eval_fraction >= 1.0:
             raise ValueError("data.train_fraction + data.eval_fraction must be < 1 so a test split "
-                              f"remains, got {self.train_fraction} + {self.eval_fraction}")
+                             f"remains, got {self.train_fraction} + {self.eval_fraction}")
 
 
 @dataclass(config=SETTINGS)
@@ -94,7 +94,7 @@ class VisionTrunkConfig(Settings):
             raise ValueError(f"trunk.spec: unknown spec {self.spec!r}; choose one of {', '.join(TRUNK_SPECS)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"trunk.activation: unknown {self.activation!r}; choose one of "
-                              f"{', '.join(ACTIVATIONS)}")
+                             f"{', '.join(ACTIVATIONS)}")
 
 
 @dataclass(config=SETTINGS)
@@ -338,7 +338,7 @@ class ThesisConfig(Settings):
     def __post_init__(self) -> None:
         if not self.pretrain_classes or len(self.target_classes) < 2:
             raise ValueError("thesis.pretrain_classes needs at least one class and thesis.target_classes at least "
-                              f"two, got {self.pretrain_classes} and {self.target_classes}")
+                             f"two, got {self.pretrain_classes} and {self.target_classes}")
         both = sorted(set(self.pretrain_classes) & set(self.target_classes))
         if both:
             raise ValueError(f"thesis.pretrain_classes and thesis.target_classes must be disjoint; both hold {both}")
@@ -346,7 +346,7 @@ class ThesisConfig(Settings):
             raise ValueError("thesis.pretrain_classes and thesis.target_classes are label indices >= 0")
         if 0.0 not in [float(s) for s in self.scales] or min(self.scales) < 0:
             raise ValueError(f"thesis.scales must hold 0 (the unguided reference) and no negative scale, got "
-                              f"{self.scales}")
+                             f"{self.scales}")
         if not self.shots or min(self.shots) < 1:
             raise ValueError(f"thesis.shots must be labels per class >= 1, got {self.shots}")
         if self.verdict_shots not in self.shots:
@@ -376,7 +376,7 @@ class VisionConfig(Settings):
     def __post_init__(self) -> None:
         if self.thesis.denoiser_timestep >= self.diffusion.timesteps:
             raise ValueError(f"thesis.denoiser_timestep ({self.thesis.denoiser_timestep}) must be below "
-                              f"diffusion.timesteps ({self.diffusion.timesteps})")
+                             f"diffusion.timesteps ({self.diffusion.timesteps})")
 
 
 def load_vision_config(path: str | Path | None = None,
