@@ -17,23 +17,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic.dataclasses import dataclass
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
 from policyshare.checkpoints import load_trunk_weights
-from policyshare.config import (
-    check_non_negative,
-    check_positive,
-    check_unit_interval,
-    from_dict,
-    to_dict,
-)
+from policyshare.config import SETTINGS, Settings, UnitInterval, from_dict, to_dict
 from policyshare.errors import ConfigError, UserError
 from policyshare.trunks import TrunkExtractor
 
@@ -93,94 +89,86 @@ def parse_schedule(value: float | str, name: str) -> float | LinearSchedule:
     return float(value)
 
 
-@dataclass
-class PPOParams:
+@dataclass(config=SETTINGS)
+class PPOParams(Settings):
     """PPO hyper-parameters (SB3 names). Units: ``n_steps`` env steps per env per rollout;
     ``batch_size`` transitions per minibatch; ``n_epochs`` passes over each rollout."""
 
-    learning_rate: float | str = 2.5e-4
-    n_steps: int = 128
-    batch_size: int = 256
-    n_epochs: int = 4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float | str = 0.1
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
+    learning_rate: float | str = Field(default=2.5e-4, union_mode="left_to_right")
+    n_steps: PositiveInt = 128
+    batch_size: PositiveInt = 256
+    n_epochs: PositiveInt = 4
+    gamma: UnitInterval = 0.99
+    gae_lambda: UnitInterval = 0.95
+    clip_range: float | str = Field(default=0.1, union_mode="left_to_right")
+    ent_coef: NonNegativeFloat = 0.01
+    vf_coef: NonNegativeFloat = 0.5
+    max_grad_norm: PositiveFloat = 0.5
     normalize_advantage: bool = True
     target_kl: float | None = None
 
     def __post_init__(self) -> None:
-        parse_schedule(self.learning_rate, "learning_rate")
-        parse_schedule(self.clip_range, "clip_range")
-        check_positive("", n_steps=self.n_steps, batch_size=self.batch_size,
-                       n_epochs=self.n_epochs, max_grad_norm=self.max_grad_norm)
-        check_unit_interval("", gamma=self.gamma, gae_lambda=self.gae_lambda)
-        check_non_negative("", ent_coef=self.ent_coef, vf_coef=self.vf_coef)
+        _check_schedule(self.learning_rate, "learning_rate")
+        _check_schedule(self.clip_range, "clip_range")
 
 
-@dataclass
-class A2CParams:
+@dataclass(config=SETTINGS)
+class A2CParams(Settings):
     """A2C hyper-parameters (SB3 names). ``n_steps``: env steps per env per update."""
 
-    learning_rate: float | str = 7e-4
-    n_steps: int = 5
-    gamma: float = 0.99
-    gae_lambda: float = 1.0
-    ent_coef: float = 0.01
-    vf_coef: float = 0.25
-    max_grad_norm: float = 0.5
+    learning_rate: float | str = Field(default=7e-4, union_mode="left_to_right")
+    n_steps: PositiveInt = 5
+    gamma: UnitInterval = 0.99
+    gae_lambda: UnitInterval = 1.0
+    ent_coef: NonNegativeFloat = 0.01
+    vf_coef: NonNegativeFloat = 0.25
+    max_grad_norm: PositiveFloat = 0.5
     use_rms_prop: bool = True
-    rms_prop_eps: float = 1e-5
+    rms_prop_eps: PositiveFloat = 1e-5
     normalize_advantage: bool = False
 
     def __post_init__(self) -> None:
-        parse_schedule(self.learning_rate, "learning_rate")
-        check_positive("", n_steps=self.n_steps, max_grad_norm=self.max_grad_norm,
-                       rms_prop_eps=self.rms_prop_eps)
-        check_unit_interval("", gamma=self.gamma, gae_lambda=self.gae_lambda)
-        check_non_negative("", ent_coef=self.ent_coef, vf_coef=self.vf_coef)
+        _check_schedule(self.learning_rate, "learning_rate")
 
 
-@dataclass
-class DQNParams:
+@dataclass(config=SETTINGS)
+class DQNParams(Settings):
     """DQN hyper-parameters (SB3 names). Units: ``buffer_size`` transitions; ``learning_starts``,
     ``train_freq`` and ``target_update_interval`` env steps; ``exploration_fraction`` a fraction
     of the total env steps; ε values in [0, 1]."""
 
-    learning_rate: float | str = 1e-4
-    buffer_size: int = 100_000
-    learning_starts: int = 5_000
-    batch_size: int = 32
-    tau: float = 1.0
-    gamma: float = 0.99
-    train_freq: int = 4
+    learning_rate: float | str = Field(default=1e-4, union_mode="left_to_right")
+    buffer_size: PositiveInt = 100_000
+    learning_starts: NonNegativeInt = 5_000
+    batch_size: PositiveInt = 32
+    tau: UnitInterval = 1.0
+    gamma: UnitInterval = 0.99
+    train_freq: PositiveInt = 4
     gradient_steps: int = 1
-    target_update_interval: int = 1_000
-    exploration_fraction: float = 0.1
-    exploration_initial_eps: float = 1.0
-    exploration_final_eps: float = 0.01
-    max_grad_norm: float = 10.0
+    target_update_interval: PositiveInt = 1_000
+    exploration_fraction: UnitInterval = 0.1
+    exploration_initial_eps: UnitInterval = 1.0
+    exploration_final_eps: UnitInterval = 0.01
+    max_grad_norm: PositiveFloat = 10.0
     optimize_memory_usage: bool = False
 
     def __post_init__(self) -> None:
-        parse_schedule(self.learning_rate, "learning_rate")
-        check_positive("", buffer_size=self.buffer_size, batch_size=self.batch_size,
-                       train_freq=self.train_freq, target_update_interval=self.target_update_interval,
-                       max_grad_norm=self.max_grad_norm)
-        check_non_negative("", learning_starts=self.learning_starts)
-        check_unit_interval("", tau=self.tau, gamma=self.gamma,
-                            exploration_fraction=self.exploration_fraction,
-                            exploration_initial_eps=self.exploration_initial_eps,
-                            exploration_final_eps=self.exploration_final_eps)
+        _check_schedule(self.learning_rate, "learning_rate")
+
+
+def _check_schedule(value: float | str, name: str) -> None:
+    """:func:`parse_schedule`'s check, as the ``ValueError`` pydantic reports for a field."""
+    try:
+        parse_schedule(value, name)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
 
 
 PARAMS: dict[str, type] = {"ppo": PPOParams, "a2c": A2CParams, "dqn": DQNParams}
 
 
-@dataclass
-class PolicyConfig:
+@dataclass(config=SETTINGS)
+class PolicyConfig(Settings):
     """The layers above the trunk.
 
     Attributes:
@@ -189,16 +177,12 @@ class PolicyConfig:
         ortho_init: SB3's orthogonal initialisation (PPO/A2C).
     """
 
-    net_arch: list[int] = field(default_factory=list)
+    net_arch: list[PositiveInt] = field(default_factory=list)
     ortho_init: bool = True
 
-    def __post_init__(self) -> None:
-        for w in self.net_arch:
-            check_positive("", net_arch=w)
 
-
-@dataclass
-class TrunkConfig:
+@dataclass(config=SETTINGS)
+class TrunkConfig(Settings):
     """Which trunk and activation (see :mod:`policyshare.trunks`).
 
     Attributes:
@@ -211,11 +195,8 @@ class TrunkConfig:
 
     spec: str | None = None
     activation: Literal["relu", "trec", "tlin"] = "relu"
-    theta: float = 0.5
+    theta: NonNegativeFloat = 0.5
     alignment: Literal["pad", "stem", "none"] | None = None
-
-    def __post_init__(self) -> None:
-        check_non_negative("", theta=self.theta)
 
 
 def algo_params(algo: str, raw: Any, where: str) -> Any:

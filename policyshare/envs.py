@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache, partial
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +25,9 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from pydantic.dataclasses import dataclass
 
+from policyshare.config import SETTINGS, Settings, from_dict, read_settings
 from policyshare.errors import ConfigError, UserError
 from policyshare.paths import ENVS_DIR
 
@@ -134,8 +136,8 @@ register_minatar()
 # Suites
 
 
-@dataclass(frozen=True)
-class ObservationLayout:
+@dataclass(frozen=True, config=SETTINGS)
+class ObservationLayout(Settings):
     """The suite's aligned observation: layout and the *maximum* size over its tasks."""
 
     layout: Literal["channels_last", "channels_first"] = "channels_last"
@@ -144,8 +146,8 @@ class ObservationLayout:
     width: int = 10
 
 
-@dataclass(frozen=True)
-class AtariOptions:
+@dataclass(frozen=True, config=SETTINGS)
+class AtariOptions(Settings):
     """SB3 ``AtariWrapper`` options and frame stacking (used by the ``atari`` suite)."""
 
     noop_max: int = 30
@@ -156,8 +158,8 @@ class AtariOptions:
     frame_stack: int = 4
 
 
-@dataclass(frozen=True)
-class Suite:
+@dataclass(frozen=True, config=SETTINGS)
+class Suite(Settings):
     """A task suite: which Gymnasium ids form it and how they are aligned for sharing.
 
     Attributes:
@@ -186,7 +188,7 @@ class Suite:
 
     def __post_init__(self) -> None:
         if not self.tasks:
-            raise ConfigError(f"suite {self.name}: 'tasks' must list at least one env id")
+            raise ValueError(f"suite {self.name}: 'tasks' must list at least one env id")
 
     @property
     def channels_last(self) -> bool:
@@ -214,17 +216,12 @@ def load_suite(name: str) -> Suite:
     Raises:
         ConfigError: unknown suite or invalid file.
     """
-    from policyshare.config import from_dict, read_yaml
-
     path = ENVS_DIR / f"{name}.yaml"
     if not path.is_file():
         names = ", ".join(p.stem for p in suite_files())
         raise ConfigError(f"unknown suite {name!r}; available: {names}")
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping")
-    raw = {"name": name, **raw}
-    return from_dict(Suite, raw, str(path))
+    raw, where = read_settings(path, expected="a mapping of suite settings (tasks, actions, observation, …)")
+    return from_dict(Suite, {"name": name, **raw}, where)
 
 
 def all_suites() -> list[Suite]:

@@ -25,7 +25,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
 
+import pydantic
 import torch
+from pydantic import NonNegativeInt, PositiveInt
 
 from policyshare.algos import (
     ALGOS,
@@ -48,13 +50,12 @@ from policyshare.callbacks import (
 )
 from policyshare.checkpoints import save_trunk
 from policyshare.config import (
-    check_non_negative,
-    check_positive,
+    SETTINGS,
+    Settings,
+    check_same_settings,
     check_seeds,
-    deep_merge,
     from_dict,
-    read_yaml,
-    resolve_env_entry,
+    read_settings,
     to_dict,
 )
 from policyshare.envs import Suite, check_env_id, check_vec_env, make_vec_env
@@ -67,8 +68,8 @@ from policyshare.runs import RunFolder, default_run_dir
 from policyshare.sb3_files import extractor_header, load_sb3, read_sb3_header, save_sb3
 
 
-@dataclass
-class EvalConfig:
+@pydantic.dataclasses.dataclass(config=SETTINGS)
+class EvalConfig(Settings):
     """Evaluation settings.
 
     Attributes:
@@ -78,19 +79,14 @@ class EvalConfig:
         random_episodes: episodes of the random-policy baseline.
     """
 
-    freq: int = 25_000
-    episodes: int = 10
-    final_episodes: int = 20
-    random_episodes: int = 20
-
-    def __post_init__(self) -> None:
-        check_non_negative("", freq=self.freq)
-        check_positive("", episodes=self.episodes, final_episodes=self.final_episodes,
-                       random_episodes=self.random_episodes)
+    freq: NonNegativeInt = 25_000
+    episodes: PositiveInt = 10
+    final_episodes: PositiveInt = 20
+    random_episodes: PositiveInt = 20
 
 
-@dataclass
-class TrainConfig:
+@pydantic.dataclasses.dataclass(config=SETTINGS)
+class TrainConfig(Settings):
     """A resolved training config (one entry of ``configs/<algo>.yaml`` after merging).
 
     Attributes:
@@ -108,22 +104,17 @@ class TrainConfig:
         hyperparams: the algorithm's hyper-parameters (validated per algorithm).
     """
 
-    timesteps: int = 1_000_000
-    n_envs: int = 8
+    timesteps: PositiveInt = 1_000_000
+    n_envs: PositiveInt = 8
     vec_env: Literal["dummy", "subproc", "batched"] = "dummy"
-    torch_threads: int = 1
+    torch_threads: PositiveInt = 1
     device: str = "cpu"
-    checkpoint_freq: int = 100_000
+    checkpoint_freq: NonNegativeInt = 100_000
     progress_bar: bool = True
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     hyperparams: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        check_positive("", timesteps=self.timesteps, n_envs=self.n_envs,
-                       torch_threads=self.torch_threads)
-        check_non_negative("", checkpoint_freq=self.checkpoint_freq)
 
 
 def load_train_config(env_id: str, algo: str, path: str | Path | None = None,
@@ -138,10 +129,7 @@ def load_train_config(env_id: str, algo: str, path: str | Path | None = None,
         ConfigError: missing/malformed file, unknown key, wrong type, out-of-range value.
     """
     p = Path(path) if path is not None else default_config(algo)
-    raw = resolve_env_entry(read_yaml(p), env_id, p)
-    if overrides:
-        raw = deep_merge(raw, overrides)
-    where = f"{p} [{env_id}]"
+    raw, where = read_settings(p, env_id=env_id, overrides=overrides)
     _check_no_top_level_hyperparams(raw, algo, where)
     cfg = from_dict(TrainConfig, raw, where)
     params = algo_params(algo, cfg.hyperparams, f"{where}.hyperparams")
@@ -242,7 +230,9 @@ _RESUME_FREE = ("progress_bar", "device", "torch_threads", "vec_env")
 
 
 def check_same_config(run: RunFolder, resolved: Mapping[str, Any]) -> None:
-    """Refuse to resume a run with another config than it started with.
+    """Refuse to resume a run with another config than it started with
+    (:func:`policyshare.config.check_same_settings`; device, threads, env vectorisation and the
+    progress bar may change).
 
     A resumed SB3 model keeps the hyper-parameters and schedules of its checkpoint, and the
     step budget fixes the schedules' positions, so a changed setting would not act or would
@@ -250,33 +240,9 @@ def check_same_config(run: RunFolder, resolved: Mapping[str, Any]) -> None:
 
     Raises:
         UserError: naming the settings that differ.
+        CheckpointError: the run's ``config.yaml`` is corrupt.
     """
-    import yaml
-
-    if not run.config_path.is_file():
-        return
-    try:
-        before = yaml.safe_load(run.config_path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise CheckpointError(f"{run.config_path} is corrupt ({e}); cannot check what the run "
-                              "was started with") from e
-    now = yaml.safe_load(yaml.safe_dump(dict(resolved), sort_keys=False))
-    diff = sorted(_differences(before, now))
-    if diff:
-        shown = "; ".join(diff[:4]) + ("; …" if len(diff) > 4 else "")
-        raise UserError(f"cannot resume {run.path} with other settings ({shown}); resume with the "
-                        "command it started with (see its meta.json), or choose another --run-dir")
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
-        for k in sorted(set(a) | set(b), key=str):
-            if not prefix and k in _RESUME_FREE:
-                continue
-            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} then, {b!r} now"]
+    check_same_settings(run.path, run.config_path, resolved, ignore=_RESUME_FREE)
 
 
 #: errno values of a write that failed for lack of space, quota, size limit or permission.

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from policyshare.checkpoints import atomic_write_json, read_json, save_trunk
-from policyshare.config import read_yaml, to_dict
+from policyshare.config import check_same_settings, to_dict
 from policyshare.distill.config import DistillConfig, load_distill_config, method_name
 from policyshare.distill.student import Student, StudentAgent, build_student, load_student, save_student, task_info
 from policyshare.distill.teachers import Teacher, load_teachers
@@ -91,16 +90,6 @@ class DistillResult:
     student: Student
 
 
-def _compare_config(run: Path, resolved: Mapping[str, Any]) -> None:
-    stored = read_yaml(run / "config.yaml")
-    now = yaml.safe_load(yaml.safe_dump(dict(resolved), sort_keys=False))
-    if stored != now:
-        keys = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
-        raise UserError(f"{run} was started with other settings ({', '.join(keys)} differ); "
-                        "resume with the same teachers, config and --steps, or choose another "
-                        "--run-dir")
-
-
 def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps: int | None = None,
             seed: int = 0, run_dir: str | Path | None = None,
             overrides: Mapping[str, Any] | None = None, resume: bool = False,
@@ -138,8 +127,9 @@ def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps:
         NumericalError: a non-finite loss.
     """
     cfg, loaded, resolved, folder = _prepare(teachers, config, steps, seed, run_dir, overrides, safe)
-    if resume and (folder / "config.yaml").is_file():
-        _compare_config(folder, resolved)
+    if resume:
+        check_same_settings(folder, folder / "config.yaml", resolved,
+                            fix="resume with the same teachers, config and --steps, or choose another --run-dir")
     run = RunFolder.open(folder, command="distill", config=resolved, seed=seed, resume=resume)
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(seed)

@@ -8,28 +8,23 @@ lockstep); ``gradient_steps`` are gradient updates; evaluation is in complete ep
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic.dataclasses import dataclass
+
 from policyshare.algos import TrunkConfig
-from policyshare.config import (
-    check_non_negative,
-    check_positive,
-    check_unit_interval,
-    deep_merge,
-    from_dict,
-    read_yaml,
-)
-from policyshare.errors import ConfigError
+from policyshare.config import SETTINGS, Settings, UnitInterval, load_config
 from policyshare.paths import default_config
 
 LossKind = Literal["cross_entropy", "kl"]
 HeadKind = Literal["common", "per_task"]
 
 
-@dataclass
-class DistillEvalConfig:
+@dataclass(config=SETTINGS)
+class DistillEvalConfig(Settings):
     """Evaluation settings of a distillation run.
 
     Attributes:
@@ -40,19 +35,14 @@ class DistillEvalConfig:
         random_episodes: episodes per task of the random-policy baseline.
     """
 
-    freq: int = 100_000
-    episodes: int = 5
-    final_episodes: int = 30
-    random_episodes: int = 30
-
-    def __post_init__(self) -> None:
-        check_non_negative("", freq=self.freq)
-        check_positive("", episodes=self.episodes, final_episodes=self.final_episodes,
-                       random_episodes=self.random_episodes)
+    freq: NonNegativeInt = 100_000
+    episodes: PositiveInt = 5
+    final_episodes: PositiveInt = 30
+    random_episodes: PositiveInt = 30
 
 
-@dataclass
-class DistillConfig:
+@dataclass(config=SETTINGS)
+class DistillConfig(Settings):
     """A distillation config (``configs/actor_mimic.yaml``), validated.
 
     Attributes:
@@ -83,43 +73,33 @@ class DistillConfig:
         eval: evaluation settings.
     """
 
-    steps: int = 500_000
-    n_envs: int = 4
+    steps: PositiveInt = 500_000
+    n_envs: PositiveInt = 4
     vec_env: Literal["dummy", "subproc", "batched"] = "dummy"
-    epsilon: float = 0.1
+    epsilon: UnitInterval = 0.1
     loss: LossKind = "cross_entropy"
     head: HeadKind = "common"
-    tau: float = 1.0
-    beta: float = 0.01
-    head_hidden: list[int] = field(default_factory=list)
-    buffer_size: int = 100_000
-    batch_size: int = 32
-    learning_starts: int = 5_000
-    train_freq: int = 1
-    gradient_steps: int = 1
-    learning_rate: float = 1e-4
-    max_grad_norm: float = 10.0
-    torch_threads: int = 1
+    tau: PositiveFloat = 1.0
+    beta: NonNegativeFloat = 0.01
+    head_hidden: list[PositiveInt] = field(default_factory=list)
+    buffer_size: PositiveInt = 100_000
+    batch_size: PositiveInt = 32
+    learning_starts: NonNegativeInt = 5_000
+    train_freq: PositiveInt = 1
+    gradient_steps: PositiveInt = 1
+    learning_rate: PositiveFloat = 1e-4
+    max_grad_norm: PositiveFloat = 10.0
+    torch_threads: PositiveInt = 1
     device: str = "cpu"
-    log_freq: int = 5_000
-    checkpoint_freq: int = 100_000
+    log_freq: PositiveInt = 5_000
+    checkpoint_freq: NonNegativeInt = 100_000
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
     eval: DistillEvalConfig = field(default_factory=DistillEvalConfig)
 
     def __post_init__(self) -> None:
-        check_positive("", steps=self.steps, n_envs=self.n_envs, tau=self.tau,
-                       buffer_size=self.buffer_size, batch_size=self.batch_size,
-                       train_freq=self.train_freq, gradient_steps=self.gradient_steps,
-                       learning_rate=self.learning_rate, max_grad_norm=self.max_grad_norm,
-                       torch_threads=self.torch_threads, log_freq=self.log_freq)
-        check_unit_interval("", epsilon=self.epsilon)
-        check_non_negative("", beta=self.beta, learning_starts=self.learning_starts,
-                           checkpoint_freq=self.checkpoint_freq)
-        for w in self.head_hidden:
-            check_positive("", head_hidden=w)
         rounds = -(-self.steps // self.n_envs)  # the run collects whole rounds of n_envs env steps
         if rounds * self.n_envs < self.first_update_step:
-            raise ConfigError(
+            raise ValueError(
                 f"steps {self.steps} (env steps per task) trains nothing: the first update comes at env "
                 f"step {self.first_update_step} per task (learning_starts {self.learning_starts}, n_envs "
                 f"{self.n_envs}, train_freq {self.train_freq}); set steps (--steps) to at least "
@@ -148,14 +128,8 @@ def load_distill_config(path: str | Path | None = None,
             range (τ <= 0, ε outside [0, 1], β < 0 …).
     """
     p = Path(path) if path is not None else default_config("actor_mimic")
-    raw = read_yaml(p)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{p}: expected a mapping of settings (steps, tau, beta …)")
-    if overrides:
-        raw = deep_merge(raw, overrides)
-    return from_dict(DistillConfig, raw, str(p))
+    return load_config(DistillConfig, p, overrides=overrides,
+                       expected="a mapping of settings (steps, tau, beta …)")
 
 
 def method_name(cfg: DistillConfig) -> str:

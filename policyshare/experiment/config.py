@@ -10,11 +10,14 @@ every stage's own config (training, distillation, adapters, vision) before any s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from policyshare.config import check_positive, check_seeds, deep_merge, from_dict, read_yaml
+from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic.dataclasses import dataclass
+
+from policyshare.config import SETTINGS, Settings, check_seeds, from_dict, load_config
 from policyshare.errors import ConfigError
 from policyshare.methods import EXPERIMENT_METHODS, PROGRESSIVE, RANDOM_COLUMN, SCRATCH
 
@@ -25,8 +28,8 @@ STAGES: tuple[str, ...] = ("experts", "distill", "transfer", "vision", "report")
 METHODS: tuple[str, ...] = EXPERIMENT_METHODS
 
 
-@dataclass
-class ExpertsStage:
+@dataclass(config=SETTINGS)
+class ExpertsStage(Settings):
     """Where the source experts come from.
 
     Attributes:
@@ -41,18 +44,14 @@ class ExpertsStage:
 
     source: Literal["zoo", "train", "runs"] = "zoo"
     runs: dict[str, str] = field(default_factory=dict)
-    timesteps: int | None = None
+    timesteps: PositiveInt | None = None
     seed: int = 0
     config: str | None = None
     set: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.timesteps is not None:
-            check_positive("", timesteps=self.timesteps)
 
-
-@dataclass
-class DistillStage:
+@dataclass(config=SETTINGS)
+class DistillStage(Settings):
     """The Actor-Mimic student (see ``configs/actor_mimic.yaml``).
 
     Attributes:
@@ -65,17 +64,13 @@ class DistillStage:
 
     enabled: bool = True
     config: str | None = None
-    steps: int | None = None
+    steps: PositiveInt | None = None
     seed: int = 0
     set: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.steps is not None:
-            check_positive("", steps=self.steps)
 
-
-@dataclass
-class TransferStage:
+@dataclass(config=SETTINGS)
+class TransferStage(Settings):
     """Training on the held-out target games.
 
     Attributes:
@@ -92,7 +87,7 @@ class TransferStage:
     """
 
     methods: list[str] = field(default_factory=lambda: list(METHODS))
-    timesteps: int = 500_000
+    timesteps: PositiveInt = 500_000
     finetune_from: str | None = None
     progressive_from: str | None = None
     config: str | None = None
@@ -100,16 +95,15 @@ class TransferStage:
     adapter: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_positive("", timesteps=self.timesteps)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            raise ConfigError(f"methods: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+            raise ValueError(f"methods: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
         if SCRATCH not in self.methods:
             self.methods.insert(0, SCRATCH)
 
 
-@dataclass
-class VisionStage:
+@dataclass(config=SETTINGS)
+class VisionStage(Settings):
     """The vision thesis table over the trunks (``configs/vision.yaml``).
 
     Attributes:
@@ -129,8 +123,8 @@ class VisionStage:
         default_factory=lambda: ["expert", "student", "progressive"])
 
 
-@dataclass
-class ReportStage:
+@dataclass(config=SETTINGS)
+class ReportStage(Settings):
     """Report settings.
 
     Attributes:
@@ -138,17 +132,12 @@ class ReportStage:
         confidence: interval size.
     """
 
-    bootstrap_reps: int = 2000
-    confidence: float = 0.95
-
-    def __post_init__(self) -> None:
-        check_positive("", bootstrap_reps=self.bootstrap_reps)
-        if not 0 < self.confidence < 1:
-            raise ConfigError(f"confidence must lie in (0, 1), got {self.confidence}")
+    bootstrap_reps: PositiveInt = 2000
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
 
 
-@dataclass
-class ExperimentConfig:
+@dataclass(config=SETTINGS)
+class ExperimentConfig(Settings):
     """An experiment (``configs/sharing.yaml``).
 
     Attributes:
@@ -165,7 +154,7 @@ class ExperimentConfig:
     targets: list[str]
     description: str = ""
     algo: Literal["ppo", "a2c"] = "ppo"
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[NonNegativeInt] = field(default_factory=lambda: [0, 1, 2])
     experts: ExpertsStage = field(default_factory=ExpertsStage)
     distill: DistillStage = field(default_factory=DistillStage)
     transfer: TransferStage = field(default_factory=TransferStage)
@@ -174,26 +163,29 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         if not self.sources:
-            raise ConfigError("sources: list at least one source game")
+            raise ValueError("sources: list at least one source game")
         if not self.targets:
-            raise ConfigError("targets: list at least one held-out target game")
+            raise ValueError("targets: list at least one held-out target game")
         both = sorted(set(self.sources) & set(self.targets))
         if both:
-            raise ConfigError(f"{both[0]} is both a source and a target; a target must be held out")
-        if not self.seeds or any(s < 0 for s in self.seeds):
-            raise ConfigError("seeds: list at least one seed >= 0")
-        check_seeds(self.seeds)
+            raise ValueError(f"{both[0]} is both a source and a target; a target must be held out")
+        if not self.seeds:
+            raise ValueError("seeds: list at least one seed >= 0")
+        try:
+            check_seeds(self.seeds)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
         if len(self.sources) < 2 and self.distill.enabled:
-            raise ConfigError("distillation needs at least two source games (or set distill.enabled: false)")
+            raise ValueError("distillation needs at least two source games (or set distill.enabled: false)")
         if not self.distill.enabled and "student" in self.transfer.methods:
-            raise ConfigError("transfer method 'student' needs the distill stage (distill.enabled: true)")
+            raise ValueError("transfer method 'student' needs the distill stage (distill.enabled: true)")
         for name in ("finetune_from", "progressive_from"):
             game = getattr(self.transfer, name)
             if game is not None and game not in self.sources:
-                raise ConfigError(f"transfer.{name}: {game} is not a source game")
+                raise ValueError(f"transfer.{name}: {game} is not a source game")
         missing = [g for g in self.sources if self.experts.source == "runs" and g not in self.experts.runs]
         if missing:
-            raise ConfigError(f"experts.runs has no run folder for {missing[0]}")
+            raise ValueError(f"experts.runs has no run folder for {missing[0]}")
 
     @property
     def finetune_from(self) -> str:
@@ -214,11 +206,8 @@ def load_experiment_config(path: str | Path, overrides: Mapping[str, Any] | None
     """
     from policyshare.envs import check_env_id
 
-    raw = read_yaml(path)
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of settings (name, sources, targets, …)")
-    raw = deep_merge(raw, overrides or {})
-    cfg = from_dict(ExperimentConfig, raw, str(path))
+    cfg = load_config(ExperimentConfig, path, overrides=overrides,
+                      expected="a mapping of settings (name, sources, targets, …)")
     suites = {check_env_id(g).name for g in cfg.sources + cfg.targets}
     if len(suites) > 1:
         raise ConfigError(f"{path}: sources and targets mix suites ({', '.join(sorted(suites))})")

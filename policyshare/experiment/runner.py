@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from policyshare.config import from_dict, read_yaml, to_dict
+from policyshare.config import as_stored, from_dict, read_yaml, to_dict
 from policyshare.errors import Interrupted, UserError
 from policyshare.experiment.config import STAGES, ExperimentConfig, load_experiment_config
 from policyshare.experiment.jobs import RUNNERS
@@ -69,7 +69,7 @@ def open_experiment(config: str | Path, run_dir: str | Path | None,
     cfg = load_experiment_config(config, overrides)
     root = Path(run_dir) if run_dir is not None else default_root(cfg)
     resolved = to_dict(cfg)
-    now = yaml.safe_load(yaml.safe_dump(resolved, sort_keys=False))
+    now = as_stored(resolved)
     resume = (root / "meta.json").is_file()
     changed = False
     if (root / "config.yaml").is_file():

@@ -8,19 +8,22 @@ env steps); ``n_envs`` is envs **per task**; evaluation is in complete episodes 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import NonNegativeInt, PositiveInt
+from pydantic.dataclasses import dataclass
+
 from policyshare.algos import PolicyConfig, PPOParams, TrunkConfig, algo_params
-from policyshare.config import check_non_negative, check_positive, deep_merge, from_dict, read_yaml, to_dict
+from policyshare.config import SETTINGS, Settings, from_dict, read_settings, to_dict
 from policyshare.errors import ConfigError
 from policyshare.paths import default_config
 from policyshare.train import EvalConfig
 
 
-@dataclass
-class MultiTaskConfig:
+@dataclass(config=SETTINGS)
+class MultiTaskConfig(Settings):
     """A resolved ``configs/multitask.yaml``.
 
     Attributes:
@@ -45,24 +48,18 @@ class MultiTaskConfig:
             transitions per minibatch over all tasks' envs).
     """
 
-    timesteps: int | None = None
-    n_envs: int = 8
+    timesteps: PositiveInt | None = None
+    n_envs: PositiveInt = 8
     vec_env: Literal["dummy", "subproc", "batched"] = "dummy"
-    torch_threads: int = 1
+    torch_threads: PositiveInt = 1
     device: str = "cpu"
-    checkpoint_freq: int = 200_000
+    checkpoint_freq: NonNegativeInt = 200_000
     progress_bar: bool = True
     experts: Literal["zoo", "none"] = "zoo"
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     hyperparams: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        check_positive("", n_envs=self.n_envs, torch_threads=self.torch_threads)
-        check_non_negative("", checkpoint_freq=self.checkpoint_freq)
-        if self.timesteps is not None:
-            check_positive("", timesteps=self.timesteps)
 
 
 def load_multitask_config(n_tasks: int, path: str | Path | None = None,
@@ -82,14 +79,9 @@ def load_multitask_config(n_tasks: int, path: str | Path | None = None,
             ``batch_size`` larger than one rollout (``n_steps · n_envs · tasks``).
     """
     p = Path(path) if path is not None else default_config("multitask")
-    raw = read_yaml(p)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{p}: expected a mapping of settings (timesteps, n_envs, hyperparams …)")
-    if overrides:
-        raw = deep_merge(raw, overrides)
-    cfg = from_dict(MultiTaskConfig, raw, str(p))
+    raw, where = read_settings(p, overrides=overrides,
+                               expected="a mapping of settings (timesteps, n_envs, hyperparams …)")
+    cfg = from_dict(MultiTaskConfig, raw, where)
     params: PPOParams = algo_params("ppo", cfg.hyperparams, f"{p}.hyperparams")
     rollout = params.n_steps * cfg.n_envs * n_tasks
     if params.batch_size > rollout:

@@ -6,14 +6,14 @@ Plain data only (no torch): the command line reads and checks it before anything
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
+from pydantic import FiniteFloat, PositiveInt
+from pydantic.dataclasses import dataclass
 
-from policyshare.config import check_positive, deep_merge, from_dict, read_yaml
-from policyshare.errors import ConfigError
+from policyshare.config import SETTINGS, Settings, load_config
 from policyshare.methods import PROGRESSIVE_CONTROLS
 from policyshare.paths import default_config
 
@@ -28,8 +28,8 @@ FISHER_SEED_OFFSET = 20_000
 RANDOM_COLUMN_SEED_OFFSET = 30_000
 
 
-@dataclass
-class AdapterConfig:
+@dataclass(config=SETTINGS)
+class AdapterConfig(Settings):
     """Lateral adapters (Rusu et al. 2016, Eq. 2).
 
     Attributes:
@@ -41,19 +41,13 @@ class AdapterConfig:
             value heads (the paper's laterals into the output layer).
     """
 
-    alpha_init: float = 1.0
-    reduction: int | None = None
+    alpha_init: FiniteFloat = 1.0
+    reduction: PositiveInt | None = None
     heads: bool = True
 
-    def __post_init__(self) -> None:
-        if not np.isfinite(self.alpha_init):
-            raise ConfigError(f"alpha_init must be a finite number, got {self.alpha_init}")
-        if self.reduction is not None:
-            check_positive("", reduction=self.reduction)
 
-
-@dataclass
-class ControlsConfig:
+@dataclass(config=SETTINGS)
+class ControlsConfig(Settings):
     """Controls trained on the target task with the same seeds (Rusu et al. 2016, Sec. 4).
 
     Attributes:
@@ -68,8 +62,8 @@ class ControlsConfig:
     random_column: bool = True
 
 
-@dataclass
-class FisherConfig:
+@dataclass(config=SETTINGS)
+class FisherConfig(Settings):
     """Average Fisher Sensitivity on the target task (Rusu et al. 2016, Sec. 5).
 
     Attributes:
@@ -80,15 +74,12 @@ class FisherConfig:
     """
 
     enabled: bool = True
-    samples: int = 2048
-    batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        check_positive("", samples=self.samples, batch_size=self.batch_size)
+    samples: PositiveInt = 2048
+    batch_size: PositiveInt = 256
 
 
-@dataclass
-class ProgressiveConfig:
+@dataclass(config=SETTINGS)
+class ProgressiveConfig(Settings):
     """An experiment config (``configs/progressive.yaml``).
 
     Attributes:
@@ -105,15 +96,11 @@ class ProgressiveConfig:
 
     algo: Literal["ppo", "a2c"] = "ppo"
     train_config: str | None = None
-    timesteps: int | None = None
+    timesteps: PositiveInt | None = None
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     controls: ControlsConfig = field(default_factory=ControlsConfig)
     fisher: FisherConfig = field(default_factory=FisherConfig)
     train: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.timesteps is not None:
-            check_positive("", timesteps=self.timesteps)
 
 
 def load_progressive_config(path: str | Path | None = None,
@@ -124,10 +111,4 @@ def load_progressive_config(path: str | Path | None = None,
         ConfigError: missing/malformed file, unknown key, wrong type or out-of-range value.
     """
     p = Path(path) if path is not None else default_config("progressive")
-    raw = read_yaml(p) or {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{p}: expected a mapping of settings")
-    if overrides:
-        raw = deep_merge(raw, overrides)
-    return from_dict(ProgressiveConfig, raw, str(p))
-
+    return load_config(ProgressiveConfig, p, overrides=overrides)

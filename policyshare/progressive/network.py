@@ -13,18 +13,19 @@ without unpickling anything), and exports every column as a trunk file that
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
+from pydantic.dataclasses import dataclass
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from policyshare.alignment import InputAlignment
 from policyshare.checkpoints import load_state_checked, load_tensors, save_tensors, save_trunk
-from policyshare.config import from_dict
+from policyshare.config import SETTINGS, Settings, from_dict
 from policyshare.errors import CheckpointError, UserError
 from policyshare.progressive.columns import ColumnHead, ColumnStack, columns_input
 from policyshare.progressive.config import AdapterConfig
@@ -37,8 +38,8 @@ NETWORK_FORMAT = "policyshare.progressive"
 NETWORK_FILE = "network.safetensors"
 
 
-@dataclass
-class ColumnInfo:
+@dataclass(config=SETTINGS)
+class ColumnInfo(Settings):
     """What a column was trained on (stored in the network file's header).
 
     Attributes:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from policyshare.checkpoints import atomic_write_json, load_sb3, read_json
-from policyshare.config import read_yaml
+from policyshare.config import check_same_settings
 from policyshare.errors import CheckpointError, UserError
 from policyshare.methods import FINETUNE, SCRATCH
 from policyshare.progressive.config import FISHER_SEED_OFFSET, AdapterConfig
@@ -261,18 +261,14 @@ def _open_experiment(plan: Plan, folder: Path, resolved: Mapping[str, Any], resu
     Raises:
         UserError: a folder that would be overwritten, or a resume with other settings.
     """
-    import yaml
-
     from policyshare.runs import RunFolder
 
+    saved: dict[str, Any] = {}
+    if resume:  # before anything is written (RunFolder.open records this command)
+        saved = check_same_settings(folder, folder / "config.yaml", resolved, ignore=("runs",),
+                                    fix="resume with the same command or choose another --run-dir")
     exp = RunFolder.open(folder, command="progressive", config=resolved, resume=resume)
-    if resume:
-        saved = read_yaml(exp.config_path)
-        now = yaml.safe_load(yaml.safe_dump(resolved, sort_keys=False))
-        changed = sorted(k for k in set(saved) | set(now) if k != "runs" and saved.get(k) != now.get(k))
-        if changed:
-            raise UserError(f"{folder} was started with other settings ({', '.join(changed)}); "
-                            "resume with the same command or choose another --run-dir")
+    if saved:
         plan.runs = saved["runs"]  # the training configs the experiment started with
     return exp
 

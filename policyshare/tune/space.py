@@ -24,9 +24,12 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from policyshare.config import check_positive, deep_merge, from_dict, read_yaml
+import pydantic
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from policyshare.config import SETTINGS, Settings, deep_merge, from_dict, read_yaml
 from policyshare.errors import ConfigError
 from policyshare.paths import default_config
 
@@ -43,8 +46,8 @@ RESERVED = ("timesteps", "eval")
 DIGITS = 4
 
 
-@dataclass
-class TunerSettings:
+@pydantic.dataclasses.dataclass(config=SETTINGS)
+class TunerSettings(Settings):
     """The ``tuner:`` entry of the search-space file.
 
     Attributes:
@@ -58,20 +61,12 @@ class TunerSettings:
         cpus_per_trial: CPUs Ray reserves per trial.
     """
 
-    trials: int = 20
-    timesteps: int = 250_000
-    evaluations: int = 10
-    grace_period: float = 0.2
-    reduction_factor: float = 3.0
-    cpus_per_trial: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_positive("", trials=self.trials, timesteps=self.timesteps, evaluations=self.evaluations,
-                       cpus_per_trial=self.cpus_per_trial)
-        if not 0 < self.grace_period <= 1:
-            raise ConfigError(f"grace_period must lie in (0, 1] (a fraction of timesteps), got {self.grace_period}")
-        if not self.reduction_factor > 1:
-            raise ConfigError(f"reduction_factor must be > 1, got {self.reduction_factor}")
+    trials: PositiveInt = 20
+    timesteps: PositiveInt = 250_000
+    evaluations: PositiveInt = 10
+    grace_period: Annotated[float, Field(gt=0, le=1)] = 0.2
+    reduction_factor: Annotated[float, Field(gt=1)] = 3.0
+    cpus_per_trial: PositiveFloat = 1.0
 
 
 @dataclass(frozen=True)

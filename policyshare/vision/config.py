@@ -2,7 +2,7 @@
 
 The file is one mapping whose keys are the sections below; every section and key is optional
 (missing ones take the defaults documented here) and an unknown or mistyped key is refused by
-:func:`policyshare.config.from_dict`. Command-line ``--set section.key=value`` overrides are
+:func:`policyshare.config.load_config` (pydantic). Command-line ``--set section.key=value`` overrides are
 merged on top.
 
 Units: ``epochs`` are passes over the training split; ``steps`` are optimiser updates;
@@ -12,25 +12,23 @@ image sizes are pixels.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from policyshare.config import (
-    check_non_negative,
-    check_positive,
-    check_unit_interval,
-    deep_merge,
-    from_dict,
-    read_yaml,
-)
-from policyshare.errors import ConfigError
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic.dataclasses import dataclass
+
+from policyshare.config import SETTINGS, Settings, UnitInterval, load_config
 from policyshare.paths import default_config
 from policyshare.trunks import ACTIVATIONS, TRUNK_SPECS
 
+#: A fraction that cannot be zero: a number in (0, 1].
+Fraction = Annotated[float, Field(gt=0, le=1)]
 
-@dataclass
-class DataConfig:
+
+@dataclass(config=SETTINGS)
+class DataConfig(Settings):
     """Which labelled images the probes, pretraining and generation use, and how they split.
 
     Attributes:
@@ -46,24 +44,21 @@ class DataConfig:
     """
 
     dataset: str = "digits"
-    train_fraction: float = 0.6
-    eval_fraction: float = 0.2
+    train_fraction: Fraction = 0.6
+    eval_fraction: Fraction = 0.2
     split_seed: int = 0
-    max_images: int = 0
-    image_size: int = 0
+    max_images: NonNegativeInt = 0
+    image_size: NonNegativeInt = 0
     grayscale: bool = False
 
     def __post_init__(self) -> None:
-        check_unit_interval("data.", train_fraction=self.train_fraction, eval_fraction=self.eval_fraction)
-        check_positive("data.", train_fraction=self.train_fraction, eval_fraction=self.eval_fraction)
         if self.train_fraction + self.eval_fraction >= 1.0:
-            raise ConfigError("data.train_fraction + data.eval_fraction must be < 1 so a test split "
-                              f"remains, got {self.train_fraction} + {self.eval_fraction}")
-        check_non_negative("data.", max_images=self.max_images, image_size=self.image_size)
+            raise ValueError("data.train_fraction + data.eval_fraction must be < 1 so a test split "
+                             f"remains, got {self.train_fraction} + {self.eval_fraction}")
 
 
-@dataclass
-class VisionTrunkConfig:
+@dataclass(config=SETTINGS)
+class VisionTrunkConfig(Settings):
     """The trunk built for ``random``, ``classify`` and ``autoencoder``, and how images enter trunks.
 
     The defaults equal a MinAtar RL trunk (``minatar`` spec, 10 input channels, 10x10), so the
@@ -86,26 +81,24 @@ class VisionTrunkConfig:
     """
 
     spec: str = "minatar"
-    in_channels: int = 10
-    height: int = 10
-    width: int = 10
+    in_channels: PositiveInt = 10
+    height: PositiveInt = 10
+    width: PositiveInt = 10
     activation: str = "relu"
-    theta: float = 0.5
+    theta: NonNegativeFloat = 0.5
     alignment: Literal["pad", "stem"] = "pad"
     fit: Literal["auto", "pad", "resize"] = "auto"
 
     def __post_init__(self) -> None:
         if self.spec not in TRUNK_SPECS:
-            raise ConfigError(f"trunk.spec: unknown spec {self.spec!r}; choose one of {', '.join(TRUNK_SPECS)}")
+            raise ValueError(f"trunk.spec: unknown spec {self.spec!r}; choose one of {', '.join(TRUNK_SPECS)}")
         if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"trunk.activation: unknown {self.activation!r}; choose one of "
-                              f"{', '.join(ACTIVATIONS)}")
-        check_positive("trunk.", in_channels=self.in_channels, height=self.height, width=self.width)
-        check_non_negative("trunk.", theta=self.theta)
+            raise ValueError(f"trunk.activation: unknown {self.activation!r}; choose one of "
+                             f"{', '.join(ACTIVATIONS)}")
 
 
-@dataclass
-class ProbeConfig:
+@dataclass(config=SETTINGS)
+class ProbeConfig(Settings):
     """Classifier heads on a trunk.
 
     Attributes:
@@ -118,20 +111,15 @@ class ProbeConfig:
     """
 
     layer: str | None = None
-    l2: float = 1e-3
-    max_iter: int = 200
-    finetune_epochs: int = 30
-    lr: float = 1e-3
-    batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        check_non_negative("probe.", l2=self.l2)
-        check_positive("probe.", max_iter=self.max_iter, finetune_epochs=self.finetune_epochs, lr=self.lr,
-                       batch_size=self.batch_size)
+    l2: NonNegativeFloat = 1e-3
+    max_iter: PositiveInt = 200
+    finetune_epochs: PositiveInt = 30
+    lr: PositiveFloat = 1e-3
+    batch_size: PositiveInt = 64
 
 
-@dataclass
-class PretrainConfig:
+@dataclass(config=SETTINGS)
+class PretrainConfig(Settings):
     """Training trunks on the digits' training split: by classification or as a denoising autoencoder.
 
     Attributes:
@@ -142,20 +130,15 @@ class PretrainConfig:
         batch_size: minibatch size.
     """
 
-    classify_epochs: int = 30
-    autoencoder_epochs: int = 60
-    noise: float = 0.3
-    lr: float = 1e-3
-    batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        check_positive("pretrain.", classify_epochs=self.classify_epochs,
-                       autoencoder_epochs=self.autoencoder_epochs, lr=self.lr, batch_size=self.batch_size)
-        check_non_negative("pretrain.", noise=self.noise)
+    classify_epochs: PositiveInt = 30
+    autoencoder_epochs: PositiveInt = 60
+    noise: NonNegativeFloat = 0.3
+    lr: PositiveFloat = 1e-3
+    batch_size: PositiveInt = 64
 
 
-@dataclass
-class TextureConfig:
+@dataclass(config=SETTINGS)
+class TextureConfig(Settings):
     """Texture synthesis by Gram (Gatys et al. 2015) and shifted-Gram (Berger & Memisevic 2016) matching.
 
     Attributes:
@@ -191,21 +174,21 @@ class TextureConfig:
     """
 
     images: list[str] = field(default_factory=lambda: ["brick"])
-    resize: int = 128
-    size: int = 64
+    resize: PositiveInt = 128
+    size: PositiveInt = 64
     layers: list[str] | None = None
     layer_weights: list[float] | None = None
     normalise: Literal["hw", "chw", "none"] = "hw"
     relative: bool = True
     shifts: dict[str, list[int]] | list[int] = field(default_factory=lambda: [2, 4, 8])
-    shift_weight: float = 1.0
+    shift_weight: NonNegativeFloat = 1.0
     mirror: dict[str, list[str]] | list[str] = field(default_factory=list)
-    mirror_weight: float = 1.0
+    mirror_weight: NonNegativeFloat = 1.0
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
-    steps: int = 150
-    lr: float = 0.05
-    patience: int = 20
-    min_improvement: float = 0.01
+    steps: PositiveInt = 150
+    lr: PositiveFloat = 0.05
+    patience: PositiveInt = 20
+    min_improvement: NonNegativeFloat = 0.01
     evaluator_seed: int = 1234
     evaluator_shifts: list[int] = field(default_factory=lambda: [2, 4])
     deep_trunk: str | None = "random:image_deep"
@@ -213,22 +196,18 @@ class TextureConfig:
         default_factory=lambda: {"conv2": [4, 8], "conv4": [2, 4], "conv5": [2, 4]})
 
     def __post_init__(self) -> None:
-        check_positive("texture.", resize=self.resize, size=self.size, steps=self.steps, lr=self.lr,
-                       patience=self.patience)
-        check_non_negative("texture.", shift_weight=self.shift_weight, min_improvement=self.min_improvement,
-                           mirror_weight=self.mirror_weight)
         axes = [a for v in (self.mirror.values() if isinstance(self.mirror, dict) else [self.mirror]) for a in v]
         bad = [a for a in axes if a not in ("h", "v")]
         if bad:
-            raise ConfigError(f"texture.mirror: unknown axis {bad[0]!r}; use h (left-right) and/or v (top-bottom)")
+            raise ValueError(f"texture.mirror: unknown axis {bad[0]!r}; use h (left-right) and/or v (top-bottom)")
         if self.size > self.resize:
-            raise ConfigError(f"texture.size ({self.size}) must not exceed texture.resize ({self.resize})")
+            raise ValueError(f"texture.size ({self.size}) must not exceed texture.resize ({self.resize})")
         if not self.images:
-            raise ConfigError("texture.images must name at least one texture, e.g. [brick]")
+            raise ValueError("texture.images must name at least one texture, e.g. [brick]")
 
 
-@dataclass
-class TransferConfig:
+@dataclass(config=SETTINGS)
+class TransferConfig(Settings):
     """Style transfer (Gatys et al. 2016) with shifted Gramians (Berger & Memisevic 2016): ``vision transfer``.
 
     Attributes:
@@ -250,30 +229,24 @@ class TransferConfig:
         patience: iterations within which the loss must fall (see ``texture.patience``).
     """
 
-    size: int = 96
-    style_size: int = 96
+    size: PositiveInt = 96
+    style_size: PositiveInt = 96
     grayscale: bool = False
     content_layer: str = "conv4"
     layers: list[str] | None = None
     shifts: dict[str, list[int]] | list[int] = field(default_factory=lambda: [2])
-    shift_weight: float = 1.0
-    content_weight: float = 1.0
-    style_weight: float = 0.05
+    shift_weight: NonNegativeFloat = 1.0
+    content_weight: NonNegativeFloat = 1.0
+    style_weight: NonNegativeFloat = 0.05
     init: Literal["content", "noise"] = "content"
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
-    steps: int = 100
-    lr: float = 0.05
-    patience: int = 20
-
-    def __post_init__(self) -> None:
-        check_positive("transfer.", size=self.size, style_size=self.style_size, steps=self.steps, lr=self.lr,
-                       patience=self.patience)
-        check_non_negative("transfer.", shift_weight=self.shift_weight, content_weight=self.content_weight,
-                           style_weight=self.style_weight)
+    steps: PositiveInt = 100
+    lr: PositiveFloat = 0.05
+    patience: PositiveInt = 20
 
 
-@dataclass
-class DiffusionConfig:
+@dataclass(config=SETTINGS)
+class DiffusionConfig(Settings):
     """The DDPM prior on the digits (Ho et al. 2020), trained once per config and cached.
 
     Attributes:
@@ -288,22 +261,17 @@ class DiffusionConfig:
             in their default folders).
     """
 
-    timesteps: int = 100
-    hidden: int = 256
-    train_steps: int = 10000
-    batch_size: int = 256
-    lr: float = 1e-3
-    ema: float = 0.999
+    timesteps: PositiveInt = 100
+    hidden: PositiveInt = 256
+    train_steps: PositiveInt = 10000
+    batch_size: PositiveInt = 256
+    lr: PositiveFloat = 1e-3
+    ema: UnitInterval = 0.999
     cache_dir: str | None = None
 
-    def __post_init__(self) -> None:
-        check_positive("diffusion.", timesteps=self.timesteps, hidden=self.hidden,
-                       train_steps=self.train_steps, batch_size=self.batch_size, lr=self.lr)
-        check_unit_interval("diffusion.", ema=self.ema)
 
-
-@dataclass
-class GuidanceConfig:
+@dataclass(config=SETTINGS)
+class GuidanceConfig(Settings):
     """Classifier guidance (Dhariwal & Nichol 2021, Algorithm 1) with a noisy-image classifier on the trunk.
 
     Attributes:
@@ -316,23 +284,17 @@ class GuidanceConfig:
         judge_c: regularisation C of the independent RBF-SVM judge and of the CAS classifier.
     """
 
-    scale: float = 4.0
-    per_class: int = 50
-    head_hidden: int = 256
-    train_steps: int = 3000
-    batch_size: int = 256
-    lr: float = 1e-3
-    judge_c: float = 10.0
-
-    def __post_init__(self) -> None:
-        check_non_negative("guidance.", scale=self.scale)
-        check_positive("guidance.", per_class=self.per_class, head_hidden=self.head_hidden,
-                       train_steps=self.train_steps, batch_size=self.batch_size, lr=self.lr,
-                       judge_c=self.judge_c)
+    scale: NonNegativeFloat = 4.0
+    per_class: PositiveInt = 50
+    head_hidden: PositiveInt = 256
+    train_steps: PositiveInt = 3000
+    batch_size: PositiveInt = 256
+    lr: PositiveFloat = 1e-3
+    judge_c: PositiveFloat = 10.0
 
 
-@dataclass
-class ThesisConfig:
+@dataclass(config=SETTINGS)
+class ThesisConfig(Settings):
     """The generation side of ``vision compare`` over seeds: disjoint classes, scale sweeps, probes, battles.
 
     Both directions of the thesis are measured on classes no trunk was *labelled* with:
@@ -367,41 +329,36 @@ class ThesisConfig:
     pretrain_classes: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     target_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 8, 9])
     scales: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
-    matched_diversity: float = 0.9
+    matched_diversity: Fraction = 0.9
     shots: list[int] = field(default_factory=lambda: [1, 5, 10])
-    probe_repeats: int = 5
+    probe_repeats: PositiveInt = 5
     verdict_shots: int = 5
-    denoiser_timestep: int = 5
-    bootstrap_reps: int = 2000
-    confidence: float = 0.95
-    battle_tolerance: float = 0.2
-    feature_hidden: int = 64
+    denoiser_timestep: NonNegativeInt = 5
+    bootstrap_reps: PositiveInt = 2000
+    confidence: UnitInterval = 0.95
+    battle_tolerance: NonNegativeFloat = 0.2
+    feature_hidden: PositiveInt = 64
 
     def __post_init__(self) -> None:
         if not self.pretrain_classes or len(self.target_classes) < 2:
-            raise ConfigError("thesis.pretrain_classes needs at least one class and thesis.target_classes at least "
-                              f"two, got {self.pretrain_classes} and {self.target_classes}")
+            raise ValueError("thesis.pretrain_classes needs at least one class and thesis.target_classes at least "
+                             f"two, got {self.pretrain_classes} and {self.target_classes}")
         both = sorted(set(self.pretrain_classes) & set(self.target_classes))
         if both:
-            raise ConfigError(f"thesis.pretrain_classes and thesis.target_classes must be disjoint; both hold {both}")
+            raise ValueError(f"thesis.pretrain_classes and thesis.target_classes must be disjoint; both hold {both}")
         if min(self.pretrain_classes + self.target_classes) < 0:
-            raise ConfigError("thesis.pretrain_classes and thesis.target_classes are label indices >= 0")
+            raise ValueError("thesis.pretrain_classes and thesis.target_classes are label indices >= 0")
         if 0.0 not in [float(s) for s in self.scales] or min(self.scales) < 0:
-            raise ConfigError(f"thesis.scales must hold 0 (the unguided reference) and no negative scale, got "
-                              f"{self.scales}")
+            raise ValueError(f"thesis.scales must hold 0 (the unguided reference) and no negative scale, got "
+                             f"{self.scales}")
         if not self.shots or min(self.shots) < 1:
-            raise ConfigError(f"thesis.shots must be labels per class >= 1, got {self.shots}")
+            raise ValueError(f"thesis.shots must be labels per class >= 1, got {self.shots}")
         if self.verdict_shots not in self.shots:
-            raise ConfigError(f"thesis.verdict_shots ({self.verdict_shots}) must be one of thesis.shots {self.shots}")
-        check_unit_interval("thesis.", matched_diversity=self.matched_diversity, confidence=self.confidence)
-        check_positive("thesis.", matched_diversity=self.matched_diversity, probe_repeats=self.probe_repeats,
-                       bootstrap_reps=self.bootstrap_reps, feature_hidden=self.feature_hidden)
-        check_non_negative("thesis.", denoiser_timestep=self.denoiser_timestep,
-                           battle_tolerance=self.battle_tolerance)
+            raise ValueError(f"thesis.verdict_shots ({self.verdict_shots}) must be one of thesis.shots {self.shots}")
 
 
-@dataclass
-class VisionConfig:
+@dataclass(config=SETTINGS)
+class VisionConfig(Settings):
     """The whole vision config (``configs/vision.yaml``); see each section's class.
 
     Attributes:
@@ -414,8 +371,8 @@ class VisionConfig:
             not exceed the CPU cores.
     """
 
-    threads: int = 1
-    jobs: int = 2
+    threads: PositiveInt = 1
+    jobs: PositiveInt = 2
     data: DataConfig = field(default_factory=DataConfig)
     trunk: VisionTrunkConfig = field(default_factory=VisionTrunkConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
@@ -427,10 +384,9 @@ class VisionConfig:
     thesis: ThesisConfig = field(default_factory=ThesisConfig)
 
     def __post_init__(self) -> None:
-        check_positive("", threads=self.threads, jobs=self.jobs)
         if self.thesis.denoiser_timestep >= self.diffusion.timesteps:
-            raise ConfigError(f"thesis.denoiser_timestep ({self.thesis.denoiser_timestep}) must be below "
-                              f"diffusion.timesteps ({self.diffusion.timesteps})")
+            raise ValueError(f"thesis.denoiser_timestep ({self.thesis.denoiser_timestep}) must be below "
+                             f"diffusion.timesteps ({self.diffusion.timesteps})")
 
 
 def load_vision_config(path: str | Path | None = None,
@@ -445,16 +401,6 @@ def load_vision_config(path: str | Path | None = None,
     Raises:
         ConfigError: missing or malformed file, unknown key, wrong type or value.
     """
-    if path is None:
-        default = default_config("vision")
-        raw = read_yaml(default) if default.is_file() else {}
-        where = str(default)
-    else:
-        raw = read_yaml(path)
-        where = str(path)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of sections (data, trunk, probe, …), got {raw!r}")
-    merged = deep_merge(raw, overrides or {})
-    return from_dict(VisionConfig, merged, where)
+    optional = path is None  # the defaults when the source tree has no configs/vision.yaml
+    return load_config(VisionConfig, default_config("vision") if path is None else path, overrides=overrides,
+                       expected="a mapping of sections (data, trunk, probe, …)", optional=optional)
