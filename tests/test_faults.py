@@ -31,9 +31,9 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from policyshare.callbacks import checkpoint_step, load_replay
-from policyshare.checkpoints import load_sb3, read_sb3_header
 from policyshare.cli import main
 from policyshare.logs import events_files, read_events
+from policyshare.sb3_files import load_sb3, read_sb3_header
 from policyshare.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

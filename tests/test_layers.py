@@ -33,25 +33,10 @@ def imported_modules(importtime_log: str) -> set[str]:
             if line.startswith("import time:") and line.count("|") == 2}
 
 
-#: Modules that keep moved names importable through a PEP 562 ``__getattr__`` (and, for type
-#: checkers, an ``if TYPE_CHECKING:`` import) while the modules that use them are restructured.
-#: Wave-1 shim, removed in wave 2 (and this exception with it).
-WAVE1_SHIMS = {"checkpoints"}
-
-
-def _is_shim(node: ast.AST) -> bool:
-    """A ``def __getattr__`` or an ``if TYPE_CHECKING:`` block."""
-    if isinstance(node, ast.FunctionDef):
-        return node.name == "__getattr__"
-    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
-
-
 def policyshare_imports(module: str) -> set[str]:
     """The ``policyshare.*`` modules that ``policyshare/<module>.py`` imports anywhere (module level
-    or inside functions), as written in its source; for :data:`WAVE1_SHIMS`, not its shim."""
+    or inside functions), as written in its source."""
     tree = ast.parse((ROOT / "policyshare" / f"{module}.py").read_text())
-    if module in WAVE1_SHIMS:
-        tree.body = [n for n in tree.body if not _is_shim(n)]
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("policyshare"):
@@ -95,6 +80,17 @@ def test_plumbing_imports_only_go_down() -> None:
     for i, module in enumerate(PLUMBING):
         above = {f"policyshare.{m}" for m in PLUMBING[i + 1:]}
         assert not policyshare_imports(module) & above, f"policyshare.{module} imports a module above it"
+
+
+def test_moved_names_live_only_in_their_homes() -> None:
+    # Wave 1 kept the names that left checkpoints.py importable from it; wave 2 removed that shim,
+    # so every importer names the real home (io, algos, sb3_files) and checkpoints is trunk files only.
+    import policyshare.checkpoints as checkpoints
+
+    for name in ("atomic_write_json", "read_json", "remove_stale_temporaries", "ALGOS", "algo_class",
+                 "load_sb3", "load_sb3_safe", "read_sb3_header", "save_sb3", "SAFE_EXTRACTORS"):
+        assert not hasattr(checkpoints, name), name
+    assert not hasattr(checkpoints, "__getattr__")
 
 
 def test_episode_runner_needs_no_method_module() -> None:

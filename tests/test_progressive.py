@@ -20,7 +20,7 @@ from test_cli import assert_user_error
 
 from policyshare.algos import A2CParams, PolicyConfig, PPOParams, TrunkConfig, build_model
 from policyshare.alignment import InputAlignment
-from policyshare.checkpoints import load_sb3, load_trunk, read_sb3_header, save_sb3
+from policyshare.checkpoints import load_trunk
 from policyshare.cli import main
 from policyshare.curves import load_curve
 from policyshare.envs import load_suite, make_vec_env, task_action_map
@@ -41,6 +41,7 @@ from policyshare.progressive import (
     run_progressive,
 )
 from policyshare.progressive.fisher import average_fisher_sensitivity, collect_observations
+from policyshare.sb3_files import load_sb3, read_sb3_header, save_sb3
 from policyshare.trunks import LayerSpec, TrunkSpec
 
 BREAKOUT, ASTERIX, INVADERS = "MinAtar/Breakout-v1", "MinAtar/Asterix-v1", "MinAtar/SpaceInvaders-v1"
@@ -363,7 +364,7 @@ def test_a_zip_saved_before_the_package_split_still_loads(tmp_path: Path, monkey
     ``PPO.load`` and the ``--safe`` path still rebuild it, and new zips record the new module."""
     from stable_baselines3 import PPO
 
-    from policyshare import checkpoints
+    from policyshare import sb3_files
     from policyshare.config import to_dict
     from policyshare.progressive.policy import ProgressiveExtractor as Moved
     from policyshare.progressive.policy import ProgressivePolicy
@@ -374,12 +375,12 @@ def test_a_zip_saved_before_the_package_split_still_loads(tmp_path: Path, monkey
 
     def header() -> dict[str, Any]:  # as `policyshare train` writes it
         return {"format": "policyshare.sb3", "algo": "ppo", "env_id": INVADERS, "trunk": to_dict(cfg.trunk),
-                "policy": to_dict(cfg.policy), **checkpoints.extractor_header(model.policy)}
+                "policy": to_dict(cfg.policy), **sb3_files.extractor_header(model.policy)}
 
     with monkeypatch.context() as old:  # save exactly as the code before the split did
         for cls in (ProgressivePolicy, Moved):
             old.setattr(cls, "__module__", "policyshare.progressive")
-        old.setitem(checkpoints.SAFE_EXTRACTORS, "progressive",
+        old.setitem(sb3_files.SAFE_EXTRACTORS, "progressive",
                     ("policyshare.progressive", "ProgressiveExtractor", "ProgressivePolicy"))
         old_zip = save_sb3(model, tmp_path / "old.zip", header())
     new_zip = save_sb3(model, tmp_path / "new.zip", header())

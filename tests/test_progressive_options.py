@@ -19,13 +19,13 @@ from conftest import run_cli
 from test_progressive import ASTERIX, BREAKOUT, INVADERS, observations
 from test_safe_loading import rewrite_zip
 
-from policyshare.checkpoints import SB3_HEADER, read_sb3_header
 from policyshare.cli import main
 from policyshare.envs import task_action_map
 from policyshare.errors import CheckpointError
 from policyshare.policies import load_policy
 from policyshare.progressive import AdapterConfig, ColumnInfo, ProgressiveNetwork, load_network, run_progressive
 from policyshare.progressive.fisher import average_fisher_sensitivity
+from policyshare.sb3_files import SB3_HEADER, read_sb3_header
 from policyshare.trunks import TrunkSpec
 
 # Tiny runs: 4 envs, PPO rollouts of 128 env steps (A2C: 20), evaluations every 128 env steps.

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import yaml
 
-from policyshare.checkpoints import atomic_write_json, read_json, save_trunk
+from policyshare.checkpoints import save_trunk
 from policyshare.config import read_yaml, to_dict
 from policyshare.distill.config import DistillConfig, load_distill_config, method_name
 from policyshare.distill.student import Student, StudentAgent, build_student, load_student, save_student, task_info
@@ -26,6 +26,7 @@ from policyshare.distill.trainer import train_student
 from policyshare.envs import check_vec_env
 from policyshare.errors import UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, EvalResult, evaluate, random_return
+from policyshare.io import atomic_write_json, read_json
 from policyshare.metrics import expert_normalised, iqm_intervals
 from policyshare.runs import RunFolder, default_run_dir, slug
 

@@ -25,7 +25,7 @@ from stable_baselines3.common.logger import Logger
 from torch import nn
 
 from policyshare.alignment import to_common
-from policyshare.checkpoints import atomic_write_json, load_state_checked, load_tensors, read_json, save_tensors
+from policyshare.checkpoints import load_state_checked, load_tensors, save_tensors
 from policyshare.distill.config import DistillConfig
 from policyshare.distill.losses import agreement, feature_regression_loss, policy_regression_loss
 from policyshare.distill.memory import TaskMemory
@@ -34,6 +34,7 @@ from policyshare.distill.teachers import Teacher
 from policyshare.distill.vec_envs import policy_vec_env
 from policyshare.errors import NumericalError, UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate
+from policyshare.io import atomic_write_json, read_json
 from policyshare.logs import open_logger
 from policyshare.runs import RunFolder, slug
 

@@ -17,18 +17,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from policyshare.checkpoints import atomic_write_bytes, atomic_write_json, read_json
 from policyshare.config import from_dict, to_dict
 from policyshare.errors import UserError
 from policyshare.experiment.config import ExperimentConfig
 from policyshare.experiment.layout import Job, expert_dir, vision_trunks
 from policyshare.experiment.report import build_report
+from policyshare.io import atomic_write_bytes, atomic_write_json, read_json
 
 
 def _materialise_expert(root: Path, game: str, model_zip: Path, provenance: Mapping[str, Any]) -> None:
     """Copy an expert (zoo or earlier run) into ``experts/<env>/`` with its trunk and metrics."""
     from policyshare.algos import features_extractors
-    from policyshare.checkpoints import load_sb3, save_trunk
+    from policyshare.checkpoints import save_trunk
+    from policyshare.sb3_files import load_sb3
 
     folder = expert_dir(root, game)
     folder.mkdir(parents=True, exist_ok=True)

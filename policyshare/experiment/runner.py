@@ -91,7 +91,7 @@ def open_experiment(config: str | Path, run_dir: str | Path | None,
             changed = True
     RunFolder.open(root, command="run", config=resolved, resume=resume)
     if changed:
-        from policyshare.checkpoints import atomic_write_text
+        from policyshare.io import atomic_write_text
 
         atomic_write_text(root / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     return cfg, root

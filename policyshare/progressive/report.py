@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from policyshare.checkpoints import atomic_write_json, atomic_write_text, read_json
+from policyshare.io import atomic_write_json, atomic_write_text, read_json
 from policyshare.progressive.fisher import fisher_table, plot_fisher_heatmap
 from policyshare.progressive.plan import Plan, method_dirs
 

@@ -21,15 +21,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from policyshare.checkpoints import atomic_write_json, load_sb3, read_json
 from policyshare.config import read_yaml
 from policyshare.errors import CheckpointError, UserError
+from policyshare.io import atomic_write_json, read_json
 from policyshare.progressive.config import FISHER_SEED_OFFSET, AdapterConfig
 from policyshare.progressive.fisher import average_fisher_sensitivity, collect_observations
 from policyshare.progressive.network import NETWORK_FILE, ProgressiveNetwork, describe_spec, load_network
 from policyshare.progressive.plan import Plan, column_dir, make_plan, method_dirs
 from policyshare.progressive.policy import LateralScalarLogger, column_model_factory
 from policyshare.progressive.report import summarise, summary_text
+from policyshare.sb3_files import load_sb3
 from policyshare.trunks import TrunkExtractor, TrunkSpec
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def network_from_checkpoint(path: str | Path, task: str, spec: TrunkSpec, adapte
         spec: the trunk spec of the network to build.
         adapter: lateral adapter settings.
         algo: the algorithm the next columns train with (recorded).
-        safe: never unpickle (:func:`~policyshare.checkpoints.load_sb3_safe`): rebuild the
+        safe: never unpickle (:func:`~policyshare.sb3_files.load_sb3_safe`): rebuild the
             model from the zip's ``policyshare.json`` and load only tensors.
 
     Raises:
@@ -74,8 +75,8 @@ def network_from_checkpoint(path: str | Path, task: str, spec: TrunkSpec, adapte
             description or holding more than tensors.
         UserError: a checkpoint of another task.
     """
-    from policyshare.checkpoints import read_sb3_header
     from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate
+    from policyshare.sb3_files import read_sb3_header
 
     p = Path(path)
     if p.is_dir():

@@ -216,7 +216,7 @@ def tune(env_id: str, algo: str = "ppo", *, trials: int | None = None, timesteps
             existing tune folder, Ray or Optuna missing, no Ray cluster at ``address``. After the
             trials: none of them finished (each trial's failure is in ``summary.json``).
     """
-    from policyshare.checkpoints import ALGOS
+    from policyshare.algos import ALGOS
     from policyshare.envs import check_env_id
     from policyshare.runs import default_run_dir
 
@@ -254,8 +254,8 @@ def _search(env_id: str, algo: str, search: SearchSpace, config: str | Path | No
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from policyshare.checkpoints import atomic_write_json, atomic_write_text
     from policyshare.experiment.sweep import DEFAULT_MAX_FAILURES
+    from policyshare.io import atomic_write_json, atomic_write_text
     from policyshare.runs import RunFolder
     from policyshare.tune.best import best_config_yaml
 

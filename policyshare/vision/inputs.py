@@ -216,7 +216,7 @@ def zoo_trunk(env_id: str) -> Trunk:
         UserError: the zoo has no expert for ``env_id`` (naming the ones it has).
     """
     from policyshare import zoo
-    from policyshare.checkpoints import load_sb3
+    from policyshare.sb3_files import load_sb3
 
     path = zoo.expert_path(env_id)
     model, header = load_sb3(path)
