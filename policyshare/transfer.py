@@ -24,6 +24,7 @@ by run name, so ``tensorboard --logdir <root>`` overlays them. A resumed experim
 
 from __future__ import annotations
 
+import logging
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Any
 
 from policyshare.checkpoints import read_trunk_file
 from policyshare.config import check_seeds, to_dict
+from policyshare.console import inner_run
 from policyshare.curves import Curve, load_curve, plot_curves, transfer_summary
 from policyshare.envs import check_env_id, make_vec_env
 from policyshare.errors import ConfigError, UserError
@@ -39,6 +41,8 @@ from policyshare.io import atomic_write_json, atomic_write_text, read_json
 from policyshare.metrics import format_interval, format_number
 from policyshare.runs import RunFolder, default_run_dir
 from policyshare.train import load_train_config, train
+
+log = logging.getLogger(__name__)
 
 SCRATCH = "scratch"
 
@@ -82,7 +86,7 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
              config: str | Path | None = None, timesteps: int | None = None,
              seeds: Sequence[int] = (0,), freeze_trunk: bool = False,
              run_dir: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
-             resume: bool = False, quiet: bool = False) -> TransferResult:
+             resume: bool = False) -> TransferResult:
     """Train trunk-initialised and from-scratch agents per seed; report transfer %.
 
     Args:
@@ -100,7 +104,6 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
         run_dir: experiment folder (default ``runs/transfer/<env>__<method>``).
         overrides: nested config overrides (``--set``).
         resume: continue an unfinished experiment: finished sub-runs are kept as they are.
-        quiet: no prints.
 
     Returns:
         A :class:`TransferResult`; ``summary`` is also written as ``summary.json`` and
@@ -136,12 +139,12 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
         for name in (method, SCRATCH):
             sub = RunFolder(root.path / f"{name}__s{seed}")
             if not sub.finished:
-                if not quiet:
-                    print(f"training {name} seed {seed} ({budget} env steps) → {sub.path}", flush=True)
-                train(env_id, algo, config=config, timesteps=timesteps, seed=seed, run_dir=sub.path,
-                      overrides=overrides, resume=sub.meta_path.is_file(),
-                      init_trunk=None if name == SCRATCH else trunk_file,
-                      freeze_trunk=freeze_trunk and name != SCRATCH, run_name=name, quiet=True)
+                log.info(f"training {name} seed {seed} ({budget} env steps) → {sub.path}")
+                with inner_run():
+                    train(env_id, algo, config=config, timesteps=timesteps, seed=seed, run_dir=sub.path,
+                          overrides=overrides, resume=sub.meta_path.is_file(),
+                          init_trunk=None if name == SCRATCH else trunk_file,
+                          freeze_trunk=freeze_trunk and name != SCRATCH, run_name=name)
             curves[name][seed] = load_curve(sub.path)
             finals[name][str(seed)] = float(read_json(sub.metrics_path, "run metrics")["eval_mean_return"])
     summary_by_method = transfer_summary(curves, SCRATCH, seed=0)
@@ -160,10 +163,9 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
     atomic_write_json(root.path / "summary.json", summary)
     atomic_write_text(root.path / "report.md", report(summary))
     root.write_metrics(summary)
-    if not quiet:
-        print(report(summary))
-        print(f"experiment folder: {root.path}")
-        print(f"TensorBoard:       tensorboard --logdir {shlex.quote(str(root.path))}")
+    log.info(report(summary))
+    log.info(f"experiment folder: {root.path}")
+    log.info(f"TensorBoard:       tensorboard --logdir {shlex.quote(str(root.path))}")
     return TransferResult(root.path, summary)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -135,3 +137,43 @@ def test_the_import_walk_sees_imports_inside_functions() -> None:
     # evaluate's record_video imports the io module inside the function: the walk must see it, or
     # the layer tests above would pass without looking.
     assert "policyshare.io" in policyshare_imports("evaluate")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` (import-linter) on the package and contracts under ``root``, no cache."""
+    env = dict(os.environ, PYTHONPATH=str(root))
+    exe = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run([str(exe), "--no-cache"], capture_output=True, text=True, cwd=root, env=env, timeout=120)
+
+
+def copy_package(root: Path) -> None:
+    """This checkout's package sources and ``pyproject.toml`` (its contracts) under ``root``."""
+    shutil.copytree(ROOT / "policyshare", root / "policyshare", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "_data", "*.zip"))
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+
+
+def test_the_import_contracts_hold() -> None:
+    proc = lint_imports(ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Contracts: 2 kept, 0 broken." in proc.stdout
+
+
+def test_an_upward_import_breaks_the_layers_contract(tmp_path: Path) -> None:
+    # A copy of the package whose networks module reaches up into the comparison layer, inside a
+    # function (where a lazy import would hide from a module-level check).
+    copy_package(tmp_path)
+    trunks = tmp_path / "policyshare" / "trunks.py"
+    trunks.write_text(trunks.read_text() + "\n\ndef _upward() -> None:\n    from policyshare import curves  # noqa\n")
+    proc = lint_imports(tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "policyshare.trunks is not allowed to import policyshare.curves" in proc.stdout
+
+
+def test_a_method_importing_another_breaks_the_independence_contract(tmp_path: Path) -> None:
+    copy_package(tmp_path)
+    transfer = tmp_path / "policyshare" / "transfer.py"
+    transfer.write_text(transfer.read_text() + "\n\nimport policyshare.progressive  # noqa\n")
+    proc = lint_imports(tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "The methods are independent: none imports another BROKEN" in proc.stdout

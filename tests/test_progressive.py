@@ -254,7 +254,7 @@ def test_three_column_network(tmp_path: Path) -> None:
     """Acceptance: a 3-column network on three MinAtar games, trained for a small budget."""
     tasks = [BREAKOUT, ASTERIX, INVADERS]
     metrics = run_progressive(tasks, timesteps=1024, seeds=[0], run_dir=tmp_path / "exp", controls=[],
-                              overrides={**TINY_SET, "fisher": {"enabled": False}}, quiet=True)
+                              overrides={**TINY_SET, "fisher": {"enabled": False}})
     seed_dir = tmp_path / "exp" / "s0"
     network = load_network(seed_dir / "network.safetensors")
     assert network.tasks == tasks and len(network) == 3
@@ -554,7 +554,7 @@ def test_bad_experiments_are_refused_before_anything_is_written(tmp_path: Path, 
                                                                  match: str) -> None:
     args: dict[str, Any] = {"tasks": [BREAKOUT, INVADERS], **kwargs}
     with pytest.raises(UserError, match=match):
-        run_progressive(args.pop("tasks"), run_dir=tmp_path / "r", quiet=True, **args)
+        run_progressive(args.pop("tasks"), run_dir=tmp_path / "r", **args)
     assert not (tmp_path / "r").exists()
 
 
@@ -567,7 +567,7 @@ def test_init_from_a_checkpoint_of_another_spec(tmp_path: Path) -> None:
     assert_user_error(proc, "holds a 'minatar_deep' trunk", "uses a 'minatar' trunk")
     assert not (tmp_path / "r").exists()
     with pytest.raises(UserError, match=f"was trained on {BREAKOUT}, but the first task is {ASTERIX}"):
-        run_progressive([ASTERIX, INVADERS], init_from=path, run_dir=tmp_path / "r", quiet=True)
+        run_progressive([ASTERIX, INVADERS], init_from=path, run_dir=tmp_path / "r")
 
 
 def test_evaluate_a_task_not_in_the_network(tmp_path: Path) -> None:

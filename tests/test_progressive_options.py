@@ -203,7 +203,7 @@ def test_every_option_value_trains_and_analyses(case: str, tmp_path: Path) -> No
     overrides = merge(TINY, overrides)
     algo = overrides.pop("algo")
     metrics = run_progressive([BREAKOUT, INVADERS], algo=algo, timesteps=256, seeds=[0], run_dir=tmp_path / "e",
-                              controls=controls, overrides=overrides, quiet=True)
+                              controls=controls, overrides=overrides)
     assert set(metrics["methods"]) == {"progressive", *controls} and metrics["no_forgetting_all_identical"]
     network = load_network(tmp_path / "e" / "s0" / "network.safetensors")
     adapter = overrides["adapter"]

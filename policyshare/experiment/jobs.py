@@ -74,7 +74,7 @@ def _expert_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
 
         e = cfg.experts
         train(game, cfg.algo, config=e.config, timesteps=e.timesteps, seed=e.seed, run_dir=folder,
-              overrides=e.set, resume=(folder / "meta.json").is_file(), run_name="expert", quiet=True)
+              overrides=e.set, resume=(folder / "meta.json").is_file(), run_name="expert")
 
 
 def _distill_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
@@ -84,7 +84,7 @@ def _distill_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
     teachers = [f"{g}={expert_dir(root, g) / 'model.zip'}" for g in cfg.sources]
     d = cfg.distill
     distill(teachers, config=d.config, steps=d.steps, seed=d.seed, run_dir=folder, overrides=d.set,
-            resume=(folder / "meta.json").is_file(), quiet=True)
+            resume=(folder / "meta.json").is_file())
 
 
 def _transfer_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
@@ -101,7 +101,7 @@ def _transfer_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
         kwargs.update(_progressive_kwargs(root, cfg, method))
     t = cfg.transfer
     train(env_id, cfg.algo, config=t.config, timesteps=t.timesteps, seed=seed, run_dir=folder,
-          overrides=t.set, resume=(folder / "meta.json").is_file(), run_name=method, quiet=True, **kwargs)
+          overrides=t.set, resume=(folder / "meta.json").is_file(), run_name=method, **kwargs)
 
 
 def _progressive_kwargs(root: Path, cfg: ExperimentConfig, method: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Sensitivity over seeds (:mod:`policyshare.progressive.fisher`), writes ``curves.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,7 +176,7 @@ def summarise(plan: Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]],
         "files": {"curves": "curves.png", "report": "report.md",
                   **({"fisher_table": "fisher.md", "fisher_json": "fisher.json",
                       "fisher_heatmap": "fisher.png"} if fisher else {})},
-        "tensorboard": f"tensorboard --logdir {root}",
+        "tensorboard": f"tensorboard --logdir {shlex.quote(str(root))}",
     }
     atomic_write_text(root / "report.md", _report(metrics))
     return metrics

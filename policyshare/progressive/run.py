@@ -15,6 +15,7 @@ evaluations are complete episodes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from policyshare.config import read_yaml
+from policyshare.console import inner_run
 from policyshare.errors import CheckpointError, UserError
 from policyshare.io import atomic_write_json, read_json
 from policyshare.progressive.config import FISHER_SEED_OFFSET, AdapterConfig
@@ -35,6 +37,8 @@ from policyshare.trunks import TrunkExtractor, TrunkSpec
 
 if TYPE_CHECKING:
     from policyshare.runs import RunFolder
+
+log = logging.getLogger(__name__)
 
 
 def column_source(metrics: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -112,11 +116,6 @@ def network_from_checkpoint(path: str | Path, task: str, spec: TrunkSpec, adapte
     return network
 
 
-def _say(plan: Plan, text: str) -> None:
-    if not plan.quiet:
-        print(text, flush=True)
-
-
 def _stage(plan: Plan, run_dir: Path, task: str, seed: int, method: str, **kwargs: Any
            ) -> tuple[dict[str, Any], Any]:
     """Train one run of the experiment, or read it back if it finished (stage-level resume).
@@ -129,18 +128,19 @@ def _stage(plan: Plan, run_dir: Path, task: str, seed: int, method: str, **kwarg
 
     run = RunFolder(run_dir)
     if run.finished:
-        _say(plan, f"[s{seed}] {method} on {task}: finished earlier ({run_dir})")
+        log.info(f"[s{seed}] {method} on {task}: finished earlier ({run_dir})")
         return read_json(run.metrics_path, "run metrics"), None
     resume = run.meta_path.is_file()
-    _say(plan, f"[s{seed}] {method} on {task}: {'resuming' if resume else 'training'} → {run_dir}")
+    log.info(f"[s{seed}] {method} on {task}: {'resuming' if resume else 'training'} → {run_dir}")
     started = time.perf_counter()
-    result = train(task, plan.algo, config=plan.cfg.train_config, timesteps=plan.timesteps,
-                   seed=seed, run_dir=run_dir, overrides=plan.runs[task], resume=resume,
-                   run_name=method, quiet=True, **kwargs)
+    with inner_run():
+        result = train(task, plan.algo, config=plan.cfg.train_config, timesteps=plan.timesteps,
+                       seed=seed, run_dir=run_dir, overrides=plan.runs[task], resume=resume,
+                       run_name=method, **kwargs)
     m = result.metrics
-    _say(plan, f"[s{seed}] {method} on {task}: eval return {m['eval_mean_return']:.2f} ± "
-               f"{m['eval_std_return']:.2f} after {m['timesteps']} env steps "
-               f"({time.perf_counter() - started:.0f} s)")
+    log.info(f"[s{seed}] {method} on {task}: eval return {m['eval_mean_return']:.2f} ± "
+             f"{m['eval_std_return']:.2f} after {m['timesteps']} env steps "
+             f"({time.perf_counter() - started:.0f} s)")
     return m, result.model
 
 
@@ -282,7 +282,7 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
                     seeds: Sequence[int] = (0,), run_dir: str | Path | None = None,
                     init_from: str | Path | None = None, controls: Sequence[str] | None = None,
                     overrides: Mapping[str, Any] | None = None, resume: bool = False,
-                    quiet: bool = False, safe: bool = False) -> dict[str, Any]:
+                    safe: bool = False) -> dict[str, Any]:
     """Grow a progressive network over ``tasks`` and measure transfer to the last one.
 
     For every seed: column 1 is trained on the first task (or taken from ``init_from``), each
@@ -310,7 +310,6 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
         controls: subset of :data:`~policyshare.progressive.config.CONTROLS` (default: the config's).
         overrides: nested overrides of the experiment config (``--set``).
         resume: continue an unfinished experiment in ``run_dir``.
-        quiet: no progress lines.
         safe: load ``init_from`` without unpickling (see
             :func:`~policyshare.progressive.network.network_from_checkpoint`).
 
@@ -324,7 +323,7 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
     """
     from policyshare.runs import default_run_dir, slug
 
-    plan = make_plan(tasks, config, algo, timesteps, seeds, controls, overrides, quiet)
+    plan = make_plan(tasks, config, algo, timesteps, seeds, controls, overrides)
     init = (network_from_checkpoint(init_from, plan.tasks[0], plan.spec, plan.cfg.adapter, plan.algo,
                                     safe=safe) if init_from is not None else None)
     resolved = plan.resolved(str(init_from) if init_from is not None else None)
@@ -341,7 +340,6 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
                           "dir": seed_dir}
     metrics = summarise(plan, exp.path, per_seed, resolved)
     exp.write_metrics(metrics)
-    if not plan.quiet:
-        print(summary_text(metrics, exp.path))
+    log.info(summary_text(metrics, exp.path))
     return metrics
 

@@ -31,9 +31,10 @@ under ``vision/`` tags. A folder left unfinished by a failed or killed run is mo
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,11 +65,7 @@ from policyshare.vision.probe import check_layer, linear_probe
 from policyshare.vision.tb import VisionWriter, no_log
 from policyshare.vision.texture import TextureFailure, TextureLoss, synthesize
 
-Progress = Callable[[str], None]
-
-
-def _quiet(message: str) -> None:
-    """A :data:`Progress` that prints nothing."""
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,9 +106,9 @@ def load_splits(cfg: VisionConfig) -> Splits:
 
 
 def prepare(cfg: VisionConfig, seed: int, *, generation: bool = True, textures: bool = True,
-            writer: VisionWriter | None = None, progress: Progress = _quiet,
-            run_dir: Path | None = None) -> Context:
-    """Load data, train the judge, load or train the prior and crop the textures.
+            writer: VisionWriter | None = None, run_dir: Path | None = None) -> Context:
+    """Load data, train the judge, load or train the prior and crop the textures (one ``INFO`` line
+    per stage on the ``policyshare.vision.compare`` logger).
 
     Args:
         cfg: the config.
@@ -119,7 +116,6 @@ def prepare(cfg: VisionConfig, seed: int, *, generation: bool = True, textures: 
         generation: train the judge and load or train the prior.
         textures: crop the textures.
         writer: TensorBoard writer of the prior's training loss.
-        progress: receives one line per stage.
         run_dir: the run folder the user chose (``--run-dir``), where the prior is cached unless
             ``diffusion.cache_dir`` is set (``None``: the shared default cache; see
             :func:`~policyshare.vision.diffusion.cache_dir`).
@@ -131,7 +127,7 @@ def prepare(cfg: VisionConfig, seed: int, *, generation: bool = True, textures: 
     ctx = Context(cfg, seed, load_splits(cfg))
     if generation:
         ctx.judge = DigitJudge(ctx.splits.eval, cfg.guidance.judge_c)
-        progress("diffusion prior: loading from cache or training (once per config)")
+        log.info("diffusion prior: loading from cache or training (once per config)")
         t0 = time.perf_counter()
         prior, path, cached = load_or_train_prior(ctx.splits.train.images, cfg.diffusion, seed,
                                                   writer.logger("prior") if writer else no_log, run_dir)
@@ -601,8 +597,8 @@ def open_run(path: str | Path, command: str, cfg: VisionConfig, seed: int) -> Ru
     """
     run = RunFolder.open(path, command=command, config=to_dict(cfg), seed=seed, restart=True)
     if run.replaced is not None:
-        print(f"note: {run.path} held an unfinished run (failed or killed; vision runs keep no checkpoints); "
-              f"moved it aside to {run.replaced}", flush=True)
+        log.info(f"note: {run.path} held an unfinished run (failed or killed; vision runs keep no checkpoints); "
+                 f"moved it aside to {run.replaced}")
     return run
 
 
@@ -657,13 +653,14 @@ def check_texture_setup(trunk: Trunk, cfg: VisionConfig, textures: Mapping[str, 
 
 
 def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = None,
-            run_dir: str | Path | None = None, seed: int = 0, progress: Progress = _quiet,
+            run_dir: str | Path | None = None, seed: int = 0,
             seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """Run the thesis table over ``trunks`` and write it to a run folder.
 
     The generation side runs over ``seeds`` (:mod:`.thesis`): per seed a prior, the trunks, a
     guidance-scale sweep, few-label probes and battles; per trunk the figures with intervals,
     paired differences and two verdicts. Probe and texture columns come from the first seed.
+    Each stage is logged in one ``INFO`` line.
 
     Args:
         trunks: references: ``random``, ``random:SPEC``, ``classify``, ``autoencoder`` (trained
@@ -675,7 +672,6 @@ def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = No
             the shared ``runs/vision/cache``).
         seed: seeds trunks, heads, samplers and texture noise (not the data split) when ``seeds``
             is not given.
-        progress: receives one line per stage.
         seeds: the seeds of the generation side (``--seeds 0-4``); the first one also seeds the
             probe and texture columns. Default ``[seed]``.
 
@@ -702,13 +698,15 @@ def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = No
         raise UserError("no seeds to run; pass --seeds 0-4 (a range whose start is not above its end) or --seed N")
     cfg = config if isinstance(config, VisionConfig) else load_vision_config(config)
     with torch_threads(cfg.threads):
-        return _compare(list(trunks), cfg, run_dir, seed_list, progress, start)
+        return _compare(list(trunks), cfg, run_dir, seed_list, start)
 
 
-def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, seeds: list[int], progress: Progress,
+def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, seeds: list[int],
              start: float) -> dict[str, Any]:
+    """:func:`compare` once its arguments are checked: baselines, the seeds' generation side, one
+    row per trunk, then the report."""
     from policyshare.vision.inputs import unique_labels
-    from policyshare.vision.thesis import aggregate, check_classes, make_judges, run_seed, thesis_generation_row
+    from policyshare.vision.thesis import aggregate, check_classes, make_judges, run_seed
     from policyshare.vision.thesis_report import plot_guidance_curves, thesis_markdown
 
     seed = seeds[0]
@@ -718,21 +716,7 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
     default = (default_run_dir("vision", "compare", seed) if len(seeds) == 1
                else default_run_dir("vision", "compare", method="seeds-" + "_".join(str(s) for s in seeds)))
     run = open_run(run_dir or default, "vision compare", cfg, seed)
-    base_writer = VisionWriter(run.tb_dir / "baselines")
-    try:
-        ctx = prepare(cfg, seed, writer=base_writer, progress=progress,
-                      run_dir=run.path if run_dir is not None else None)
-        progress("baselines: unguided prior, held-out texture crops")
-        (run.path / "textures").mkdir(exist_ok=True)
-        baselines: dict[str, Any] = {
-            "judge_accuracy": ctx.judge.accuracy(ctx.splits.test.images, ctx.splits.test.labels) if ctx.judge else None,
-            "real_cas": classification_accuracy_score(ctx.splits.train.images, ctx.splits.train.labels,
-                                                      ctx.splits.test, cfg.guidance.judge_c),
-            "unguided": unguided_step(ctx, run.path, base_writer),
-            "texture": texture_baselines(ctx.textures, cfg, run.path / "textures", seed,
-                                         judges := texture_judge(cfg, ctx.textures, seed))}
-    finally:
-        base_writer.close()
+    ctx, baselines, judges = _baselines(cfg, seed, run, run_dir is not None)
     metrics: dict[str, Any] = {"command": "vision compare", "seed": seed, "seeds": seeds,
                                "trunks": dict(zip(labels, trunks)), "data": ctx.splits.describe(),
                                "guidance_scale": "best", "texture_variants": list(texture_variants(cfg)),
@@ -740,8 +724,8 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
     # The generation side over seeds: trunks, guidance sweeps, few-label probes, battles.
     gen_judges = make_judges(ctx.splits, cfg, ctx.judge)
     cache_run = run.path if run_dir is not None else None
-    seed_runs = [run_seed(trunks, labels, cfg, s, ctx.splits, gen_judges, ctx.prior if s == seed else None, cache_run,
-                          progress) for s in seeds]
+    seed_runs = [run_seed(trunks, labels, cfg, s, ctx.splits, gen_judges, ctx.prior if s == seed else None, cache_run)
+                 for s in seeds]
     first = seed_runs[0]
     per_seed = [r.result for r in seed_runs]
     metrics["thesis"] = aggregate(per_seed, labels, cfg)
@@ -753,31 +737,11 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
     trunk_seconds: dict[str, float] = {}
     for label, ref in zip(labels, trunks):
         t0 = time.perf_counter()
-        out_dir = run.path / label
-        out_dir.mkdir(parents=True, exist_ok=True)
-        writer = VisionWriter(run.tb_dir / label)
-        try:
-            trunk = first.trunks[label]  # the first seed's trunk (classify: trained on thesis.pretrain_classes)
-            progress(f"{label}: linear probe")
-            row: dict[str, Any] = {"ref": ref, "spec": trunk.spec.to_dict()["name"],
-                                   "activation": trunk.spec.activation,
-                                   "source": (trunk.header or {}).get("source", {})}
-            row["probe"] = probe_step(trunk, ctx, writer)
-            row["generate"] = thesis_generation_row(metrics["thesis"], first.result["trunks"][label], label)
-            if label in first.best_samples:
-                image = samples_grid(first.best_samples[label], target_names)
-                save_png(out_dir / "samples.png", image)
-                writer.image("generate/samples", image)
-            writer.scalar("generate/accuracy", row["generate"]["accuracy"])
-            writer.scalar("generate/cas", row["generate"]["cas"])
-            progress(f"{label}: texture synthesis")
-            row["texture"] = texture_step(trunk, cfg, ctx.textures, out_dir, writer, seed=seed, judges=judges)
-        finally:
-            writer.close()
+        row = _trunk_row(label, ref, first, ctx, metrics["thesis"], run, target_names, judges)
         seconds = round(time.perf_counter() - t0, 1)
         trunk_seconds[label] = seconds
         metrics["results"][label] = row
-        progress(f"{label}: probe {row['probe']['accuracy']:.3f}, guided {row['generate']['accuracy']:.3f}, "
+        log.info(f"{label}: probe {row['probe']['accuracy']:.3f}, guided {row['generate']['accuracy']:.3f}, "
                  f"CAS {row['generate']['cas']:.3f} ({seconds:.0f} s)")
     from policyshare.io import atomic_write_json, atomic_write_text
 
@@ -791,3 +755,57 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
     metrics["run_dir"] = str(run.path)
     metrics["timing"] = timing
     return metrics
+
+
+def _baselines(cfg: VisionConfig, seed: int, run: RunFolder, cache_in_run: bool
+               ) -> tuple[Context, dict[str, Any], dict[str, tuple[TextureJudge, dict[str, Any]]]]:
+    """The shared context (data, judge, prior, textures) and the baselines every trunk is read
+    against — the judge's accuracy on real test digits, the real data's classification accuracy
+    score, the unguided prior, held-out texture crops: ``(context, baselines, texture judges)``."""
+    base_writer = VisionWriter(run.tb_dir / "baselines")
+    try:
+        ctx = prepare(cfg, seed, writer=base_writer, run_dir=run.path if cache_in_run else None)
+        log.info("baselines: unguided prior, held-out texture crops")
+        (run.path / "textures").mkdir(exist_ok=True)
+        baselines: dict[str, Any] = {
+            "judge_accuracy": ctx.judge.accuracy(ctx.splits.test.images, ctx.splits.test.labels) if ctx.judge else None,
+            "real_cas": classification_accuracy_score(ctx.splits.train.images, ctx.splits.train.labels,
+                                                      ctx.splits.test, cfg.guidance.judge_c),
+            "unguided": unguided_step(ctx, run.path, base_writer),
+            "texture": texture_baselines(ctx.textures, cfg, run.path / "textures", seed,
+                                         judges := texture_judge(cfg, ctx.textures, seed))}
+    finally:
+        base_writer.close()
+    return ctx, baselines, judges
+
+
+def _trunk_row(label: str, ref: str, first: Any, ctx: Context, thesis: Mapping[str, Any], run: RunFolder,
+               target_names: list[str], judges: Mapping[str, tuple[TextureJudge, Mapping[str, Any]]]
+               ) -> dict[str, Any]:
+    """One trunk's row of the table, from the first seed's trunk: linear probe, the thesis's
+    generation figures (best guidance scale, samples), texture synthesis; written under
+    ``<run>/<label>/`` and its TensorBoard run."""
+    from policyshare.vision.thesis import thesis_generation_row
+
+    out_dir = run.path / label
+    out_dir.mkdir(parents=True, exist_ok=True)
+    writer = VisionWriter(run.tb_dir / label)
+    try:
+        trunk = first.trunks[label]  # the first seed's trunk (classify: trained on thesis.pretrain_classes)
+        log.info(f"{label}: linear probe")
+        row: dict[str, Any] = {"ref": ref, "spec": trunk.spec.to_dict()["name"],
+                               "activation": trunk.spec.activation,
+                               "source": (trunk.header or {}).get("source", {})}
+        row["probe"] = probe_step(trunk, ctx, writer)
+        row["generate"] = thesis_generation_row(thesis, first.result["trunks"][label], label)
+        if label in first.best_samples:
+            image = samples_grid(first.best_samples[label], target_names)
+            save_png(out_dir / "samples.png", image)
+            writer.image("generate/samples", image)
+        writer.scalar("generate/accuracy", row["generate"]["accuracy"])
+        writer.scalar("generate/cas", row["generate"]["cas"])
+        log.info(f"{label}: texture synthesis")
+        row["texture"] = texture_step(trunk, ctx.cfg, ctx.textures, out_dir, writer, seed=ctx.seed, judges=judges)
+    finally:
+        writer.close()
+    return row
