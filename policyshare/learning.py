@@ -134,7 +134,8 @@ def stop_on_signals(interrupt: Interrupt) -> Iterator[None]:
         if interrupt.signal is not None:  # a second signal: stop now, without saving
             raise _Interrupted(name)
         interrupt.request(name)
-        log.warning(f"\n{name}: saving a checkpoint and stopping (send it again to stop at once, without saving)")
+        # INFO (stdout, hidden by -q): stderr keeps the one line that ends the command.
+        log.info(f"\n{name}: saving a checkpoint and stopping (send it again to stop at once, without saving)")
 
     in_main = threading.current_thread() is threading.main_thread()
     previous = ({s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
