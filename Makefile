@@ -1,11 +1,11 @@
 # policyshare: the two commands of the README, and their parts.
 #   make quickstart   install, then run the main job (the sharing experiment's quickstart preset)
-#   make test         install, then lint, type-check and run the fast tests
+#   make test         install, then lint, type-check, check the import layers and run the fast tests
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install quickstart test test-slow lint typecheck clean
+.PHONY: install quickstart test test-slow lint typecheck imports clean
 
 # torch==2.13.0 first: the CPU wheel that lies on disk; pyproject's bound (<2.14) then keeps
 # pip from pulling a multi-GB CUDA build.
@@ -27,11 +27,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+# The layers of pyproject.toml's [tool.importlinter]: an import that climbs back up fails.
+imports: install
+	$(BIN)/lint-imports
+
+test: lint typecheck imports
 	$(BIN)/pytest -q
 
 test-slow: install
 	$(BIN)/pytest -q -m slow
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .grimp_cache

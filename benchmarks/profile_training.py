@@ -171,7 +171,7 @@ def profile_new(algo: str, game: str, steps: int, threads: int, folder: Path,
         overrides["hyperparams"] = {"learning_starts": 1000}
     overrides = deep_merge(overrides, parse_overrides(sets or []))
     train(ID_OF[game], algo, timesteps=steps, seed=0, run_dir=folder / f"{algo}_{game}_{time.monotonic_ns()}",
-          overrides=overrides, quiet=True, extra_callbacks=[timers])
+          overrides=overrides, extra_callbacks=[timers])
     return timers
 
 

@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -274,47 +274,3 @@ def load_trunk_weights(target: Trunk, path: str | Path,
 def _input(spec: Mapping[str, Any]) -> str:
     """``CxHxW`` of a trunk spec's input."""
     return f"{spec.get('in_channels')}x{spec.get('height')}x{spec.get('width')}"
-
-
-# --------------------------------------------------------------------------------------------
-# Wave-1 shim, removed in wave 2: names that moved out of this module, still importable from it
-# for the modules being restructured in parallel (progressive, distill, experiment, report, …).
-
-from policyshare.io import (  # noqa: E402,F401  (wave-1 shim, removed in wave 2)
-    TMP_SUFFIX,
-    atomic_write_json,
-    atomic_write_text,
-    json_ready,
-    read_json,
-    remove_stale_temporaries,
-)
-
-if TYPE_CHECKING:  # the names below, for type checkers (wave-1 shim, removed in wave 2)
-    from policyshare.algos import ALGOS, algo_class  # noqa: F401
-    from policyshare.sb3_files import (  # noqa: F401
-        SAFE_EXTRACTORS,
-        SB3_HEADER,
-        extractor_header,
-        load_sb3,
-        load_sb3_safe,
-        read_sb3_header,
-        save_sb3,
-    )
-
-#: Names now in :mod:`policyshare.sb3_files` and :mod:`policyshare.algos` (which import this
-#: module, hence looked up on first use, PEP 562). Wave-1 shim, removed in wave 2.
-_MOVED = {"SB3_HEADER", "SAFE_EXTRACTORS", "extractor_header", "load_sb3", "load_sb3_safe",
-          "read_sb3_header", "save_sb3", "ALGOS", "algo_class"}
-
-
-def __getattr__(name: str) -> Any:
-    """The SB3-zip and algorithm names that moved out (wave-1 shim, removed in wave 2)."""
-    if name in {"ALGOS", "algo_class"}:
-        from policyshare import algos
-
-        return getattr(algos, name)
-    if name in _MOVED:
-        from policyshare import sb3_files
-
-        return getattr(sb3_files, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

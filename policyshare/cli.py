@@ -5,27 +5,53 @@ Every subcommand that writes follows one convention: ``--run-dir DIR`` chooses t
 A user error (bad flag, unknown env id, bad config, missing or corrupt checkpoint, mismatched
 shapes, a run folder that would be overwritten) prints one line on stderr and exits with
 status 2; nothing is overwritten. Ctrl-C outside a training loop prints one line and exits with
-status 130 (training loops save a checkpoint first and exit with status 2).
+status 130 (training loops save a checkpoint first and exit with status 2). The library only logs;
+``-q``/``-v``, before or after the subcommand, set the console's level once here
+(:mod:`policyshare.console`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from policyshare.console import console_logging
 from policyshare.errors import UserError
 
 Handler = Callable[[argparse.Namespace], int]
 
+log = logging.getLogger(__name__)
+
 
 class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line and exit status 2."""
+    """An ``ArgumentParser`` whose errors are one line and exit status 2, and which takes the
+    verbosity flags ``-q``/``-v`` (:func:`_add_verbosity`) before or after any subcommand."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_verbosity(self)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    """``-q``/``--quiet`` and ``-v``/``--verbose``: the console's log level (:mod:`policyshare.console`).
+
+    Unset flags leave ``log_level`` absent (``SUPPRESS``), so a flag given before the subcommand
+    is not undone by the subcommand's parser.
+    """
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", dest="log_level", action="store_const", const=logging.WARNING,
+                       default=argparse.SUPPRESS,
+                       help="only warnings and errors: no progress lines, progress bars or summaries")
+    group.add_argument("-v", "--verbose", dest="log_level", action="store_const", const=logging.DEBUG,
+                       default=argparse.SUPPRESS,
+                       help="also debug lines, and the progress of the runs a command starts inside itself")
 
 
 def _add_run_options(p: argparse.ArgumentParser, seeds: bool = False) -> None:
@@ -64,7 +90,6 @@ def _train_parser(sub: Any) -> None:
                    help="initialise the trunk from a trunk file (trunk.safetensors, or a distilled "
                    "student.safetensors: its trunk); heads start fresh")
     p.add_argument("--freeze-trunk", action="store_true", help="keep the initialised trunk fixed")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     _add_run_options(p)
     p.set_defaults(handler=_cmd_train)
 
@@ -75,7 +100,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
     train(a.env, a.algo, config=a.config, timesteps=a.timesteps, seed=a.seed, run_dir=a.run_dir,
           overrides=parse_overrides(a.overrides), resume=a.resume, init_trunk=a.init_trunk,
-          freeze_trunk=a.freeze_trunk, quiet=a.quiet)
+          freeze_trunk=a.freeze_trunk)
     return 0
 
 
@@ -158,7 +183,6 @@ def _distill_parser(sub: Any) -> None:
                    help="env steps per task the student acts for (default: from the config)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set tau=0.5 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress or summary")
     _add_safe_option(p, "teachers")
     _add_run_options(p)
     p.set_defaults(handler=_cmd_distill)
@@ -169,7 +193,7 @@ def _cmd_distill(a: argparse.Namespace) -> int:
     from policyshare.distill import distill
 
     distill(a.teachers, config=a.config, steps=a.steps, seed=a.seed, run_dir=a.run_dir,
-            overrides=parse_overrides(a.overrides), resume=a.resume, quiet=a.quiet, safe=a.safe)
+            overrides=parse_overrides(a.overrides), resume=a.resume, safe=a.safe)
     return 0
 
 
@@ -196,7 +220,6 @@ def _multitask_parser(sub: Any) -> None:
                    "expert budgets in configs/ppo.yaml summed)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set n_envs=4 or --set trunk.alignment=stem (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     _add_run_options(p)
     p.set_defaults(handler=_cmd_multitask)
 
@@ -206,7 +229,7 @@ def _cmd_multitask(a: argparse.Namespace) -> int:
     from policyshare.multitask import multitask
 
     multitask(a.tasks, config=a.config, timesteps=a.timesteps, seed=a.seed, run_dir=a.run_dir,
-              overrides=parse_overrides(a.overrides), resume=a.resume, quiet=a.quiet)
+              overrides=parse_overrides(a.overrides), resume=a.resume)
     return 0
 
 
@@ -234,7 +257,6 @@ def _transfer_parser(sub: Any) -> None:
     p.add_argument("--freeze-trunk", action="store_true", help="keep the loaded trunk fixed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key of every run, e.g. --set eval.freq=25000 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress or summary")
     _add_run_options(p, seeds=True)
     p.set_defaults(handler=_cmd_transfer)
 
@@ -246,7 +268,7 @@ def _cmd_transfer(a: argparse.Namespace) -> int:
 
     transfer(a.trunk, a.env, algo=a.algo, config=a.config, timesteps=a.timesteps,
              seeds=parse_seeds(a.seeds), freeze_trunk=a.freeze_trunk, run_dir=a.run_dir,
-             overrides=parse_overrides(a.overrides), resume=a.resume, quiet=a.quiet)
+             overrides=parse_overrides(a.overrides), resume=a.resume)
     return 0
 
 
@@ -293,7 +315,6 @@ def _progressive_parser(sub: Any) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set adapter.alpha_init=0.1 or "
                    "--set train.eval.freq=5000 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines or summary")
     _add_safe_option(p, "--init-from")
     _add_run_options(p, seeds=True)
     p.set_defaults(handler=_cmd_progressive)
@@ -307,8 +328,7 @@ def _cmd_progressive(a: argparse.Namespace) -> int:
     controls = None if a.controls is None else [c for c in a.controls if c != "none"]
     run_progressive(a.tasks, config=a.config, algo=a.algo, timesteps=a.timesteps,
                     seeds=parse_seeds(a.seeds), run_dir=a.run_dir, init_from=a.init_from,
-                    controls=controls, overrides=parse_overrides(a.overrides), resume=a.resume,
-                    quiet=a.quiet, safe=a.safe)
+                    controls=controls, overrides=parse_overrides(a.overrides), resume=a.resume, safe=a.safe)
     return 0
 
 
@@ -454,8 +474,7 @@ def _tune_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of every trial and of the sampler (default: 0)")
     p.add_argument("--run-dir", default=None, metavar="DIR",
                    help="tune folder, which must not exist yet (default: runs/tune/<env>__<algo>)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.set_defaults(handler=_cmd_tune)
+    p.set_defaults(handler=_cmd_tune, info_to_stderr=True)  # stdout carries the YAML alone
 
 
 def _cmd_tune(a: argparse.Namespace) -> int:
@@ -463,12 +482,10 @@ def _cmd_tune(a: argparse.Namespace) -> int:
     from policyshare.tune import tune
 
     result = tune(a.env, a.algo, trials=a.trials, timesteps=a.timesteps, address=a.address, space=a.space,
-                  config=a.config, overrides=parse_overrides(a.overrides), seed=a.seed, run_dir=a.run_dir,
-                  quiet=a.quiet)
+                  config=a.config, overrides=parse_overrides(a.overrides), seed=a.seed, run_dir=a.run_dir)
     print(result.best_yaml, end="", flush=True)
-    if not a.quiet:
-        print(f"best: {result.best.name}; every trial: {result.root / 'summary.json'}; this config: "
-              f"{result.root / 'best.yaml'}", file=sys.stderr)
+    log.info(f"best: {result.best.name}; every trial: {result.root / 'summary.json'}; this config: "
+             f"{result.root / 'best.yaml'}")
     return 0
 
 
@@ -523,8 +540,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     _limit_threads()
+    # stdout of `tune` and of `--json` is data: their progress lines go to stderr.
+    info_to_stderr = bool(getattr(args, "info_to_stderr", False) or getattr(args, "json", False))
     try:
-        return handler(args)
+        with console_logging(getattr(args, "log_level", logging.INFO), info_to_stderr):
+            return handler(args)
     except UserError as e:
         from policyshare.errors import Interrupted
 

@@ -14,15 +14,12 @@ whole rollouts (:func:`trained_timesteps`); ``--resume`` continues an interrupte
 from __future__ import annotations
 
 import errno
+import logging
 import shlex
-import signal
-import sys
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal
 
 import pydantic
@@ -38,16 +35,7 @@ from policyshare.algos import (
     features_extractors,
     load_trunk_into,
 )
-from policyshare.callbacks import (
-    AtomicCheckpoint,
-    FiniteGuard,
-    Interrupt,
-    PeriodicEvaluation,
-    TrainingInterrupted,
-    checkpoint_step,
-    load_replay,
-    trim_curve,
-)
+from policyshare.callbacks import checkpoint_step, load_replay, trim_curve
 from policyshare.checkpoints import save_trunk
 from policyshare.config import (
     SETTINGS,
@@ -58,14 +46,18 @@ from policyshare.config import (
     read_settings,
     to_dict,
 )
+from policyshare.console import shows_progress
 from policyshare.envs import Suite, check_env_id, check_vec_env, make_vec_env
-from policyshare.errors import CheckpointError, NumericalError, UserError
+from policyshare.errors import CheckpointError, UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, EvalResult, evaluate, random_return
 from policyshare.io import atomic_write_json, remove_stale_temporaries
+from policyshare.learning import learn
 from policyshare.logs import open_logger, restore_pending, silence_writer_thread_errors
 from policyshare.paths import default_config
 from policyshare.runs import RunFolder, default_run_dir
 from policyshare.sb3_files import extractor_header, load_sb3, read_sb3_header, save_sb3
+
+log = logging.getLogger(__name__)
 
 
 @pydantic.dataclasses.dataclass(config=SETTINGS)
@@ -173,12 +165,6 @@ class TrainResult:
     model: Any = None
 
 
-def latest_checkpoint(run: RunFolder) -> Path | None:
-    """The newest ``ckpt_<step>.zip`` of a run, or ``None``."""
-    ckpts = sorted(run.checkpoints_dir.glob("ckpt_*.zip"), key=checkpoint_step)
-    return ckpts[-1] if ckpts else None
-
-
 def rollout_size(algo: str, n_envs: int, params: Any) -> int:
     """Env steps SB3 collects between two updates: the granularity of a run's step count.
 
@@ -197,12 +183,12 @@ def trained_timesteps(requested: int, size: int) -> int:
     return -(-requested // size) * size
 
 
-def resume_point(run: RunFolder, quiet: bool = False) -> tuple[Path | None, dict[str, Any]]:
+def resume_point(run: RunFolder) -> tuple[Path | None, dict[str, Any]]:
     """The file a resumed run continues from, and its verified header.
 
     The newest of the run's ``ckpt_<step>.zip`` and its final ``model.zip`` (written before the
     final evaluation) whose checksum verifies. A file that fails verification is skipped with a
-    note on stderr, so a damaged newest checkpoint costs the steps since the one before.
+    warning (a note on stderr), so a damaged newest checkpoint costs the steps since the one before.
 
     Returns:
         ``(path, header)``, or ``(None, {})`` when there is none (the run restarts from step 0).
@@ -214,14 +200,12 @@ def resume_point(run: RunFolder, quiet: bool = False) -> tuple[Path | None, dict
         try:
             candidates.append((int(read_sb3_header(final).get("timesteps", -1)), final))
         except CheckpointError as e:
-            if not quiet:
-                print(f"note: not resuming from {final}: {e}", file=sys.stderr)
+            log.warning(f"note: not resuming from {final}: {e}")
     for _, path in sorted(candidates, key=lambda c: c[0], reverse=True):
         try:
             return path, read_sb3_header(path)
         except CheckpointError as e:
-            if not quiet:
-                print(f"note: skipping {path}: {e}", file=sys.stderr)
+            log.warning(f"note: skipping {path}: {e}")
     return None, {}
 
 
@@ -249,20 +233,24 @@ def check_same_config(run: RunFolder, resolved: Mapping[str, Any]) -> None:
 _WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 
 
-class _Interrupted(Exception):
-    """A second SIGINT/SIGTERM: stop at once."""
-
-
 def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
           timesteps: int | None = None, seed: int = 0, run_dir: str | Path | None = None,
           overrides: Mapping[str, Any] | None = None, resume: bool = False,
           init_trunk: str | Path | None = None, freeze_trunk: bool = False,
-          run_name: str | None = None, quiet: bool = False,
+          run_name: str | None = None,
           model_factory: Callable[[Any, TrainConfig, Any, Suite, int], Any] | None = None,
           extra_callbacks: Sequence[Any] = (),
           extra_config: Mapping[str, Any] | None = None,
           on_evaluation: Callable[[int, EvalResult], None] | None = None) -> TrainResult:
     """Train one policy on one env and write a complete run folder.
+
+    Three steps: :func:`_prepare` (the config, the run folder, the env and the model — new, or
+    loaded from the resume point), :func:`~policyshare.learning.learn` (``model.learn`` with periodic evaluation,
+    checkpoints, the finite-value guard and SIGINT/SIGTERM handling) and :func:`_finish` (the
+    final model and trunk, the final and random-policy evaluations, ``metrics.json``). Progress
+    and the summary are logged (``policyshare.train``, ``INFO``); SB3's progress bar is drawn when
+    those records are shown (:func:`~policyshare.console.shows_progress`) and the config's
+    ``progress_bar`` is on.
 
     Args:
         env_id: Gymnasium id of a suite (``MinAtar/Breakout-v1``, ``ALE/Pong-v5`` …).
@@ -279,7 +267,6 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         init_trunk: a trunk file whose weights initialise the trunk (fresh heads).
         freeze_trunk: keep the initialised trunk fixed (excluded from the optimizer).
         run_name: label recorded in ``metrics.json`` (method name for comparisons).
-        quiet: no progress bar or prints.
         model_factory: builds the SB3 model of a new run instead of
             :func:`~policyshare.algos.build_model`, called as ``(env, config, hyperparams,
             suite, seed)`` (e.g. a progressive column); a resumed run loads its checkpoint.
@@ -303,6 +290,69 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         CheckpointError: a corrupt checkpoint or replay memory, a failed write (the previous
             checkpoint is kept).
     """
+    cfg, params, suite, resolved = _configure(env_id, algo, config, timesteps, overrides, seed, init_trunk,
+                                              freeze_trunk, extra_config)
+    new_model = partial(_new_model, algo, cfg=cfg, params=params, suite=suite, seed=seed, init_trunk=init_trunk,
+                        freeze_trunk=freeze_trunk, model_factory=model_factory)
+    env, run, fresh = _open_run(Path(run_dir or default_run_dir("train", env_id, seed, algo)), resolved, cfg,
+                                env_id, seed, resume, new_model)
+    restore_excepthook = silence_writer_thread_errors()
+    try:
+        s = _prepare(_Session(env_id, algo, seed, cfg, params, run, env, fresh, resolved, freeze_trunk),
+                     resume, new_model)
+        evaluator, train_wall, trained_steps = learn(
+            s.model, run, env_id=env_id, algo=algo, seed=seed, header=s.header, target=s.target,
+            from_checkpoint=s.ckpt is not None, eval_freq=cfg.eval.freq, eval_episodes=cfg.eval.episodes,
+            checkpoint_freq=cfg.checkpoint_freq, progress_bar=cfg.progress_bar and shows_progress(log),
+            extra_callbacks=extra_callbacks, on_evaluation=on_evaluation)
+        return _finish(s, evaluator, train_wall, trained_steps, run_name, init_trunk)
+    except OSError as e:
+        # Checkpoints and metrics report failed writes themselves (CheckpointError); this catches
+        # the logs (TensorBoard events, progress.csv) written through SB3.
+        if e.errno not in _WRITE_ERRORS:
+            raise
+        raise CheckpointError(f"could not write {e.filename or f'the logs in {run.tb_dir}'}: "
+                              f"{e.strerror or e}; free space or fix permissions, then continue with "
+                              "--resume (checkpoints are kept)") from e
+    finally:
+        restore_excepthook()
+        run.release()  # another process may resume the folder now
+
+
+@dataclass
+class _Session:
+    """One run of :func:`train` between its steps: settings, open run folder, env and model.
+
+    ``model`` is the fresh model of a new run until :func:`_prepare` settles it (or loads the
+    resume point, ``ckpt``); ``header`` is what every SB3 zip of the run records.
+    """
+
+    env_id: str
+    algo: str
+    seed: int
+    cfg: TrainConfig
+    params: Any
+    run: RunFolder
+    env: Any
+    model: Any
+    resolved: dict[str, Any]
+    freeze_trunk: bool
+    header: dict[str, Any] = field(default_factory=dict)
+    target: int = 0
+    ckpt: Path | None = None
+
+
+def _configure(env_id: str, algo: str, config: str | Path | None, timesteps: int | None,
+               overrides: Mapping[str, Any] | None, seed: int, init_trunk: str | Path | None,
+               freeze_trunk: bool, extra_config: Mapping[str, Any] | None
+               ) -> tuple[TrainConfig, Any, Suite, dict[str, Any]]:
+    """The run's settings, checked before anything is built: ``(config, hyperparams, suite, resolved)``,
+    ``resolved`` being what ``config.yaml`` records.
+
+    Raises:
+        UserError: unknown algorithm or env, bad config, ``timesteps <= 0``, a vec-env the env has
+            none of, ``freeze_trunk`` without ``init_trunk``.
+    """
     if algo not in ALGOS:
         raise UserError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
     suite: Suite = check_env_id(env_id)
@@ -319,193 +369,116 @@ def train(env_id: str, algo: str = "ppo", *, config: str | Path | None = None,
         resolved["init_trunk"] = str(init_trunk)
         resolved["freeze_trunk"] = freeze_trunk
     resolved.update(extra_config or {})
-    folder = Path(run_dir or default_run_dir("train", env_id, seed, algo))
+    return cfg, params, suite, resolved
+
+
+def _open_run(folder: Path, resolved: dict[str, Any], cfg: TrainConfig, env_id: str, seed: int, resume: bool,
+              new_model: Callable[[Any], Any]) -> tuple[Any, RunFolder, Any]:
+    """The training envs, the open (locked) run folder and, for a new run, its model: ``(env, run, model)``.
+
+    A new run's network is built, and its trunk file loaded, before its folder opens: what does
+    not fit is refused without writing anything (a resumed run loads its checkpoint later).
+
+    Raises:
+        UserError: a resume with other settings (:func:`check_same_config`), a folder that would
+            be overwritten or is in use, a network or trunk file that does not fit.
+    """
     if resume:
         check_same_config(RunFolder(folder), resolved)
     torch.set_num_threads(cfg.torch_threads)
     env = make_vec_env(env_id, cfg.n_envs, seed, cfg.vec_env)
     try:
-        # A new run's network is built, and its trunk file loaded, before its folder opens: what
-        # does not fit is refused without writing anything (a resumed run loads its checkpoint).
-        fresh = None if resume else _new_model(algo, env, cfg, params, suite, seed, init_trunk,
-                                               freeze_trunk, model_factory)
+        fresh = None if resume else new_model(env)
         run = RunFolder.open(folder, command="train", config=resolved, seed=seed, resume=resume)
     except BaseException:
         env.close()
         raise
-    restore_excepthook = silence_writer_thread_errors()
-    try:
-        header = {"format": "policyshare.sb3", "algo": algo, "env_id": env_id, "seed": seed,
-                  "run": str(run.path), "trunk": resolved["trunk"], "policy": resolved["policy"]}
-        target = trained_timesteps(cfg.timesteps, rollout_size(algo, cfg.n_envs, params))
-        if target != cfg.timesteps and not quiet and not resume:
-            print(f"note: {algo.upper()} collects {rollout_size(algo, cfg.n_envs, params)} env steps per "
-                  f"rollout, so this run trains {target} env steps ({cfg.timesteps} rounded up)")
-
-        ckpt, ckpt_header = resume_point(run, quiet) if resume else (None, {})
-        if ckpt is not None:
-            model, _ = load_sb3(ckpt, env=env, device=cfg.device)
-            if freeze_trunk:
-                _freeze_trunk(model)
-            if algo == "dqn" and ckpt.parent == run.checkpoints_dir:
-                load_replay(model, ckpt, ckpt_header)
-            # Fresh, reproducible random streams from the resume point (envs restart their episodes).
-            model.set_random_seed(seed + model.num_timesteps)
-        else:
-            model = fresh if fresh is not None else _new_model(
-                algo, env, cfg, params, suite, seed, init_trunk, freeze_trunk, model_factory)
-        # Another extractor than the trunk (a progressive column): its layout, for `--safe` loads.
-        header.update(extractor_header(model.policy))
-        resume_step = int(model.num_timesteps) if resume else None
-        if resume_step is not None:
-            # Cut what a killed run logged or evaluated after the state it continues from.
-            for d in (run.path, run.checkpoints_dir, run.tb_dir):
-                remove_stale_temporaries(d)
-            trim_curve(run.path / "evaluations.json", resume_step)
-            if not quiet:
-                print(f"resuming {run.path} at env step {resume_step}"
-                      + (f" from {ckpt}" if ckpt is not None else " (no checkpoint yet: from the start)"))
-        model.set_logger(open_logger(run.tb_dir, resume_step))
-        restore_pending(model.logger, ckpt_header.get("pending_log"))
-
-        guard = FiniteGuard()
-        callbacks: list[Any] = [guard, *extra_callbacks]
-        evaluator = None
-        if cfg.eval.freq > 0:
-            evaluator = PeriodicEvaluation(env_id, cfg.eval.freq, cfg.eval.episodes,
-                                           seed + EVAL_SEED_OFFSET, run.path / "evaluations.json",
-                                           run.path / "best_model.zip", header, on_evaluation)
-            callbacks.append(evaluator)
-        interrupt = Interrupt()
-        checkpointer = AtomicCheckpoint(run.checkpoints_dir, cfg.checkpoint_freq, header,
-                                        save_replay_buffer=algo == "dqn", interrupt=interrupt)
-        callbacks.append(checkpointer)
-
-        remaining = target - model.num_timesteps  # whole rollouts: the progress bar ends at its total
-        start_step = int(model.num_timesteps)
-        started = time.perf_counter()
-
-        def _request_stop(signum: int, frame: FrameType | None) -> None:
-            name = signal.Signals(signum).name
-            if interrupt.signal is not None:  # a second signal: stop now, without saving
-                raise _Interrupted(name)
-            interrupt.request(name)
-            if not quiet:
-                print(f"\n{name}: saving a checkpoint and stopping (send it again to stop at once, "
-                      "without saving)", file=sys.stderr, flush=True)
-
-        # Signal handlers can only be set in the main thread; a run inside a worker thread (a Ray
-        # Tune trial) is stopped by its executor instead, and resumes from its last checkpoint.
-        in_main = threading.current_thread() is threading.main_thread()
-        previous = ({s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-                    if in_main else {})
-        try:
-            if remaining > 0:
-                model.learn(remaining, callback=callbacks, reset_num_timesteps=ckpt is None,
-                            progress_bar=cfg.progress_bar and not quiet, tb_log_name="")
-            if interrupt.signal is not None:  # arrived during the last update: training is complete
-                checkpointer.init_callback(model)
-                raise TrainingInterrupted(interrupt.signal, checkpointer.save(), model.num_timesteps)
-        except TrainingInterrupted as e:
-            raise UserError(f"interrupted ({e.signal}) at env step {e.step}; saved {e.path}; continue "
-                            "with the same command and --resume") from None
-        except (_Interrupted, KeyboardInterrupt) as e:
-            last = latest_checkpoint(run)
-            raise UserError(f"interrupted again ({e or 'SIGINT'}) at env step {model.num_timesteps} "
-                            f"before a checkpoint was saved; the last checkpoint is "
-                            f"{last or 'none (the run restarts)'}; continue with the same command and "
-                            "--resume") from None
-        except NumericalError as e:
-            raise NumericalError(_numerical_advice(str(e), run)) from None
-        except (ValueError, RuntimeError) as e:
-            # A policy whose outputs overflowed fails inside SB3 (e.g. Categorical(logits=nan)).
-            if not _diverged(model, e):
-                raise
-            losses = ", ".join(f"{k} = {v:.4g}" for k, v in sorted(guard.last_losses.items())
-                               if "loss" in k) or "none logged yet"
-            raise NumericalError(_numerical_advice(
-                f"training stopped at env step {model.num_timesteps}: the network's outputs became NaN "
-                f"or infinite during an update (largest parameter magnitude {_max_abs(model):.3g}; last "
-                f"losses: {losses})", run)) from None
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-        train_wall = time.perf_counter() - started
-        trained_steps = int(model.num_timesteps) - start_step
-
-        model_path = save_sb3(model, run.path / "model.zip", {**header, "timesteps": model.num_timesteps})
-        extractor: Any = features_extractors(model)[0]  # a TrunkExtractor (or a progressive one)
-        trunk_path = save_trunk(extractor.trunk, run.path / "trunk.safetensors",
-                                alignment=extractor.alignment.describe(),
-                                observation_shape=tuple(env.observation_space.shape),
-                                source={"run": str(run.path), "env_id": env_id, "algo": algo,
-                                        "seed": seed, "timesteps": model.num_timesteps})
-        env.close()
-        if evaluator is not None and (not evaluator.curve["timesteps"]
-                                      or evaluator.curve["timesteps"][-1] < model.num_timesteps):
-            if getattr(evaluator, "model", None) is None:  # learn() did not run (resumed from the final model)
-                evaluator.init_callback(model)
-            evaluator.run_evaluation()
-        final = evaluate(model, env_id, cfg.eval.final_episodes, seed + EVAL_SEED_OFFSET)
-        rand = random_return(env_id, cfg.eval.random_episodes, seed + EVAL_SEED_OFFSET)
-        metrics = {
-            "env_id": env_id, "algo": algo, "seed": seed, "run_name": run_name or algo,
-            "timesteps": int(model.num_timesteps),
-            "timesteps_requested": cfg.timesteps,
-            "eval_episodes": cfg.eval.final_episodes,
-            "eval_mean_return": final.mean, "eval_std_return": final.std,
-            "eval_returns": final.returns,
-            "random_mean_return": rand.mean, "random_std_return": rand.std,
-            "n_parameters": sum(p.numel() for p in model.policy.parameters()),
-            "trunk_parameters": extractor.trunk.n_parameters(),
-            "init_trunk": str(init_trunk) if init_trunk else None,
-            "freeze_trunk": freeze_trunk,
-        }
-        # Wall-clock figures live apart from metrics.json, which is identical across reruns (CPU).
-        atomic_write_json(run.path / "timing.json", {
-            "train_wall_s": round(train_wall, 3), "env_steps_trained": trained_steps,
-            "train_steps_per_s": round(trained_steps / train_wall, 1) if train_wall > 0 else None})
-        run.write_metrics(metrics)
-        if not quiet:
-            print(f"{env_id} {algo} seed {seed}: eval return {final.mean:.2f} ± {final.std:.2f} over "
-                  f"{cfg.eval.final_episodes} episodes (random policy {rand.mean:.2f})")
-            print(f"run folder:   {run.path}")
-            print(f"checkpoint:   {model_path}  (stable_baselines3.{algo.upper()}.load works)")
-            print(f"trunk:        {trunk_path}  (policyshare.load_trunk)")
-            print(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(run.tb_dir))}")
-        return TrainResult(run.path, model_path, trunk_path, metrics, model)
-    except OSError as e:
-        # Checkpoints and metrics report failed writes themselves (CheckpointError); this catches
-        # the logs (TensorBoard events, progress.csv) written through SB3.
-        if e.errno not in _WRITE_ERRORS:
-            raise
-        raise CheckpointError(f"could not write {e.filename or f'the logs in {run.tb_dir}'}: "
-                              f"{e.strerror or e}; free space or fix permissions, then continue with "
-                              "--resume (checkpoints are kept)") from e
-    finally:
-        restore_excepthook()
-        run.release()  # another process may resume the folder now
+    return env, run, fresh
 
 
-def _numerical_advice(message: str, run: RunFolder) -> str:
-    last = latest_checkpoint(run)
-    kept = (f"the last good checkpoint {last} is kept (continue from it with --resume, or lower "
-            "the learning rate in a new run)" if last is not None else
-            "no checkpoint was written yet; lower the learning rate and start again")
-    return f"{message}; {kept}"
+def _prepare(s: _Session, resume: bool, new_model: Callable[[Any], Any]) -> _Session:
+    """Settle the model: the resume point's (:func:`resume_point`) or the new one; cut what a killed
+    run logged after that point; open the TensorBoard logger. Returns ``s``, completed."""
+    cfg, run = s.cfg, s.run
+    s.header = {"format": "policyshare.sb3", "algo": s.algo, "env_id": s.env_id, "seed": s.seed,
+                "run": str(run.path), "trunk": s.resolved["trunk"], "policy": s.resolved["policy"]}
+    size = rollout_size(s.algo, cfg.n_envs, s.params)
+    s.target = trained_timesteps(cfg.timesteps, size)
+    if s.target != cfg.timesteps and not resume:
+        log.info(f"note: {s.algo.upper()} collects {size} env steps per rollout, so this run trains "
+                 f"{s.target} env steps ({cfg.timesteps} rounded up)")
+    s.ckpt, ckpt_header = resume_point(run) if resume else (None, {})
+    if s.ckpt is not None:
+        s.model, _ = load_sb3(s.ckpt, env=s.env, device=cfg.device)
+        if s.freeze_trunk:
+            _freeze_trunk(s.model)
+        if s.algo == "dqn" and s.ckpt.parent == run.checkpoints_dir:
+            load_replay(s.model, s.ckpt, ckpt_header)
+        # Fresh, reproducible random streams from the resume point (envs restart their episodes).
+        s.model.set_random_seed(s.seed + s.model.num_timesteps)
+    elif s.model is None:
+        s.model = new_model(s.env)
+    # Another extractor than the trunk (a progressive column): its layout, for `--safe` loads.
+    s.header.update(extractor_header(s.model.policy))
+    resume_step = int(s.model.num_timesteps) if resume else None
+    if resume_step is not None:
+        # Cut what a killed run logged or evaluated after the state it continues from.
+        for d in (run.path, run.checkpoints_dir, run.tb_dir):
+            remove_stale_temporaries(d)
+        trim_curve(run.path / "evaluations.json", resume_step)
+        log.info(f"resuming {run.path} at env step {resume_step}"
+                 + (f" from {s.ckpt}" if s.ckpt is not None else " (no checkpoint yet: from the start)"))
+    s.model.set_logger(open_logger(run.tb_dir, resume_step))
+    restore_pending(s.model.logger, ckpt_header.get("pending_log"))
+    return s
 
 
-def _max_abs(model: Any) -> float:
-    return max((float(p.detach().abs().max()) for p in model.policy.parameters() if p.numel()),
-               default=0.0)
-
-
-def _diverged(model: Any, error: BaseException) -> bool:
-    """Whether ``error`` comes from a diverged network rather than from a bug."""
-    msg = str(error).lower()
-    if "invalid values" in msg or ("nan" in msg and "inf" in msg):
-        return True
-    return any(not torch.isfinite(p).all() for p in model.policy.parameters())
+def _finish(s: _Session, evaluator: Any, train_wall: float, trained_steps: int, run_name: str | None,
+            init_trunk: str | Path | None) -> TrainResult:
+    """Save the final model and trunk, close the envs, evaluate the final model (and the periodic
+    curve's last point, if missing) and the random policy, write ``timing.json`` and
+    ``metrics.json`` (which marks the run finished), and log the summary."""
+    model, run, cfg, env_id, algo, seed = s.model, s.run, s.cfg, s.env_id, s.algo, s.seed
+    model_path = save_sb3(model, run.path / "model.zip", {**s.header, "timesteps": model.num_timesteps})
+    extractor: Any = features_extractors(model)[0]  # a TrunkExtractor (or a progressive one)
+    trunk_path = save_trunk(extractor.trunk, run.path / "trunk.safetensors",
+                            alignment=extractor.alignment.describe(),
+                            observation_shape=tuple(s.env.observation_space.shape),
+                            source={"run": str(run.path), "env_id": env_id, "algo": algo,
+                                    "seed": seed, "timesteps": model.num_timesteps})
+    s.env.close()
+    if evaluator is not None and (not evaluator.curve["timesteps"]
+                                  or evaluator.curve["timesteps"][-1] < model.num_timesteps):
+        if getattr(evaluator, "model", None) is None:  # learn() did not run (resumed from the final model)
+            evaluator.init_callback(model)
+        evaluator.run_evaluation()
+    final = evaluate(model, env_id, cfg.eval.final_episodes, seed + EVAL_SEED_OFFSET)
+    rand = random_return(env_id, cfg.eval.random_episodes, seed + EVAL_SEED_OFFSET)
+    metrics = {
+        "env_id": env_id, "algo": algo, "seed": seed, "run_name": run_name or algo,
+        "timesteps": int(model.num_timesteps),
+        "timesteps_requested": cfg.timesteps,
+        "eval_episodes": cfg.eval.final_episodes,
+        "eval_mean_return": final.mean, "eval_std_return": final.std,
+        "eval_returns": final.returns,
+        "random_mean_return": rand.mean, "random_std_return": rand.std,
+        "n_parameters": sum(p.numel() for p in model.policy.parameters()),
+        "trunk_parameters": extractor.trunk.n_parameters(),
+        "init_trunk": str(init_trunk) if init_trunk else None,
+        "freeze_trunk": s.freeze_trunk,
+    }
+    # Wall-clock figures live apart from metrics.json, which is identical across reruns (CPU).
+    atomic_write_json(run.path / "timing.json", {
+        "train_wall_s": round(train_wall, 3), "env_steps_trained": trained_steps,
+        "train_steps_per_s": round(trained_steps / train_wall, 1) if train_wall > 0 else None})
+    run.write_metrics(metrics)
+    log.info(f"{env_id} {algo} seed {seed}: eval return {final.mean:.2f} ± {final.std:.2f} over "
+             f"{cfg.eval.final_episodes} episodes (random policy {rand.mean:.2f})")
+    log.info(f"run folder:   {run.path}")
+    log.info(f"checkpoint:   {model_path}  (stable_baselines3.{algo.upper()}.load works)")
+    log.info(f"trunk:        {trunk_path}  (policyshare.load_trunk)")
+    log.info(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(run.tb_dir))}")
+    return TrainResult(run.path, model_path, trunk_path, metrics, model)
 
 
 def _new_model(algo: str, env: Any, cfg: TrainConfig, params: Any, suite: Suite, seed: int,

@@ -27,6 +27,7 @@ by run name, so ``tensorboard --logdir <root>`` overlays them. A resumed experim
 from __future__ import annotations
 
 import hashlib
+import logging
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from typing import Any
 from policyshare.checkpoints import read_trunk_file
 from policyshare.comparison import markdown_table, mean_over_seeds, plot_curves, read_runs, transfer_summary
 from policyshare.config import check_seeds, to_dict
+from policyshare.console import inner_run
 from policyshare.envs import check_env_id, make_vec_env
 from policyshare.errors import CheckpointError, ConfigError, UserError
 from policyshare.io import atomic_write_json, atomic_write_text, slug
@@ -43,6 +45,8 @@ from policyshare.methods import FINETUNE, FROZEN, SCRATCH
 from policyshare.metrics import format_interval, format_number
 from policyshare.runs import RunFolder, default_run_dir
 from policyshare.train import load_train_config, train
+
+log = logging.getLogger(__name__)
 
 
 def check_trunk_fits(trunk_file: str | Path, env_id: str, algo: str = "ppo",
@@ -103,7 +107,7 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
              config: str | Path | None = None, timesteps: int | None = None,
              seeds: Sequence[int] = (0,), freeze_trunk: bool = False,
              run_dir: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
-             resume: bool = False, quiet: bool = False) -> TransferResult:
+             resume: bool = False) -> TransferResult:
     """Train trunk-initialised and from-scratch agents per seed; report transfer %.
 
     Args:
@@ -122,7 +126,6 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
             trunk named by :func:`trunk_label`, so that two trunks never share one).
         overrides: nested config overrides (``--set``).
         resume: continue an unfinished experiment: finished sub-runs are kept as they are.
-        quiet: no prints.
 
     Returns:
         A :class:`TransferResult`; ``summary`` is also written as ``summary.json`` and
@@ -157,12 +160,12 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
         for name in (method, SCRATCH):
             sub = RunFolder(folders[name][seed])
             if not sub.finished:
-                if not quiet:
-                    print(f"training {name} seed {seed} ({budget} env steps) → {sub.path}", flush=True)
-                train(env_id, algo, config=config, timesteps=timesteps, seed=seed, run_dir=sub.path,
-                      overrides=overrides, resume=sub.meta_path.is_file(),
-                      init_trunk=None if name == SCRATCH else trunk_file,
-                      freeze_trunk=freeze_trunk and name != SCRATCH, run_name=name, quiet=True)
+                log.info(f"training {name} seed {seed} ({budget} env steps) → {sub.path}")
+                with inner_run():
+                    train(env_id, algo, config=config, timesteps=timesteps, seed=seed, run_dir=sub.path,
+                          overrides=overrides, resume=sub.meta_path.is_file(),
+                          init_trunk=None if name == SCRATCH else trunk_file,
+                          freeze_trunk=freeze_trunk and name != SCRATCH, run_name=name)
     runs = read_runs(folders)
     plot = plot_curves({m: [runs.curves[m][s] for s in seeds] for m in (method, SCRATCH)},
                        root.path / "curves.png",
@@ -179,10 +182,9 @@ def transfer(trunk_file: str | Path, env_id: str, *, algo: str = "ppo",
     atomic_write_json(root.path / "summary.json", summary)
     atomic_write_text(root.path / "report.md", report(summary))
     root.write_metrics(summary)
-    if not quiet:
-        print(report(summary))
-        print(f"experiment folder: {root.path}")
-        print(f"TensorBoard:       tensorboard --logdir {shlex.quote(str(root.path))}")
+    log.info(report(summary))
+    log.info(f"experiment folder: {root.path}")
+    log.info(f"TensorBoard:       tensorboard --logdir {shlex.quote(str(root.path))}")
     return TransferResult(root.path, summary)
 
 

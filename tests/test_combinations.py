@@ -18,8 +18,9 @@ import pytest
 import torch
 
 from policyshare.algos import features_extractors
-from policyshare.checkpoints import load_sb3, load_trunk
+from policyshare.checkpoints import load_trunk
 from policyshare.cli import main
+from policyshare.sb3_files import load_sb3
 
 SOURCE = "MinAtar/Breakout-v1"
 TARGET = "MinAtar/Asterix-v1"

@@ -369,8 +369,8 @@ def test_resume_redoes_only_unfinished_stages(student_run: Path, tmp_path: Path,
     steps = int(STUDENT_ARGS[1])
     overrides = parse_overrides(STUDENT_ARGS[3:-1:2])
     with pytest.raises(UserError, match="other settings"):
-        distill(items, steps=steps, run_dir=run, overrides={**overrides, "tau": 0.5}, resume=True, quiet=True)
-    result = distill(items, steps=steps, run_dir=run, overrides=overrides, resume=True, quiet=True)
+        distill(items, steps=steps, run_dir=run, overrides={**overrides, "tau": 0.5}, resume=True)
+    result = distill(items, steps=steps, run_dir=run, overrides=overrides, resume=True)
     for n, digest in kept.items():
         assert hashlib.sha256((run / n).read_bytes()).hexdigest() == digest, n
     assert (run / "evaluation" / "MinAtar-Breakout-v1.json").is_file()
@@ -386,7 +386,7 @@ def test_resumed_training_continues_its_logs_without_gaps_or_repeats(teachers: d
     overrides = {**parse_overrides(STUDENT_ARGS[3:-1:2]), "checkpoint_freq": 1000, "log_freq": 500,
                  "eval": {"freq": 0, "episodes": 1, "final_episodes": 1, "random_episodes": 1}}
     run = tmp_path / "run"
-    distill(items, steps=2000, run_dir=run, overrides=overrides, quiet=True)
+    distill(items, steps=2000, run_dir=run, overrides=overrides)
     tag = "distill/loss"
     full_csv, full_tb = csv_steps(run), tensorboard_steps(run, tag)
     assert full_csv == full_tb == [500, 1000, 1500, 2000]  # every log_freq env steps
@@ -396,7 +396,7 @@ def test_resumed_training_continues_its_logs_without_gaps_or_repeats(teachers: d
     newest[-1].unlink()
     for name in ("student.safetensors", "trunk.safetensors", "metrics.json"):
         (run / name).unlink()
-    distill(items, steps=2000, run_dir=run, overrides=overrides, resume=True, quiet=True)
+    distill(items, steps=2000, run_dir=run, overrides=overrides, resume=True)
     assert csv_steps(run) == full_csv
     assert tensorboard_steps(run, tag) == full_tb
 
@@ -440,10 +440,10 @@ def test_same_seed_runs_write_byte_identical_metrics(teachers: dict[str, Path], 
                  "checkpoint_freq": 0, "eval": {"freq": 0, "episodes": 1, "final_episodes": 1,
                                                 "random_episodes": 1}}
     run = tmp_path / "run"
-    distill(items, steps=256, seed=3, run_dir=run, overrides=overrides, quiet=True)
+    distill(items, steps=256, seed=3, run_dir=run, overrides=overrides)
     first = (run / "metrics.json").read_bytes()
     run.rename(tmp_path / "first")  # the same command again, into the same (now free) folder
-    result = distill(items, steps=256, seed=3, run_dir=run, overrides=overrides, quiet=True)
+    result = distill(items, steps=256, seed=3, run_dir=run, overrides=overrides)
     assert result.metrics["updates"] > 0
     assert (run / "metrics.json").read_bytes() == first
     timing = json.loads((run / "timing.json").read_text())

@@ -32,9 +32,10 @@ from conftest import csv_steps, tensorboard_steps
 from stable_baselines3.common.callbacks import BaseCallback
 
 from policyshare.callbacks import checkpoint_step, load_replay
-from policyshare.checkpoints import load_sb3, read_sb3_header
 from policyshare.cli import main
+from policyshare.console import console_logging
 from policyshare.logs import events_files, read_events
+from policyshare.sb3_files import load_sb3, read_sb3_header
 from policyshare.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -339,10 +340,10 @@ def test_dqn_resume_keeps_replay_memory_and_schedule(tmp_path: Path) -> None:
     args = [*DQN, "--set", "checkpoint_freq=400", "--set", "hyperparams.buffer_size=5000"]
     with pytest.raises(Crash):
         train("MinAtar/Breakout-v1", "dqn", timesteps=total, run_dir=run, overrides=overrides(args),
-              quiet=True, extra_callbacks=[CrashAt(1000)])
+              extra_callbacks=[CrashAt(1000)])
     assert newest_step(run) == 800 and max(steps(run, "rollout/exploration_rate")) > 800
     result = train("MinAtar/Breakout-v1", "dqn", timesteps=total, run_dir=run, overrides=overrides(args),
-                   quiet=True, resume=True)
+                   resume=True)
     assert result.metrics["timesteps"] == total
     assert_checkpoints_sound(run)  # the memory of ckpt_1200 holds all 1200 transitions, not 400
     assert result.model.replay_buffer.size() == total
@@ -362,7 +363,7 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path: Path) -
     run = tmp_path / "run"
     args = [*PPO, "--set", "checkpoint_freq=512", "--set", "eval.freq=0"]
     with pytest.raises(Crash):
-        train("MinAtar/Breakout-v1", timesteps=1280, run_dir=run, overrides=overrides(args), quiet=True,
+        train("MinAtar/Breakout-v1", timesteps=1280, run_dir=run, overrides=overrides(args),
               extra_callbacks=[CrashAt(800)])
     assert [checkpoint_step(c) for c in checkpoints(run)] == [512]
     before = snapshot(run / "checkpoints")
@@ -376,7 +377,7 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path: Path) -
     assert_checkpoints_sound(run)
     assert not stale_temporaries(run)
     # Space again: the resume goes on from the checkpoint that was kept.
-    result = train("MinAtar/Breakout-v1", timesteps=1280, run_dir=run, overrides=overrides(args), quiet=True,
+    result = train("MinAtar/Breakout-v1", timesteps=1280, run_dir=run, overrides=overrides(args),
                    resume=True)
     assert result.metrics["timesteps"] == 1280
 
@@ -453,7 +454,7 @@ def test_resumes_from_one_checkpoint_agree(tmp_path: Path) -> None:
     args = [*PPO, "--set", "checkpoint_freq=512", "--set", "eval.freq=512"]
     with pytest.raises(Crash):
         train("MinAtar/Breakout-v1", timesteps=2048, run_dir=tmp_path / "a", overrides=overrides(args),
-              quiet=True, extra_callbacks=[CrashAt(1100)])
+              extra_callbacks=[CrashAt(1100)])
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     outputs = []
     for name in ("a", "b"):
@@ -473,7 +474,7 @@ def test_resume_skips_a_damaged_newest_checkpoint(tmp_path: Path, capsys: pytest
     run = tmp_path / "run"
     args = [*PPO, "--set", "checkpoint_freq=256", "--set", "eval.freq=0"]
     with pytest.raises(Crash):
-        train("MinAtar/Breakout-v1", timesteps=1024, run_dir=run, overrides=overrides(args), quiet=True,
+        train("MinAtar/Breakout-v1", timesteps=1024, run_dir=run, overrides=overrides(args),
               extra_callbacks=[CrashAt(800)])
     newest = checkpoints(run)[-1]
     assert checkpoint_step(newest) == 768
@@ -483,7 +484,8 @@ def test_resume_skips_a_damaged_newest_checkpoint(tmp_path: Path, capsys: pytest
     for safe in ([], ["--safe"]):
         rc = main(["evaluate", str(newest), "--episodes", "1", *safe])
         one_line(rc, capsys.readouterr().err, "corrupt", "use an earlier checkpoint")
-    result = train("MinAtar/Breakout-v1", timesteps=1024, run_dir=run, overrides=overrides(args), resume=True)
+    with console_logging():  # the library logs; the command shows it (notes on stderr, progress on stdout)
+        result = train("MinAtar/Breakout-v1", timesteps=1024, run_dir=run, overrides=overrides(args), resume=True)
     out = capsys.readouterr()
     assert f"skipping {newest}" in out.err and "corrupt" in out.err
     assert "resuming" in out.out and "at env step 512" in out.out
@@ -495,7 +497,7 @@ def crashed_dqn(tmp_path: Path) -> Path:
     """An unfinished DQN run with checkpoints at 200 and 400."""
     run = tmp_path / "dqn"
     with pytest.raises(Crash):
-        train("MinAtar/Breakout-v1", "dqn", timesteps=800, run_dir=run, quiet=True,
+        train("MinAtar/Breakout-v1", "dqn", timesteps=800, run_dir=run,
               overrides=overrides([*DQN, "--set", "checkpoint_freq=200", "--set", "hyperparams.buffer_size=1000"]),
               extra_callbacks=[CrashAt(500)])
     return run
@@ -716,7 +718,7 @@ def test_nan_explained_variance_is_not_a_numerical_fault(tmp_path: Path) -> None
             return True
 
     seen = ExplainedVariance()
-    result = train("MinAtar/Asterix-v1", "a2c", timesteps=400, run_dir=tmp_path / "a2c", quiet=True,
+    result = train("MinAtar/Asterix-v1", "a2c", timesteps=400, run_dir=tmp_path / "a2c",
                    overrides=overrides(["--set", "trunk.activation=trec", *QUICK]), extra_callbacks=[seen])
     assert any(math.isnan(v) for v in seen.values)  # the case this test is about did occur
     assert result.metrics["timesteps"] == 400

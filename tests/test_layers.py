@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -33,25 +35,10 @@ def imported_modules(importtime_log: str) -> set[str]:
             if line.startswith("import time:") and line.count("|") == 2}
 
 
-#: Modules that keep moved names importable through a PEP 562 ``__getattr__`` (and, for type
-#: checkers, an ``if TYPE_CHECKING:`` import) while the modules that use them are restructured.
-#: Wave-1 shim, removed in wave 2 (and this exception with it).
-WAVE1_SHIMS = {"checkpoints"}
-
-
-def _is_shim(node: ast.AST) -> bool:
-    """A ``def __getattr__`` or an ``if TYPE_CHECKING:`` block."""
-    if isinstance(node, ast.FunctionDef):
-        return node.name == "__getattr__"
-    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
-
-
 def policyshare_imports(module: str) -> set[str]:
     """The ``policyshare.*`` modules that ``policyshare/<module>.py`` imports anywhere (module level
-    or inside functions), as written in its source; for :data:`WAVE1_SHIMS`, not its shim."""
+    or inside functions), as written in its source."""
     tree = ast.parse((ROOT / "policyshare" / f"{module}.py").read_text())
-    if module in WAVE1_SHIMS:
-        tree.body = [n for n in tree.body if not _is_shim(n)]
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("policyshare"):
@@ -97,6 +84,17 @@ def test_plumbing_imports_only_go_down() -> None:
         assert not policyshare_imports(module) & above, f"policyshare.{module} imports a module above it"
 
 
+def test_moved_names_live_only_in_their_homes() -> None:
+    # Wave 1 kept the names that left checkpoints.py importable from it; wave 2 removed that shim,
+    # so every importer names the real home (io, algos, sb3_files) and checkpoints is trunk files only.
+    import policyshare.checkpoints as checkpoints
+
+    for name in ("atomic_write_json", "read_json", "remove_stale_temporaries", "ALGOS", "algo_class",
+                 "load_sb3", "load_sb3_safe", "read_sb3_header", "save_sb3", "SAFE_EXTRACTORS"):
+        assert not hasattr(checkpoints, name), name
+    assert not hasattr(checkpoints, "__getattr__")
+
+
 def test_episode_runner_needs_no_method_module() -> None:
     # evaluate.py runs episodes of any agent; loading the methods' files is policies.py's job.
     reached = policyshare_imports("evaluate")
@@ -139,3 +137,44 @@ def test_the_import_walk_sees_imports_inside_functions() -> None:
     # evaluate's record_video imports the io module inside the function: the walk must see it, or
     # the layer tests above would pass without looking.
     assert "policyshare.io" in policyshare_imports("evaluate")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` (import-linter) on the package and contracts under ``root``, no cache."""
+    env = dict(os.environ, PYTHONPATH=str(root))
+    exe = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run([str(exe), "--no-cache"], capture_output=True, text=True, cwd=root, env=env, timeout=120)
+
+
+def copy_package(root: Path) -> None:
+    """This checkout's package sources and ``pyproject.toml`` (its contracts) under ``root``."""
+    shutil.copytree(ROOT / "policyshare", root / "policyshare", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "_data", "*.zip"))
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+
+
+def test_the_import_contracts_hold() -> None:
+    proc = lint_imports(ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Contracts: 2 kept, 0 broken." in proc.stdout
+
+
+def test_an_upward_import_breaks_the_layers_contract(tmp_path: Path) -> None:
+    # A copy of the package whose networks module reaches up into the comparison layer, inside a
+    # function (where a lazy import would hide from a module-level check).
+    copy_package(tmp_path)
+    trunks = tmp_path / "policyshare" / "trunks.py"
+    trunks.write_text(trunks.read_text()
+                      + "\n\ndef _upward() -> None:\n    from policyshare import comparison  # noqa\n")
+    proc = lint_imports(tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "policyshare.trunks is not allowed to import policyshare.comparison" in proc.stdout
+
+
+def test_a_method_importing_another_breaks_the_independence_contract(tmp_path: Path) -> None:
+    copy_package(tmp_path)
+    transfer = tmp_path / "policyshare" / "transfer.py"
+    transfer.write_text(transfer.read_text() + "\n\nimport policyshare.progressive  # noqa\n")
+    proc = lint_imports(tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "The methods are independent: none imports another BROKEN" in proc.stdout

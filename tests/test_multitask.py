@@ -141,8 +141,7 @@ def test_exported_trunk_initialises_train_and_transfer_on_a_held_out_game(mt_run
     result = transfer(trunk_file, HELD_OUT, seeds=[0], timesteps=256, freeze_trunk=True, run_dir=tmp_path / "transfer",
                       overrides=parse_overrides(["n_envs=2", "hyperparams.n_steps=128", "hyperparams.batch_size=128",
                                                  "eval.freq=256", "eval.episodes=1", "eval.final_episodes=1",
-                                                 "eval.random_episodes=1", "checkpoint_freq=0", "progress_bar=false"]),
-                      quiet=True)
+                                                 "eval.random_episodes=1", "checkpoint_freq=0", "progress_bar=false"]))
     assert result.summary["method"] == "frozen"
     after = load_trunk(tmp_path / "transfer" / "frozen__s0" / "trunk.safetensors")
     for key, value in load_trunk(trunk_file).state_dict().items():
@@ -271,7 +270,7 @@ def test_resume_continues_an_interrupted_run_from_its_checkpoint(tmp_path: Path)
 
     tasks = TASKS[:2]  # a rollout is 64 * 2 * 2 = 256 env steps
     settings = parse_overrides([*SETTINGS, "eval.freq=256", "checkpoint_freq=256", "experts=none"])
-    whole = multitask(tasks, timesteps=512, run_dir=tmp_path / "whole", overrides=settings, quiet=True)
+    whole = multitask(tasks, timesteps=512, run_dir=tmp_path / "whole", overrides=settings)
     written = json.loads((whole.run_dir / "metrics.json").read_text())["per_task"][tasks[0]]
     assert written["expert_normalised"] is None and "experts: none" in written["expert_normalised_why"]
     # A run killed after its first checkpoint: nothing of the second rollout was saved.
@@ -280,8 +279,8 @@ def test_resume_continues_an_interrupted_run_from_its_checkpoint(tmp_path: Path)
     for name in ("metrics.json", "model.zip", "trunk.safetensors", "timing.json", "checkpoints/ckpt_512.zip"):
         (run / name).unlink()
     with pytest.raises(UserError, match="other settings"):
-        multitask(tasks, timesteps=1024, run_dir=run, overrides=settings, resume=True, quiet=True)
-    result = multitask(tasks, timesteps=512, run_dir=run, overrides=settings, resume=True, quiet=True)
+        multitask(tasks, timesteps=1024, run_dir=run, overrides=settings, resume=True)
+    result = multitask(tasks, timesteps=512, run_dir=run, overrides=settings, resume=True)
     assert result.metrics["timesteps"] == 512 and (run / "trunk.safetensors").is_file()
     curves = json.loads((run / "evaluations.json").read_text())
     assert all(curves[t]["timesteps"] == [0, 256, 512] for t in tasks)  # the step-512 evaluation once, not twice

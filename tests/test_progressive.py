@@ -19,7 +19,7 @@ from conftest import ASTERIX, BREAKOUT, INVADERS, assert_user_error, observation
 
 from policyshare.algos import A2CParams, PolicyConfig, PPOParams, TrunkConfig, build_model
 from policyshare.alignment import InputAlignment
-from policyshare.checkpoints import load_sb3, load_trunk, read_sb3_header, save_sb3
+from policyshare.checkpoints import load_trunk
 from policyshare.cli import main
 from policyshare.comparison import load_curve
 from policyshare.envs import load_suite, make_vec_env, task_action_map
@@ -40,6 +40,7 @@ from policyshare.progressive import (
     run_progressive,
 )
 from policyshare.progressive.fisher import average_fisher_sensitivity, collect_observations
+from policyshare.sb3_files import load_sb3, read_sb3_header, save_sb3
 from policyshare.trunks import LayerSpec, TrunkSpec
 
 TRUNK = {"name": "minatar", "activation": "relu", "theta": 0.5}
@@ -241,7 +242,7 @@ def test_three_column_network(tmp_path: Path) -> None:
     """Acceptance: a 3-column network on three MinAtar games, trained for a small budget."""
     tasks = [BREAKOUT, ASTERIX, INVADERS]
     metrics = run_progressive(tasks, timesteps=1024, seeds=[0], run_dir=tmp_path / "exp", controls=[],
-                              overrides={**TINY_SET, "fisher": {"enabled": False}}, quiet=True)
+                              overrides={**TINY_SET, "fisher": {"enabled": False}})
     seed_dir = tmp_path / "exp" / "s0"
     network = load_network(seed_dir / "network.safetensors")
     assert network.tasks == tasks and len(network) == 3
@@ -351,7 +352,7 @@ def test_a_zip_saved_before_the_package_split_still_loads(tmp_path: Path, monkey
     ``PPO.load`` and the ``--safe`` path still rebuild it, and new zips record the new module."""
     from stable_baselines3 import PPO
 
-    from policyshare import checkpoints
+    from policyshare import sb3_files
     from policyshare.config import to_dict
     from policyshare.progressive.policy import ProgressiveExtractor as Moved
     from policyshare.progressive.policy import ProgressivePolicy
@@ -362,12 +363,12 @@ def test_a_zip_saved_before_the_package_split_still_loads(tmp_path: Path, monkey
 
     def header() -> dict[str, Any]:  # as `policyshare train` writes it
         return {"format": "policyshare.sb3", "algo": "ppo", "env_id": INVADERS, "trunk": to_dict(cfg.trunk),
-                "policy": to_dict(cfg.policy), **checkpoints.extractor_header(model.policy)}
+                "policy": to_dict(cfg.policy), **sb3_files.extractor_header(model.policy)}
 
     with monkeypatch.context() as old:  # save exactly as the code before the split did
         for cls in (ProgressivePolicy, Moved):
             old.setattr(cls, "__module__", "policyshare.progressive")
-        old.setitem(checkpoints.SAFE_EXTRACTORS, "progressive",
+        old.setitem(sb3_files.SAFE_EXTRACTORS, "progressive",
                     ("policyshare.progressive", "ProgressiveExtractor", "ProgressivePolicy"))
         old_zip = save_sb3(model, tmp_path / "old.zip", header())
     new_zip = save_sb3(model, tmp_path / "new.zip", header())
@@ -541,7 +542,7 @@ def test_bad_experiments_are_refused_before_anything_is_written(tmp_path: Path, 
                                                                  match: str) -> None:
     args: dict[str, Any] = {"tasks": [BREAKOUT, INVADERS], **kwargs}
     with pytest.raises(UserError, match=match):
-        run_progressive(args.pop("tasks"), run_dir=tmp_path / "r", quiet=True, **args)
+        run_progressive(args.pop("tasks"), run_dir=tmp_path / "r", **args)
     assert not (tmp_path / "r").exists()
 
 
@@ -554,7 +555,7 @@ def test_init_from_a_checkpoint_of_another_spec(tmp_path: Path) -> None:
     assert_user_error(proc, "holds a 'minatar_deep' trunk", "uses a 'minatar' trunk")
     assert not (tmp_path / "r").exists()
     with pytest.raises(UserError, match=f"was trained on {BREAKOUT}, but the first task is {ASTERIX}"):
-        run_progressive([ASTERIX, INVADERS], init_from=path, run_dir=tmp_path / "r", quiet=True)
+        run_progressive([ASTERIX, INVADERS], init_from=path, run_dir=tmp_path / "r")
 
 
 def test_evaluate_a_task_not_in_the_network(tmp_path: Path) -> None:

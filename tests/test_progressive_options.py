@@ -17,13 +17,13 @@ import pytest
 import torch
 from conftest import ASTERIX, BREAKOUT, INVADERS, observations, rewrite_zip, run_cli
 
-from policyshare.checkpoints import SB3_HEADER, read_sb3_header
 from policyshare.cli import main
 from policyshare.envs import task_action_map
 from policyshare.errors import CheckpointError
 from policyshare.policies import load_policy
 from policyshare.progressive import AdapterConfig, ColumnInfo, ProgressiveNetwork, load_network, run_progressive
 from policyshare.progressive.fisher import average_fisher_sensitivity
+from policyshare.sb3_files import SB3_HEADER, read_sb3_header
 from policyshare.trunks import TrunkSpec
 
 # Tiny runs: 4 envs, PPO rollouts of 128 env steps (A2C: 20), evaluations every 128 env steps.
@@ -201,7 +201,7 @@ def test_every_option_value_trains_and_analyses(case: str, tmp_path: Path) -> No
     overrides = merge(TINY, overrides)
     algo = overrides.pop("algo")
     metrics = run_progressive([BREAKOUT, INVADERS], algo=algo, timesteps=256, seeds=[0], run_dir=tmp_path / "e",
-                              controls=controls, overrides=overrides, quiet=True)
+                              controls=controls, overrides=overrides)
     assert set(metrics["methods"]) == {"progressive", *controls} and metrics["no_forgetting_all_identical"]
     network = load_network(tmp_path / "e" / "s0" / "network.safetensors")
     adapter = overrides["adapter"]

@@ -67,7 +67,7 @@ def test_transfer_smoke_and_resume(breakout_run: Path, tmp_path: Path) -> None:
     for name in ("metrics.json", "summary.json"):
         (root / name).unlink()
     result = transfer(breakout_run / "trunk.safetensors", "MinAtar/Asterix-v1", seeds=[0, 1], run_dir=root,
-                      resume=True, timesteps=1024, overrides=parse_overrides(SETTINGS), quiet=True)
+                      resume=True, timesteps=1024, overrides=parse_overrides(SETTINGS))
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in kept} == kept
     assert (root / "scratch__s1" / "metrics.json").is_file() and (root / "metrics.json").is_file()
     np.testing.assert_equal(result.summary["transfer_percent"]["per_seed"]["0"],
@@ -75,7 +75,7 @@ def test_transfer_smoke_and_resume(breakout_run: Path, tmp_path: Path) -> None:
     # A finished experiment is never overwritten.
     with pytest.raises(UserError, match="holds a finished run"):
         transfer(breakout_run / "trunk.safetensors", "MinAtar/Asterix-v1", run_dir=root, timesteps=1024,
-                 overrides=parse_overrides(SETTINGS), quiet=True)
+                 overrides=parse_overrides(SETTINGS))
 
 
 def test_a_second_trunk_to_the_same_env_gets_its_own_default_folder(breakout_run: Path, tmp_path: Path,

@@ -228,7 +228,7 @@ def test_train_calls_on_evaluation_at_every_periodic_evaluation(tmp_path: Path) 
     from policyshare.train import train
 
     seen: list[tuple[int, float]] = []
-    result = train(BREAKOUT, "ppo", timesteps=512, run_dir=tmp_path / "run", quiet=True,
+    result = train(BREAKOUT, "ppo", timesteps=512, run_dir=tmp_path / "run",
                    overrides={"n_envs": 2, "checkpoint_freq": 0, "hyperparams": {"n_steps": 64, "batch_size": 64},
                               "eval": {"freq": 256, "episodes": 1, "final_episodes": 2, "random_episodes": 2}},
                    on_evaluation=lambda step, r: seen.append((step, r.mean)))

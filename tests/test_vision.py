@@ -445,7 +445,8 @@ def test_judge_and_classification_accuracy_score(splits: Splits) -> None:
 
 
 def test_unknown_spec_trunk_file_is_refused(tmp_path: Path) -> None:
-    from policyshare.checkpoints import CheckpointError, save_tensors
+    from policyshare.checkpoints import save_tensors
+    from policyshare.errors import CheckpointError
 
     trunk = Trunk(TrunkSpec("minatar", in_channels=10, height=10, width=10))
     header = {"format": "policyshare.trunk", "spec": {**trunk.spec.to_dict(), "name": "resnet"}}

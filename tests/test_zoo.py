@@ -9,8 +9,8 @@ import pytest
 from conftest import run_cli
 
 from policyshare import zoo
-from policyshare.checkpoints import read_sb3_header
 from policyshare.errors import UserError
+from policyshare.sb3_files import read_sb3_header
 
 GAMES = ["MinAtar/Asterix-v1", "MinAtar/Breakout-v1", "MinAtar/Freeway-v1", "MinAtar/Seaquest-v1",
          "MinAtar/SpaceInvaders-v1"]

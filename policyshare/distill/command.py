@@ -8,6 +8,8 @@ student, teacher and random policy on one task; :func:`format_table` prints the 
 
 from __future__ import annotations
 
+import logging
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from policyshare.checkpoints import atomic_write_json, read_json, save_trunk
+from policyshare.checkpoints import save_trunk
 from policyshare.config import check_same_settings, to_dict
 from policyshare.distill.config import DistillConfig, load_distill_config, method_name
 from policyshare.distill.student import Student, StudentAgent, build_student, load_student, save_student, task_info
@@ -25,8 +27,11 @@ from policyshare.distill.trainer import train_student
 from policyshare.envs import check_vec_env
 from policyshare.errors import UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, EvalResult, evaluate, random_return
+from policyshare.io import atomic_write_json, read_json
 from policyshare.metrics import expert_normalised, iqm_intervals
 from policyshare.runs import RunFolder, default_run_dir, slug
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # Final evaluation of one task
@@ -93,7 +98,7 @@ class DistillResult:
 def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps: int | None = None,
             seed: int = 0, run_dir: str | Path | None = None,
             overrides: Mapping[str, Any] | None = None, resume: bool = False,
-            quiet: bool = False, safe: bool = False) -> DistillResult:
+            safe: bool = False) -> DistillResult:
     """Distill teachers into one student and write a complete run folder.
 
     Stages (a resumed run skips the finished ones): train the student
@@ -114,7 +119,6 @@ def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps:
         run_dir: run folder (default ``runs/distill/<tasks>__<method>__s<seed>``).
         overrides: nested config overrides (``--set``).
         resume: continue the unfinished run in ``run_dir``.
-        quiet: no prints.
         safe: load the teachers without unpickling (see :func:`load_teachers`).
 
     Returns:
@@ -137,7 +141,7 @@ def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps:
     student_path = run.path / "student.safetensors"
     source = {"run": str(run.path), "seed": seed, "method": method_name(cfg),
               "teachers": resolved["teachers"]}
-    student, train_info = _train_stage(student, loaded, cfg, seed, run, source, resume, quiet)
+    student, train_info = _train_stage(student, loaded, cfg, seed, run, source, resume)
     # Stage 2: the shared trunk as a trunk file (transfer it with `policyshare transfer`).
     trunk_path = save_trunk(student.trunk, run.path / "trunk.safetensors",
                             alignment={**student.alignment_kwargs,
@@ -145,15 +149,14 @@ def distill(teachers: Sequence[str], *, config: str | Path | None = None, steps:
                                        "width": student.trunk.spec.width},
                             source={**source, "student": str(student_path),
                                     "tasks": [t.task for t in loaded]})
-    per_task = _evaluate_stage(student, loaded, cfg, seed, run, quiet)
+    per_task = _evaluate_stage(student, loaded, cfg, seed, run)
     metrics = _metrics(student, loaded, cfg, seed, train_info, per_task, student_path, trunk_path)
     run.write_metrics(metrics)
-    if not quiet:
-        print(format_table(metrics))
-        print(f"run folder:   {run.path}")
-        print(f"student:      {student_path}  (policyshare evaluate {student_path} --task ID)")
-        print(f"trunk:        {trunk_path}  (policyshare transfer --trunk {trunk_path} --env ID)")
-        print(f"TensorBoard:  tensorboard --logdir {run.tb_dir}")
+    log.info(format_table(metrics))
+    log.info(f"run folder:   {run.path}")
+    log.info(f"student:      {student_path}  (policyshare evaluate {student_path} --task ID)")
+    log.info(f"trunk:        {trunk_path}  (policyshare transfer --trunk {trunk_path} --env ID)")
+    log.info(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(run.tb_dir))}")
     return DistillResult(run.path, student_path, trunk_path, metrics, student)
 
 
@@ -180,15 +183,14 @@ def _prepare(teachers: Sequence[str], config: str | Path | None, steps: int | No
 
 
 def _train_stage(student: Student, teachers: Sequence[Teacher], cfg: DistillConfig, seed: int,
-                 run: RunFolder, source: Mapping[str, Any], resume: bool,
-                 quiet: bool) -> tuple[Student, dict[str, Any]]:
+                 run: RunFolder, source: Mapping[str, Any], resume: bool) -> tuple[Student, dict[str, Any]]:
     """Stage 1: train the student and save it with ``train_info.json`` and ``timing.json``;
     skipped (the saved student is loaded) when ``student.safetensors`` exists."""
     student_path = run.path / "student.safetensors"
     train_info_path = run.path / "train_info.json"
     if student_path.is_file():
         return load_student(student_path), read_json(train_info_path, "training summary")
-    train_info = train_student(student, teachers, cfg, seed, run, resume=resume, quiet=quiet)
+    train_info = train_student(student, teachers, cfg, seed, run, resume=resume)
     # Wall-clock figures live apart from metrics.json, which same-seed reruns reproduce exactly.
     wall, trained = train_info.pop("train_wall_s"), train_info.pop("env_steps_trained")
     atomic_write_json(run.path / "timing.json", {
@@ -200,7 +202,7 @@ def _train_stage(student: Student, teachers: Sequence[Teacher], cfg: DistillConf
 
 
 def _evaluate_stage(student: Student, teachers: Sequence[Teacher], cfg: DistillConfig, seed: int,
-                    run: RunFolder, quiet: bool) -> dict[str, dict[str, Any]]:
+                    run: RunFolder) -> dict[str, dict[str, Any]]:
     """Stage 3: evaluate every task (student, teacher, random), one file per task
     (``evaluation/<task>.json``); tasks whose file exists are read, not evaluated again."""
     per_task: dict[str, dict[str, Any]] = {}
@@ -213,9 +215,8 @@ def _evaluate_stage(student: Student, teachers: Sequence[Teacher], cfg: DistillC
                                cfg.eval.random_episodes, seed + EVAL_SEED_OFFSET)
         atomic_write_json(path, result)
         per_task[teacher.task] = result
-        if not quiet:
-            print(f"{teacher.task}: student {result['student']['mean']:.2f}, teacher "
-                  f"{result['teacher']['mean']:.2f}, random {result['random']['mean']:.2f}", flush=True)
+        log.info(f"{teacher.task}: student {result['student']['mean']:.2f}, teacher "
+                 f"{result['teacher']['mean']:.2f}, random {result['random']['mean']:.2f}")
     return per_task
 
 

@@ -17,10 +17,12 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from policyshare.checkpoints import algo_class, load_sb3, read_json, read_sb3_header
+from policyshare.algos import algo_class
 from policyshare.distill.vec_envs import policy_vec_env
 from policyshare.envs import Suite, check_env_id, task_action_map
 from policyshare.errors import CheckpointError, UserError
+from policyshare.io import read_json
+from policyshare.sb3_files import load_sb3, read_sb3_header
 
 
 @dataclass
@@ -140,7 +142,7 @@ def load_teachers(items: Sequence[str], device: str = "cpu", safe: bool = False)
             ``metrics.json``; plain SB3 files need ``TASK=``.
         device: torch device.
         safe: never unpickle: rebuild each teacher from its zip's ``policyshare.json`` and
-            load only tensors (:func:`~policyshare.checkpoints.load_sb3_safe`; plain SB3 files
+            load only tensors (:func:`~policyshare.sb3_files.load_sb3_safe`; plain SB3 files
             are then refused).
 
     Returns:

@@ -12,6 +12,7 @@ Units: every frequency is in env steps per task; ``gradient_steps`` are gradient
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from stable_baselines3.common.logger import Logger
 from torch import nn
 
 from policyshare.alignment import to_common
-from policyshare.checkpoints import atomic_write_json, load_state_checked, load_tensors, read_json, save_tensors
+from policyshare.checkpoints import load_state_checked, load_tensors, save_tensors
 from policyshare.distill.config import DistillConfig
 from policyshare.distill.losses import agreement, feature_regression_loss, policy_regression_loss
 from policyshare.distill.memory import TaskMemory
@@ -34,8 +35,11 @@ from policyshare.distill.teachers import Teacher
 from policyshare.distill.vec_envs import policy_vec_env
 from policyshare.errors import NumericalError, UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate
+from policyshare.io import atomic_write_json, read_json
 from policyshare.logs import open_logger
 from policyshare.runs import RunFolder, slug
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "policyshare.distill_checkpoint"
 
@@ -122,7 +126,7 @@ def _task_tag(env_id: str) -> str:
 
 
 def train_student(student: Student, teachers: Sequence[Teacher], cfg: DistillConfig, seed: int,
-                  run: RunFolder, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
+                  run: RunFolder, resume: bool = False) -> dict[str, Any]:
     """Distill ``teachers`` into ``student`` (in place): act, remember, regress.
 
     Each collection round steps every env of every task once with the student's ε-greedy
@@ -149,7 +153,6 @@ def train_student(student: Student, teachers: Sequence[Teacher], cfg: DistillCon
         seed: seed of envs, sampling and ε-greedy draws.
         run: the run folder.
         resume: continue from the latest training checkpoint, if any.
-        quiet: no progress prints.
 
     Returns:
         ``{"env_steps": per task, "updates": gradient updates, "feature_map_parameters": int,
@@ -161,7 +164,7 @@ def train_student(student: Student, teachers: Sequence[Teacher], cfg: DistillCon
         UserError: interrupted (SIGINT); a checkpoint is saved first.
     """
     eval_freq, ckpt_freq = cfg.eval.freq, cfg.checkpoint_freq
-    t = _Training(student, teachers, cfg, seed, run, resume, quiet)
+    t = _Training(student, teachers, cfg, seed, run, resume)
     next_log = (t.env_steps // cfg.log_freq + 1) * cfg.log_freq
     next_eval = (t.env_steps // eval_freq + 1) * eval_freq if eval_freq else math.inf
     next_ckpt = (t.env_steps // ckpt_freq + 1) * ckpt_freq if ckpt_freq else math.inf
@@ -201,9 +204,8 @@ class _Training:
     task, gradient updates, collection rounds)."""
 
     def __init__(self, student: Student, teachers: Sequence[Teacher], cfg: DistillConfig, seed: int,
-                 run: RunFolder, resume: bool, quiet: bool) -> None:
-        self.student, self.teachers, self.cfg, self.seed, self.run, self.quiet = (
-            student, teachers, cfg, seed, run, quiet)
+                 run: RunFolder, resume: bool) -> None:
+        self.student, self.teachers, self.cfg, self.seed, self.run = student, teachers, cfg, seed, run
         self.device = torch.device(cfg.device)
         student.to(self.device).train()
         self.n_tasks = len(teachers)
@@ -238,8 +240,7 @@ class _Training:
             return 0, 0
         env_steps, updates = load_training_checkpoint(ckpts[-1], self.student, self.maps,
                                                       self.optimizer)
-        if not self.quiet:
-            print(f"resuming from {ckpts[-1]} at {env_steps} env steps per task")
+        log.info(f"resuming from {ckpts[-1]} at {env_steps} env steps per task")
         return env_steps, updates
 
     def _curves(self, resume: bool) -> dict[str, dict[str, list[float]]]:
@@ -328,8 +329,7 @@ class _Training:
         logger.record("time/steps_per_s",
                       self.env_steps * self.n_tasks / max(time.perf_counter() - self.started, 1e-9))
         logger.dump(self.env_steps)
-        if not self.quiet:
-            print(f"env steps per task {self.env_steps}/{cfg.steps}, updates {self.updates}", flush=True)
+        log.info(f"env steps per task {self.env_steps}/{cfg.steps}, updates {self.updates}")
 
     def evaluate(self) -> None:
         """Greedy evaluation of the student in every task (``eval.episodes`` episodes each),

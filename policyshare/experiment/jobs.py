@@ -17,19 +17,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from policyshare.checkpoints import atomic_write_bytes, atomic_write_json, read_json
 from policyshare.config import from_dict, to_dict
 from policyshare.errors import UserError
 from policyshare.experiment.config import ExperimentConfig
 from policyshare.experiment.layout import Job, expert_dir, vision_trunks
 from policyshare.experiment.report import build_report
+from policyshare.io import atomic_write_bytes, atomic_write_json, read_json
 from policyshare.methods import FINETUNE, PROGRESSIVE, RANDOM_COLUMN, STUDENT
 
 
 def _materialise_expert(root: Path, game: str, model_zip: Path, provenance: Mapping[str, Any]) -> None:
     """Copy an expert (zoo or earlier run) into ``experts/<env>/`` with its trunk and metrics."""
     from policyshare.algos import features_extractors
-    from policyshare.checkpoints import load_sb3, save_trunk
+    from policyshare.checkpoints import save_trunk
+    from policyshare.sb3_files import load_sb3
 
     folder = expert_dir(root, game)
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,7 +75,7 @@ def _expert_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
 
         e = cfg.experts
         train(game, cfg.algo, config=e.config, timesteps=e.timesteps, seed=e.seed, run_dir=folder,
-              overrides=e.set, resume=(folder / "meta.json").is_file(), run_name="expert", quiet=True)
+              overrides=e.set, resume=(folder / "meta.json").is_file(), run_name="expert")
 
 
 def _distill_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
@@ -84,7 +85,7 @@ def _distill_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
     teachers = [f"{g}={expert_dir(root, g) / 'model.zip'}" for g in cfg.sources]
     d = cfg.distill
     distill(teachers, config=d.config, steps=d.steps, seed=d.seed, run_dir=folder, overrides=d.set,
-            resume=(folder / "meta.json").is_file(), quiet=True)
+            resume=(folder / "meta.json").is_file())
 
 
 def _transfer_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
@@ -101,7 +102,7 @@ def _transfer_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
         kwargs.update(_progressive_kwargs(root, cfg, method))
     t = cfg.transfer
     train(env_id, cfg.algo, config=t.config, timesteps=t.timesteps, seed=seed, run_dir=folder,
-          overrides=t.set, resume=(folder / "meta.json").is_file(), run_name=method, quiet=True, **kwargs)
+          overrides=t.set, resume=(folder / "meta.json").is_file(), run_name=method, **kwargs)
 
 
 def _progressive_kwargs(root: Path, cfg: ExperimentConfig, method: str) -> dict[str, Any]:

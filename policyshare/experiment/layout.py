@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policyshare.checkpoints import atomic_write_bytes, read_json
 from policyshare.config import to_dict
 from policyshare.errors import UserError
 from policyshare.experiment.config import STAGES, ExperimentConfig
+from policyshare.io import atomic_write_bytes, read_json
 from policyshare.methods import FINETUNE, PROGRESSIVE, RANDOM_COLUMN, STUDENT
 from policyshare.runs import runs_dir, slug
 

@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from policyshare.checkpoints import atomic_write_json, atomic_write_text, read_json
 from policyshare.comparison import markdown_table, plot_intervals
 from policyshare.config import from_dict, read_yaml
 from policyshare.errors import UserError
 from policyshare.experiment.config import ExperimentConfig
 from policyshare.experiment.layout import expert_dir, report_inputs, transfer_dir
+from policyshare.io import atomic_write_json, atomic_write_text, read_json
 from policyshare.methods import PROGRESSIVE, RANDOM_COLUMN, SCRATCH
 from policyshare.metrics import confidence_label, format_interval
 from policyshare.runs import slug

@@ -15,6 +15,8 @@ experiment only checks the folders.
 
 from __future__ import annotations
 
+import logging
+import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,17 +25,22 @@ from typing import Any
 import yaml
 
 from policyshare.config import as_stored, from_dict, read_yaml, to_dict
+from policyshare.console import inner_run
 from policyshare.errors import Interrupted, UserError
 from policyshare.experiment.config import STAGES, ExperimentConfig, load_experiment_config
 from policyshare.experiment.jobs import RUNNERS
 from policyshare.experiment.layout import STAGE_OUTPUTS, Job, default_root, job_settings, plan
 from policyshare.runs import RunFolder, move_aside
 
+log = logging.getLogger(__name__)
+
 
 def run_job(root: str | Path, job: Job | Mapping[str, Any]) -> str:
     """Run one job of the experiment in ``root`` (reading its ``config.yaml``); skip it if done.
 
-    This is the unit ``policyshare sweep`` hands to Ray Tune, so it takes plain data.
+    This is the unit ``policyshare sweep`` hands to Ray Tune, so it takes plain data. The job's
+    own progress is logged as an inner run's (:func:`~policyshare.console.inner_run`: shown with
+    ``-v``).
 
     Returns:
         ``"done"`` (it was finished before) or ``"ran"``.
@@ -43,7 +50,8 @@ def run_job(root: str | Path, job: Job | Mapping[str, Any]) -> str:
     cfg = from_dict(ExperimentConfig, read_yaml(root / "config.yaml"), str(root / "config.yaml"))
     if j.done(root):
         return "done"
-    RUNNERS[j.kind](root, cfg, j)
+    with inner_run():
+        RUNNERS[j.kind](root, cfg, j)
     _release(j.folder(root))
     return "ran"
 
@@ -91,7 +99,7 @@ def open_experiment(config: str | Path, run_dir: str | Path | None,
             changed = True
     RunFolder.open(root, command="run", config=resolved, resume=resume)
     if changed:
-        from policyshare.checkpoints import atomic_write_text
+        from policyshare.io import atomic_write_text
 
         atomic_write_text(root / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     return cfg, root
@@ -121,9 +129,9 @@ Executor = Callable[[Path, Sequence[Job]], None]
 def _local(root: Path, jobs: Sequence[Job]) -> None:
     for job in jobs:
         started = time.perf_counter()
-        print(f"  {job.name} …", flush=True)
+        log.info(f"  {job.name} …")
         run_job(root, job)
-        print(f"  {job.name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
+        log.info(f"  {job.name}: done ({time.perf_counter() - started:.0f} s)")
 
 
 #: Set in a worker of :func:`local_pool` while it runs a job.
@@ -215,10 +223,10 @@ def local_pool(workers: int) -> Executor:
                     for f in finished:
                         job = running.pop(f)
                         try:
-                            print(f"  {job.name}: {f.result()}", flush=True)
+                            log.info(f"  {job.name}: {f.result()}")
                         except BaseException as e:  # a job failed, or was stopped by the signal
                             if stop:
-                                print(f"  {job.name}: stopped ({e})", flush=True)
+                                log.info(f"  {job.name}: stopped ({e})")
                             elif error is None:
                                 error = e
         finally:
@@ -254,7 +262,7 @@ def run_experiment(config: str | Path, *, run_dir: str | Path | None = None, onl
     cfg, root = open_experiment(config, run_dir, overrides, force)
     for s in sorted(force, key=STAGES.index)[:1]:
         for moved in force_stage(root, s):
-            print(f"moved aside: {moved}")
+            log.info(f"moved aside: {moved}")
     stages = plan(cfg)
     if only is not None:
         for s in STAGES[:STAGES.index(only)]:
@@ -268,20 +276,20 @@ def run_experiment(config: str | Path, *, run_dir: str | Path | None = None, onl
             continue
         pending = [j for j in stages[stage] if not j.done(root)]
         if not pending:
-            print(f"[{stage}] done ({len(stages[stage])} jobs)")
+            log.info(f"[{stage}] done ({len(stages[stage])} jobs)")
             continue
-        print(f"[{stage}] {len(pending)} of {len(stages[stage])} jobs to run", flush=True)
+        log.info(f"[{stage}] {len(pending)} of {len(stages[stage])} jobs to run")
         executor(root, pending)
-    print(f"experiment folder: {root} ({time.perf_counter() - started:.0f} s)")
+    log.info(f"experiment folder: {root} ({time.perf_counter() - started:.0f} s)")
     if (root / "report.md").is_file():
-        print(f"report:            {root / 'report.md'}")
-    print(f"TensorBoard:       tensorboard --logdir {root}")
+        log.info(f"report:            {root / 'report.md'}")
+    log.info(f"TensorBoard:       tensorboard --logdir {shlex.quote(str(root))}")
     for label, pattern in (("experts:", "experts/*/model.zip"), ("student:", "distill/student.safetensors"),
                            ("transfer runs:", "transfer/*/*/model.zip")):
         found = sorted(root.glob(pattern))
         if found:
             more = f"  (+{len(found) - 1} more: {root / pattern})" if len(found) > 1 else ""
-            print(f"{label:18s} {found[0]}{more}")
+            log.info(f"{label:18s} {found[0]}{more}")
     return root
 
 

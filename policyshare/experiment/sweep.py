@@ -21,6 +21,7 @@ without Ray.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -30,6 +31,8 @@ from typing import Any
 from policyshare.errors import UserError
 from policyshare.experiment.layout import Job
 from policyshare.experiment.runner import Executor, run_experiment, run_job
+
+log = logging.getLogger(__name__)
 
 #: Retries of a trial whose worker was lost, by default (Ray Tune's ``FailureConfig.max_failures``).
 DEFAULT_MAX_FAILURES = 3
@@ -127,8 +130,8 @@ def _retry_notices(max_failures: int) -> Any:
             name = trial.config["job"]["name"]
             self.retried.append(name)
             limit = "unlimited" if max_failures < 0 else str(max_failures)
-            print(f"  {name}: its worker was lost or crashed (failure {self.retried.count(name)}, at most "
-                  f"{limit} retried); retrying it, resuming from its run folder's last checkpoint", flush=True)
+            log.info(f"  {name}: its worker was lost or crashed (failure {self.retried.count(name)}, at most "
+                     f"{limit} retried); retrying it, resuming from its run folder's last checkpoint")
 
     return RetryNotices()
 
@@ -173,10 +176,10 @@ def ray_executor(address: str | None = None, cpus_per_trial: float = 1.0,
             raise UserError(f"{len(failed)} of {len(jobs)} {stage} trials failed; first: {first} "
                             f"(see {root / 'ray' / stage})")
         for metrics in outcomes:
-            print(f"  {metrics.get('job')}: {metrics.get('status')}", flush=True)
+            log.info(f"  {metrics.get('job')}: {metrics.get('status')}")
         if notices.retried:
-            print(f"  {len(notices.retried)} {stage} trial(s) retried after a lost or crashed worker: "
-                  f"{', '.join(sorted(set(notices.retried)))}", flush=True)
+            log.info(f"  {len(notices.retried)} {stage} trial(s) retried after a lost or crashed worker: "
+                     f"{', '.join(sorted(set(notices.retried)))}")
 
     return execute
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from policyshare.checkpoints import atomic_write_json, read_json
 from policyshare.evaluate import evaluate
+from policyshare.io import atomic_write_json, read_json
 from policyshare.multitask.policy import TaskAgent
 from policyshare.runs import slug
 

@@ -236,8 +236,8 @@ def load_task_agent(path: str | Path, header: Mapping[str, Any], task: str | Non
         UserError: no ``task`` given, or one the model was not trained on.
         CheckpointError: an unreadable file, or ``safe``.
     """
-    from policyshare.checkpoints import load_sb3
     from policyshare.envs import task_action_map
+    from policyshare.sb3_files import load_sb3
 
     tasks = [str(t) for t in header.get("tasks", [])]
     if task is None or task not in tasks:

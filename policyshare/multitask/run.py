@@ -19,6 +19,7 @@ newest checkpoint with the same settings (as ``policyshare train``).
 
 from __future__ import annotations
 
+import logging
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -32,17 +33,14 @@ import torch
 from policyshare.algos import init_padded_input_layer, parse_schedule
 from policyshare.alignment import action_mask
 from policyshare.callbacks import AtomicCheckpoint, FiniteGuard
-from policyshare.checkpoints import (
-    atomic_write_json,
-    load_sb3,
-    remove_stale_temporaries,
-    save_sb3,
-    save_trunk,
-)
+from policyshare.checkpoints import save_trunk
 from policyshare.config import to_dict
+from policyshare.console import shows_progress
 from policyshare.envs import Suite, check_env_id, check_vec_env, make_vec_env, task_action_map
 from policyshare.errors import UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate, random_return
+from policyshare.io import atomic_write_json, remove_stale_temporaries
+from policyshare.learning import latest_checkpoint
 from policyshare.logs import open_logger, restore_pending, silence_writer_thread_errors
 from policyshare.metrics import expert_normalised, iqm_intervals
 from policyshare.multitask.callbacks import TaskEpisodeLog, TaskEvaluation, trim_curves
@@ -50,9 +48,9 @@ from policyshare.multitask.config import MultiTaskConfig, load_multitask_config,
 from policyshare.multitask.policy import MultiTaskExtractor, MultiTaskPolicy, TaskAgent
 from policyshare.multitask.vecenv import TASK_SEED_STRIDE, MultiTaskVecEnv
 from policyshare.runs import RunFolder, default_run_dir
+from policyshare.sb3_files import load_sb3, save_sb3
 from policyshare.train import (
     check_same_config,
-    latest_checkpoint,
     load_train_config,
     resume_point,
     rollout_size,
@@ -60,6 +58,8 @@ from policyshare.train import (
 )
 
 METHOD = "multitask_ppo"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -159,7 +159,7 @@ def expert_return(task: str, cfg: MultiTaskConfig, episodes: int, seed: int) -> 
 
 def multitask(tasks: Sequence[str], *, config: str | Path | None = None, timesteps: int | None = None,
               seed: int = 0, run_dir: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
-              resume: bool = False, quiet: bool = False) -> MultiTaskResult:
+              resume: bool = False) -> MultiTaskResult:
     """Train one shared-trunk network by PPO on all ``tasks`` at once and write a run folder.
 
     Args:
@@ -171,7 +171,6 @@ def multitask(tasks: Sequence[str], *, config: str | Path | None = None, timeste
         run_dir: run folder (default ``runs/multitask/<games>__ppo__s<seed>``).
         overrides: nested config overrides (``--set``).
         resume: continue the unfinished run in ``run_dir`` from its newest checkpoint, same settings.
-        quiet: no progress bar or prints.
 
     Returns:
         A :class:`MultiTaskResult`. ``metrics.json`` holds per task the final greedy return (mean,
@@ -214,7 +213,7 @@ def multitask(tasks: Sequence[str], *, config: str | Path | None = None, timeste
     restore_excepthook = silence_writer_thread_errors()
     try:
         return _train_and_report(run, env, fresh, tasks, action_maps, cfg, params, suite, seed, budget,
-                                 resolved, resume, quiet)
+                                 resolved, resume)
     finally:
         env.close()
         restore_excepthook()
@@ -223,15 +222,15 @@ def multitask(tasks: Sequence[str], *, config: str | Path | None = None, timeste
 
 def _train_and_report(run: RunFolder, env: MultiTaskVecEnv, fresh: Any, tasks: list[str],
                       action_maps: list[list[int]], cfg: MultiTaskConfig, params: Any, suite: Suite, seed: int,
-                      budget: int, resolved: Mapping[str, Any], resume: bool, quiet: bool) -> MultiTaskResult:
+                      budget: int, resolved: Mapping[str, Any], resume: bool) -> MultiTaskResult:
     header = {"format": "policyshare.sb3", "algo": "ppo", "method": METHOD, "tasks": tasks, "seed": seed,
               "run": str(run.path), "trunk": resolved["trunk"], "policy": resolved["policy"]}
     size = rollout_size("ppo", cfg.n_envs * len(tasks), params)
     target = trained_timesteps(budget, size)
-    if target != budget and not quiet and not resume:
-        print(f"note: a rollout is {size} env steps over {len(tasks)} tasks, so this run trains {target} env "
+    if target != budget and not resume:
+        log.info(f"note: a rollout is {size} env steps over {len(tasks)} tasks, so this run trains {target} env "
               f"steps ({budget} rounded up)")
-    ckpt, ckpt_header = resume_point(run, quiet) if resume else (None, {})
+    ckpt, ckpt_header = resume_point(run) if resume else (None, {})
     if ckpt is not None:
         model, _ = load_sb3(ckpt, env=env, device=cfg.device)
         model.set_random_seed(seed + model.num_timesteps)
@@ -242,8 +241,7 @@ def _train_and_report(run: RunFolder, env: MultiTaskVecEnv, fresh: Any, tasks: l
         for d in (run.path, run.checkpoints_dir, run.tb_dir):
             remove_stale_temporaries(d)
         trim_curves(run.path / "evaluations.json", resume_step)
-        if not quiet:
-            print(f"resuming {run.path} at env step {resume_step}")
+        log.info(f"resuming {run.path} at env step {resume_step}")
     model.set_logger(open_logger(run.tb_dir, resume_step))
     restore_pending(model.logger, ckpt_header.get("pending_log"))
 
@@ -259,7 +257,7 @@ def _train_and_report(run: RunFolder, env: MultiTaskVecEnv, fresh: Any, tasks: l
     try:
         if target > model.num_timesteps:
             model.learn(target - model.num_timesteps, callback=callbacks, reset_num_timesteps=ckpt is None,
-                        progress_bar=cfg.progress_bar and not quiet, tb_log_name="")
+                        progress_bar=cfg.progress_bar and shows_progress(log), tb_log_name="")
     except KeyboardInterrupt:
         last = latest_checkpoint(run)
         raise UserError(f"interrupted at env step {model.num_timesteps}; the last checkpoint is "
@@ -297,10 +295,8 @@ def _train_and_report(run: RunFolder, env: MultiTaskVecEnv, fresh: Any, tasks: l
         if expert is None:
             entry["expert_normalised_why"] = f"no expert return ({source}): the score is undefined"
         per_task[task] = entry
-        if not quiet:
-            shown = f"{expert:.2f}" if expert is not None else "none"
-            print(f"{task}: return {final.mean:.2f} ± {final.std:.2f}, random {rand.mean:.2f}, expert {shown}",
-                  flush=True)
+        shown = f"{expert:.2f}" if expert is not None else "none"
+        log.info(f"{task}: return {final.mean:.2f} ± {final.std:.2f}, random {rand.mean:.2f}, expert {shown}")
     scores = np.array([[per_task[t]["expert_normalised"] for t in tasks]], float)
     interval = iqm_intervals({METHOD: scores}, seed=seed, task_bootstrap=True)[METHOD]
     metrics: dict[str, Any] = {
@@ -318,9 +314,8 @@ def _train_and_report(run: RunFolder, env: MultiTaskVecEnv, fresh: Any, tasks: l
         "train_wall_s": round(train_wall, 3), "env_steps_trained": trained,
         "train_steps_per_s": round(trained / train_wall, 1) if train_wall > 0 else None})
     run.write_metrics(metrics)
-    if not quiet:
-        print(f"expert-normalised IQM over {len(tasks)} tasks: {interval}")
-        print(f"run folder:   {run.path}")
-        print(f"trunk:        {trunk_path}  (policyshare transfer --trunk {trunk_path} --env ID)")
-        print(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(run.tb_dir))}")
+    log.info(f"expert-normalised IQM over {len(tasks)} tasks: {interval}")
+    log.info(f"run folder:   {run.path}")
+    log.info(f"trunk:        {trunk_path}  (policyshare transfer --trunk {trunk_path} --env ID)")
+    log.info(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(run.tb_dir))}")
     return MultiTaskResult(run.path, model_path, trunk_path, metrics, model)

@@ -37,7 +37,6 @@ class Plan:
         spec: the columns' trunk spec.
         controls: the controls trained on the target.
         seeds: seeds.
-        quiet: no progress lines.
     """
 
     tasks: list[str]
@@ -50,7 +49,6 @@ class Plan:
     spec: TrunkSpec
     controls: list[str]
     seeds: list[int]
-    quiet: bool
 
     @property
     def target(self) -> str:
@@ -68,7 +66,7 @@ class Plan:
 
 def make_plan(tasks: Sequence[str], config: str | Path | None, algo: str | None, timesteps: int | None,
               seeds: Sequence[int], controls: Sequence[str] | None,
-              overrides: Mapping[str, Any] | None, quiet: bool) -> Plan:
+              overrides: Mapping[str, Any] | None) -> Plan:
     """Check the command line and the config, and resolve every task's training config.
 
     Args:
@@ -79,7 +77,6 @@ def make_plan(tasks: Sequence[str], config: str | Path | None, algo: str | None,
         seeds: seeds.
         controls: subset of :data:`~policyshare.progressive.config.CONTROLS` (default: the config's).
         overrides: nested overrides of the experiment config (``--set``).
-        quiet: no progress lines.
 
     Raises:
         UserError: see :func:`~policyshare.progressive.run.run_progressive`.
@@ -117,8 +114,7 @@ def make_plan(tasks: Sequence[str], config: str | Path | None, algo: str | None,
     if not seeds:
         raise UserError("no seeds given; pass --seeds 0 1 2")
     check_seeds(seeds)
-    return Plan(tasks, algo, cfg, timesteps, run_overrides, runs, trunk, spec, chosen, list(seeds),
-                quiet)
+    return Plan(tasks, algo, cfg, timesteps, run_overrides, runs, trunk, spec, chosen, list(seeds))
 
 
 def _check_tasks(tasks: list[str]) -> Suite:

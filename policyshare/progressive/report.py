@@ -10,6 +10,7 @@ averages the Average Fisher Sensitivity over seeds (:mod:`policyshare.progressiv
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from policyshare.checkpoints import atomic_write_json, atomic_write_text
+from policyshare.io import atomic_write_json, atomic_write_text
 from policyshare.methods import FINETUNE, PROGRESSIVE, RANDOM_COLUMN, SCRATCH
 from policyshare.progressive.fisher import fisher_table, plot_fisher_heatmap
 from policyshare.progressive.plan import Plan, method_dirs
@@ -176,7 +177,7 @@ def summarise(plan: Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]],
         "files": {"curves": "curves.png", "report": "report.md",
                   **({"fisher_table": "fisher.md", "fisher_json": "fisher.json",
                       "fisher_heatmap": "fisher.png"} if fisher else {})},
-        "tensorboard": f"tensorboard --logdir {root}",
+        "tensorboard": f"tensorboard --logdir {shlex.quote(str(root))}",
     }
     atomic_write_text(root / "report.md", _report(metrics))
     return metrics

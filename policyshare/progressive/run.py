@@ -15,15 +15,17 @@ evaluations are complete episodes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from policyshare.checkpoints import atomic_write_json, load_sb3, read_json
 from policyshare.config import check_same_settings
+from policyshare.console import inner_run
 from policyshare.errors import CheckpointError, UserError
+from policyshare.io import atomic_write_json, read_json
 from policyshare.methods import FINETUNE, SCRATCH
 from policyshare.progressive.config import FISHER_SEED_OFFSET, AdapterConfig
 from policyshare.progressive.fisher import average_fisher_sensitivity, collect_observations
@@ -31,10 +33,13 @@ from policyshare.progressive.network import NETWORK_FILE, ProgressiveNetwork, de
 from policyshare.progressive.plan import Plan, column_dir, make_plan, method_dirs
 from policyshare.progressive.policy import LateralScalarLogger, column_model_factory
 from policyshare.progressive.report import summarise, summary_text
+from policyshare.sb3_files import load_sb3
 from policyshare.trunks import TrunkExtractor, TrunkSpec
 
 if TYPE_CHECKING:
     from policyshare.runs import RunFolder
+
+log = logging.getLogger(__name__)
 
 
 def column_source(metrics: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -66,7 +71,7 @@ def network_from_checkpoint(path: str | Path, task: str, spec: TrunkSpec, adapte
         spec: the trunk spec of the network to build.
         adapter: lateral adapter settings.
         algo: the algorithm the next columns train with (recorded).
-        safe: never unpickle (:func:`~policyshare.checkpoints.load_sb3_safe`): rebuild the
+        safe: never unpickle (:func:`~policyshare.sb3_files.load_sb3_safe`): rebuild the
             model from the zip's ``policyshare.json`` and load only tensors.
 
     Raises:
@@ -75,8 +80,8 @@ def network_from_checkpoint(path: str | Path, task: str, spec: TrunkSpec, adapte
             description or holding more than tensors.
         UserError: a checkpoint of another task.
     """
-    from policyshare.checkpoints import read_sb3_header
     from policyshare.evaluate import EVAL_SEED_OFFSET, evaluate
+    from policyshare.sb3_files import read_sb3_header
 
     p = Path(path)
     if p.is_dir():
@@ -112,11 +117,6 @@ def network_from_checkpoint(path: str | Path, task: str, spec: TrunkSpec, adapte
     return network
 
 
-def _say(plan: Plan, text: str) -> None:
-    if not plan.quiet:
-        print(text, flush=True)
-
-
 def _stage(plan: Plan, run_dir: Path, task: str, seed: int, method: str, **kwargs: Any
            ) -> tuple[dict[str, Any], Any]:
     """Train one run of the experiment, or read it back if it finished (stage-level resume).
@@ -129,18 +129,19 @@ def _stage(plan: Plan, run_dir: Path, task: str, seed: int, method: str, **kwarg
 
     run = RunFolder(run_dir)
     if run.finished:
-        _say(plan, f"[s{seed}] {method} on {task}: finished earlier ({run_dir})")
+        log.info(f"[s{seed}] {method} on {task}: finished earlier ({run_dir})")
         return read_json(run.metrics_path, "run metrics"), None
     resume = run.meta_path.is_file()
-    _say(plan, f"[s{seed}] {method} on {task}: {'resuming' if resume else 'training'} → {run_dir}")
+    log.info(f"[s{seed}] {method} on {task}: {'resuming' if resume else 'training'} → {run_dir}")
     started = time.perf_counter()
-    result = train(task, plan.algo, config=plan.cfg.train_config, timesteps=plan.timesteps,
-                   seed=seed, run_dir=run_dir, overrides=plan.runs[task], resume=resume,
-                   run_name=method, quiet=True, **kwargs)
+    with inner_run():
+        result = train(task, plan.algo, config=plan.cfg.train_config, timesteps=plan.timesteps,
+                       seed=seed, run_dir=run_dir, overrides=plan.runs[task], resume=resume,
+                       run_name=method, **kwargs)
     m = result.metrics
-    _say(plan, f"[s{seed}] {method} on {task}: eval return {m['eval_mean_return']:.2f} ± "
-               f"{m['eval_std_return']:.2f} after {m['timesteps']} env steps "
-               f"({time.perf_counter() - started:.0f} s)")
+    log.info(f"[s{seed}] {method} on {task}: eval return {m['eval_mean_return']:.2f} ± "
+             f"{m['eval_std_return']:.2f} after {m['timesteps']} env steps "
+             f"({time.perf_counter() - started:.0f} s)")
     return m, result.model
 
 
@@ -278,7 +279,7 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
                     seeds: Sequence[int] = (0,), run_dir: str | Path | None = None,
                     init_from: str | Path | None = None, controls: Sequence[str] | None = None,
                     overrides: Mapping[str, Any] | None = None, resume: bool = False,
-                    quiet: bool = False, safe: bool = False) -> dict[str, Any]:
+                    safe: bool = False) -> dict[str, Any]:
     """Grow a progressive network over ``tasks`` and measure transfer to the last one.
 
     For every seed: column 1 is trained on the first task (or taken from ``init_from``), each
@@ -306,7 +307,6 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
         controls: subset of :data:`~policyshare.progressive.config.CONTROLS` (default: the config's).
         overrides: nested overrides of the experiment config (``--set``).
         resume: continue an unfinished experiment in ``run_dir``.
-        quiet: no progress lines.
         safe: load ``init_from`` without unpickling (see
             :func:`~policyshare.progressive.network.network_from_checkpoint`).
 
@@ -320,7 +320,7 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
     """
     from policyshare.runs import default_run_dir, slug
 
-    plan = make_plan(tasks, config, algo, timesteps, seeds, controls, overrides, quiet)
+    plan = make_plan(tasks, config, algo, timesteps, seeds, controls, overrides)
     init = (network_from_checkpoint(init_from, plan.tasks[0], plan.spec, plan.cfg.adapter, plan.algo,
                                     safe=safe) if init_from is not None else None)
     resolved = plan.resolved(str(init_from) if init_from is not None else None)
@@ -337,7 +337,6 @@ def run_progressive(tasks: Sequence[str], *, config: str | Path | None = None,
                           "dir": seed_dir}
     metrics = summarise(plan, exp.path, per_seed, resolved)
     exp.write_metrics(metrics)
-    if not plan.quiet:
-        print(summary_text(metrics, exp.path))
+    log.info(summary_text(metrics, exp.path))
     return metrics
 

@@ -55,7 +55,7 @@ def best_config_yaml(run_dir: Path, *, best: Any, trials: Sequence[Any], budget:
     Raises:
         CheckpointError: the run folder's ``config.yaml`` or ``metrics.json`` is missing or corrupt.
     """
-    from policyshare.checkpoints import read_json
+    from policyshare.io import read_json
 
     try:
         resolved = yaml.safe_load((run_dir / "config.yaml").read_text())

@@ -21,6 +21,7 @@ whose training fails on its own terms (e.g. a learning rate that makes the netwo
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from policyshare.config import deep_merge
+from policyshare.console import inner_run
 from policyshare.errors import UserError
 from policyshare.tune.space import SearchSpace, cap_batch_size, check_search_space, load_search_space, trial_overrides
 
@@ -37,6 +39,8 @@ from policyshare.tune.space import SearchSpace, cap_batch_size, check_search_spa
 METRIC = "eval/mean_reward"
 #: Ray Tune's time axis for ASHA: env steps trained.
 TIME_ATTR = "timesteps"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -97,8 +101,9 @@ def _trial(config: Mapping[str, Any], job: TuneJob) -> None:
     # A retried trial (its worker was lost) continues its run folder from the last checkpoint.
     resume = (folder / "meta.json").is_file() and not (folder / "metrics.json").is_file()
     try:
-        result = train(job.env_id, job.algo, config=job.train_config, timesteps=job.timesteps, seed=job.seed,
-                       run_dir=folder, overrides=overrides, resume=resume, quiet=True, on_evaluation=report)
+        with inner_run():
+            result = train(job.env_id, job.algo, config=job.train_config, timesteps=job.timesteps, seed=job.seed,
+                           run_dir=folder, overrides=overrides, resume=resume, on_evaluation=report)
     except UserError as e:
         # Fails again if retried (e.g. diverged): the worst score, and the search goes on.
         rtune.report({METRIC: -math.inf, TIME_ATTR: last[TIME_ATTR], "final": True, "trial": folder.name,
@@ -109,26 +114,23 @@ def _trial(config: Mapping[str, Any], job: TuneJob) -> None:
                  TIME_ATTR: m["timesteps"], "final": True, "trial": folder.name})
 
 
-def _progress(quiet: bool) -> Any:
-    """A Ray Tune callback printing one line on stderr per trial that ends."""
+def _progress() -> Any:
+    """A Ray Tune callback logging one line per trial that ends (the command shows it on stderr)."""
     from ray import tune as rtune
 
     class Progress(rtune.Callback):
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            if quiet:
-                return
             r = trial.last_result or {}
             score = r.get(METRIC)
             how = (f"failed: {r['failed']}" if r.get("failed") else "finished" if r.get("final")
                    else "stopped early by ASHA")
             score_text = f"{score:.2f}" if isinstance(score, (int, float)) else "none"
-            print(f"  {trial_folder_name(trial)}: {METRIC} {score_text} at env step {r.get(TIME_ATTR, 0)} "
-                  f"({how})", file=sys.stderr, flush=True)
+            log.info(f"  {trial_folder_name(trial)}: {METRIC} {score_text} at env step {r.get(TIME_ATTR, 0)} "
+                     f"({how})")
 
         def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            if not quiet:
-                print(f"  {trial_folder_name(trial)}: its worker was lost or crashed; retrying it, resuming "
-                      "from its run folder's last checkpoint", file=sys.stderr, flush=True)
+            log.info(f"  {trial_folder_name(trial)}: its worker was lost or crashed; retrying it, resuming "
+                     "from its run folder's last checkpoint")
 
     return Progress()
 
@@ -186,8 +188,7 @@ def _require_tuning_libraries() -> None:
 
 def tune(env_id: str, algo: str = "ppo", *, trials: int | None = None, timesteps: int | None = None,
          address: str | None = None, space: str | Path | None = None, config: str | Path | None = None,
-         overrides: Mapping[str, Any] | None = None, seed: int = 0, run_dir: str | Path | None = None,
-         quiet: bool = False) -> TuneResult:
+         overrides: Mapping[str, Any] | None = None, seed: int = 0, run_dir: str | Path | None = None) -> TuneResult:
     """Search hyper-parameters of ``algo`` on ``env_id`` and return the best finished trial's config.
 
     Args:
@@ -203,7 +204,6 @@ def tune(env_id: str, algo: str = "ppo", *, trials: int | None = None, timesteps
         overrides: train-config keys fixed for every trial (``--set``); such a key leaves the search.
         seed: the seed of every trial (its envs and network) and of Optuna's sampler.
         run_dir: the tune folder (default ``runs/tune/<env>__<algo>``), which must not exist yet.
-        quiet: no progress lines on stderr.
 
     Returns:
         A :class:`TuneResult`; the tune folder holds ``trial_<k>/`` (train run folders; a trial
@@ -216,7 +216,7 @@ def tune(env_id: str, algo: str = "ppo", *, trials: int | None = None, timesteps
             existing tune folder, Ray or Optuna missing, no Ray cluster at ``address``. After the
             trials: none of them finished (each trial's failure is in ``summary.json``).
     """
-    from policyshare.checkpoints import ALGOS
+    from policyshare.algos import ALGOS
     from policyshare.envs import check_env_id
     from policyshare.runs import default_run_dir
 
@@ -241,11 +241,11 @@ def tune(env_id: str, algo: str = "ppo", *, trials: int | None = None, timesteps
     from policyshare.experiment.sweep import init_ray
 
     init_ray(address)
-    return _search(env_id, algo, search, config, fixed, seed, n_trials, budget, root, address, quiet)
+    return _search(env_id, algo, search, config, fixed, seed, n_trials, budget, root, address)
 
 
 def _search(env_id: str, algo: str, search: SearchSpace, config: str | Path | None, fixed: dict[str, Any],
-            seed: int, n_trials: int, budget: int, root: Path, address: str | None, quiet: bool) -> TuneResult:
+            seed: int, n_trials: int, budget: int, root: Path, address: str | None) -> TuneResult:
     """Run the trials (Ray is up, the input checked) and write the tune folder."""
     import logging
 
@@ -254,8 +254,8 @@ def _search(env_id: str, algo: str, search: SearchSpace, config: str | Path | No
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from policyshare.checkpoints import atomic_write_json, atomic_write_text
     from policyshare.experiment.sweep import DEFAULT_MAX_FAILURES
+    from policyshare.io import atomic_write_json, atomic_write_text
     from policyshare.runs import RunFolder
     from policyshare.tune.best import best_config_yaml
 
@@ -282,11 +282,10 @@ def _search(env_id: str, algo: str, search: SearchSpace, config: str | Path | No
                                          search_alg=OptunaSearch(seed=seed),
                                          trial_dirname_creator=trial_folder_name),
             run_config=rtune.RunConfig(name="search", storage_path=str((root / "ray").resolve()), verbose=0,
-                                       callbacks=[_progress(quiet)],
+                                       callbacks=[_progress()],
                                        failure_config=rtune.FailureConfig(max_failures=DEFAULT_MAX_FAILURES)))
-        if not quiet:
-            print(f"tuning {algo.upper()} on {env_id}: {n_trials} trials of {budget} env steps "
-                  f"({len(search.dimensions)} searched keys), folder {root}", file=sys.stderr, flush=True)
+        log.info(f"tuning {algo.upper()} on {env_id}: {n_trials} trials of {budget} env steps "
+                 f"({len(search.dimensions)} searched keys), folder {root}")
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries the YAML alone
             results = tuner.fit()
         outcomes = [_outcome(results[i], root, search) for i in range(len(results))]

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from policyshare.errors import UserError
+
+log = logging.getLogger(__name__)
 
 TRUNK_HELP = ("random (the configured spec, seeded), random:SPEC (minatar, minatar_deep, nature, image_deep: six conv "
               "layers deep enough for textures and styles), zoo:ENV_ID (the trunk of the zoo's expert, e.g. "
@@ -51,7 +54,6 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="run folder (default: runs/vision/<subcommand>__<trunk>__s<seed>); an unfinished run there "
                    "(failed or killed) is moved aside to .replaced/ beside it")
     p.add_argument("--seed", type=int, default=0, help="seed of trunks, heads, samplers, noise (default: 0)")
-    p.add_argument("--quiet", action="store_true", help="print only the final figures")
 
 
 def _probe(sub: Any) -> None:
@@ -203,14 +205,6 @@ def _threads(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             return handler(a)
 
     return run
-
-
-def _progress(a: argparse.Namespace) -> Any:
-    def say(message: str) -> None:
-        if not a.quiet:
-            print(message, flush=True)
-
-    return say
 
 
 def _open(a: argparse.Namespace, sub: str, label: str, cfg: Any) -> Any:
@@ -377,7 +371,7 @@ def _cmd_texture(a: argparse.Namespace) -> int:
     writer = VisionWriter(run.tb_dir)
     try:
         layers = ", ".join(cfg.texture.layers or trunk.conv_names)
-        _progress(a)(f"texture synthesis on {a.trunk} ({trunk.spec.name} trunk, layers {layers})")
+        log.info(f"texture synthesis on {a.trunk} ({trunk.spec.name} trunk, layers {layers})")
         judges = texture_judge(cfg, textures, a.seed)
         results = texture_step(trunk, cfg, textures, run.path, writer, variants, a.seed, judges)
     finally:
@@ -438,8 +432,8 @@ def _cmd_transfer(a: argparse.Namespace) -> int:
     run = _open(a, "transfer", label, cfg)
     writer = VisionWriter(run.tb_dir)
     try:
-        _progress(a)(f"style transfer on {a.trunk}: content {a.content} ({tc.content_layer}), style {a.style} "
-                     f"(layers {', '.join(loss.style.layers)})")
+        log.info(f"style transfer on {a.trunk}: content {a.content} ({tc.content_layer}), style {a.style} "
+                 f"(layers {', '.join(loss.style.layers)})")
         res = style_transfer(loss, content, init=tc.init, optimizer=tc.optimizer, steps=tc.steps, lr=tc.lr,
                              patience=tc.patience, seed=a.seed, log=writer.logger("transfer"))
     except Exception:
@@ -480,7 +474,6 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     if a.scale is not None:
         extra.setdefault("guidance", {})["scale"] = a.scale
     cfg = _config(a, extra)
-    say = _progress(a)
     # Check the trunk before the prior (minutes on first use) is trained.
     pretrained = a.trunk in PRETRAINED_REFS
     early = random_trunk(cfg.trunk, a.seed) if pretrained else load_trunk_ref(a.trunk, cfg.trunk, a.seed)
@@ -488,10 +481,10 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     run = _open(a, "generate", trunk_label(a.trunk), cfg)
     writer = VisionWriter(run.tb_dir)
     try:
-        ctx = prepare(cfg, a.seed, textures=False, writer=writer, progress=say, run_dir=run.path if a.run_dir else None)
+        ctx = prepare(cfg, a.seed, textures=False, writer=writer, run_dir=run.path if a.run_dir else None)
         trunk = (resolve_trunk(a.trunk, ctx.splits.train, cfg, a.seed, writer.logger("pretrain"))
                  if pretrained else freeze(early))
-        say(f"guided sampling at scale {cfg.guidance.scale}")
+        log.info(f"guided sampling at scale {cfg.guidance.scale}")
         guided = generation_step(trunk, ctx, run.path, writer)
         unguided_writer = VisionWriter(run.tb_dir / "unguided")
         try:
@@ -521,10 +514,9 @@ def _cmd_compare(a: argparse.Namespace) -> int:
 
     seeds = parse_seeds(a.seeds) if a.seeds is not None else None  # an empty range is refused before any work
     cfg: VisionConfig = _config(a, {"jobs": a.jobs} if a.jobs is not None else None)
-    metrics = compare(a.trunks, cfg, a.run_dir, a.seed, _progress(a), seeds=seeds)
+    metrics = compare(a.trunks, cfg, a.run_dir, a.seed, seeds=seeds)
     print(markdown_table(metrics))
     print(f"wall time {metrics['timing']['wall_s']:.0f} s; run folder: {metrics['run_dir']}")
-    if not a.quiet:
-        print(json.dumps({k: {"probe": v["probe"]["accuracy"], "guided": v["generate"]["accuracy"],
-                              "cas": v["generate"]["cas"]} for k, v in metrics["results"].items()}))
+    log.info(json.dumps({k: {"probe": v["probe"]["accuracy"], "guided": v["generate"]["accuracy"],
+                             "cas": v["generate"]["cas"]} for k, v in metrics["results"].items()}))
     return 0

@@ -35,6 +35,7 @@ under ``vision/`` tags. A folder left unfinished by a failed or killed run is mo
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -52,12 +53,10 @@ from policyshare.vision.probe import check_layer
 from policyshare.vision.seed_pool import SeedPool
 from policyshare.vision.steps import (
     Context,
-    Progress,
     generation_step,
     load_splits,
     prepare,
     probe_step,
-    quiet,
     samples_grid,
     torch_threads,
     unguided_step,
@@ -78,11 +77,13 @@ from policyshare.vision.thesis import SeedRun
 
 # Kept importable from here for callers of the one-module compare (report.py, experiment.py, tests);
 # each name is owned by the module it is imported from.
-__all__ = ["TEXTURE_LEGEND", "Context", "Progress", "check_texture_setup", "compare", "deep_texture_cfg",
+__all__ = ["TEXTURE_LEGEND", "Context", "check_texture_setup", "compare", "deep_texture_cfg",
            "generation_step", "image_label", "load_splits", "load_textures", "markdown_table", "open_run",
            "preflight", "prepare", "probe_step", "report_markdown", "samples_grid", "texture_baselines",
            "texture_gallery_markdown", "texture_judge", "texture_step", "texture_variants", "torch_threads",
            "unguided_step"]
+
+log = logging.getLogger(__name__)
 
 
 def open_run(path: str | Path, command: str, cfg: VisionConfig, seed: int) -> RunFolder:
@@ -127,7 +128,7 @@ def preflight(trunks: Sequence[str], cfg: VisionConfig, seed: int) -> None:
 
 
 def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = None,
-            run_dir: str | Path | None = None, seed: int = 0, progress: Progress = quiet,
+            run_dir: str | Path | None = None, seed: int = 0,
             seeds: Sequence[int] | None = None, jobs: int | None = None) -> dict[str, Any]:
     """Run the thesis table over ``trunks`` and write it to a run folder.
 
@@ -145,7 +146,6 @@ def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = No
             the shared ``runs/vision/cache``).
         seed: seeds trunks, heads, samplers and texture noise (not the data split) when ``seeds``
             is not given.
-        progress: receives one line per stage.
         seeds: the seeds of the generation side (``--seeds 0-4``); the first one also seeds the
             probe and texture columns. Default ``[seed]``.
         jobs: worker processes that run seeds side by side (:class:`~policyshare.vision.seed_pool.SeedPool`;
@@ -175,10 +175,10 @@ def compare(trunks: Sequence[str], config: VisionConfig | str | Path | None = No
         raise UserError("no seeds to run; pass --seeds 0-4 (a range whose start is not above its end) or --seed N")
     cfg = config if isinstance(config, VisionConfig) else load_vision_config(config)
     with torch_threads(cfg.threads):
-        return _compare(list(trunks), cfg, run_dir, seed_list, progress, start, cfg.jobs if jobs is None else jobs)
+        return _compare(list(trunks), cfg, run_dir, seed_list, start, cfg.jobs if jobs is None else jobs)
 
 
-def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, seeds: list[int], progress: Progress,
+def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, seeds: list[int],
              start: float, jobs: int) -> dict[str, Any]:
     from policyshare.vision.inputs import unique_labels
     from policyshare.vision.thesis import aggregate, check_classes, make_judges
@@ -196,12 +196,11 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
     try:
         # The generation side over seeds (trunks, guidance sweeps, few-label probes, battles) runs in the
         # pool's workers; meanwhile this process scores the first seed's trunks (probe, texture).
-        with SeedPool(trunks, labels, cfg, seeds, splits, make_judges(splits, cfg), cache_run, progress,
+        with SeedPool(trunks, labels, cfg, seeds, splits, make_judges(splits, cfg), cache_run,
                       jobs) as pool:
             first = pool.result(0)
-            ctx, baselines, texture_judges = _baselines(cfg, seed, run, cache_run, pool.say)
-            columns, trunk_seconds = _first_seed_columns(first, labels, trunks, ctx, run, writers, texture_judges,
-                                                         pool.say)
+            ctx, baselines, texture_judges = _baselines(cfg, seed, run, cache_run)
+            columns, trunk_seconds = _first_seed_columns(first, labels, trunks, ctx, run, writers, texture_judges)
             seed_runs = pool.results()
         per_seed = [r.result for r in seed_runs]
         metrics: dict[str, Any] = {
@@ -209,7 +208,7 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
             "data": ctx.splits.describe(), "guidance_scale": "best", "texture_variants": list(texture_variants(cfg)),
             "prior": {"cache_file": ctx.prior_info.get("cache_file")}, "baselines": baselines, "results": {},
             "thesis": aggregate(per_seed, labels, cfg), "thesis_seeds": per_seed}
-        _generation_columns(metrics, columns, first, ctx, run, writers, progress)
+        _generation_columns(metrics, columns, first, ctx, run, writers)
     finally:
         for writer in writers.values():
             writer.close()
@@ -222,14 +221,14 @@ def _compare(trunks: list[str], cfg: VisionConfig, run_dir: str | Path | None, s
     return metrics
 
 
-def _baselines(cfg: VisionConfig, seed: int, run: RunFolder, cache_run: Path | None, progress: Progress
+def _baselines(cfg: VisionConfig, seed: int, run: RunFolder, cache_run: Path | None
                ) -> tuple[Context, dict[str, Any], dict[str, Any]]:
     """The context (data, judge, the first seed's prior from the cache, textures) and the reference rows."""
     writer = VisionWriter(run.tb_dir / "baselines")
     try:
-        ctx = prepare(cfg, seed, writer=writer, progress=progress, run_dir=cache_run)
+        ctx = prepare(cfg, seed, writer=writer, run_dir=cache_run)
         ctx.prior_info["cache_file"] = cache_label(Path(ctx.prior_info["cache_file"]), cache_run)
-        progress("baselines: unguided prior, held-out texture crops")
+        log.info("baselines: unguided prior, held-out texture crops")
         (run.path / "textures").mkdir(exist_ok=True)
         judges = texture_judge(cfg, ctx.textures, seed)
         baselines: dict[str, Any] = {
@@ -244,7 +243,7 @@ def _baselines(cfg: VisionConfig, seed: int, run: RunFolder, cache_run: Path | N
 
 
 def _first_seed_columns(first: SeedRun, labels: Sequence[str], trunks: Sequence[str], ctx: Context, run: RunFolder,
-                        writers: Mapping[str, VisionWriter], texture_judges: Mapping[str, Any], progress: Progress
+                        writers: Mapping[str, VisionWriter], texture_judges: Mapping[str, Any]
                         ) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
     """Per trunk of the first seed: its description, linear probe and texture syntheses (and the seconds each took)."""
     rows: dict[str, dict[str, Any]] = {}
@@ -254,21 +253,21 @@ def _first_seed_columns(first: SeedRun, labels: Sequence[str], trunks: Sequence[
         out_dir = run.path / label
         out_dir.mkdir(parents=True, exist_ok=True)
         trunk = first.trunks[label]  # the first seed's trunk (classify: trained on thesis.pretrain_classes)
-        progress(f"{label}: linear probe")
+        log.info(f"{label}: linear probe")
         row: dict[str, Any] = {"ref": ref, "spec": trunk.spec.to_dict()["name"], "activation": trunk.spec.activation,
                                "source": (trunk.header or {}).get("source", {})}
         row["probe"] = probe_step(trunk, ctx, writers[label])
-        progress(f"{label}: texture synthesis")
+        log.info(f"{label}: texture synthesis")
         row["texture"] = texture_step(trunk, ctx.cfg, ctx.textures, out_dir, writers[label], seed=ctx.seed,
                                       judges=texture_judges)
         rows[label] = row
         seconds[label] = round(time.perf_counter() - t0, 1)
-        progress(f"{label}: probe {row['probe']['accuracy']:.3f} ({seconds[label]:.0f} s with texture)")
+        log.info(f"{label}: probe {row['probe']['accuracy']:.3f} ({seconds[label]:.0f} s with texture)")
     return rows, seconds
 
 
 def _generation_columns(metrics: dict[str, Any], columns: Mapping[str, dict[str, Any]], first: SeedRun,
-                        ctx: Context, run: RunFolder, writers: Mapping[str, VisionWriter], progress: Progress) -> None:
+                        ctx: Context, run: RunFolder, writers: Mapping[str, VisionWriter]) -> None:
     """Fill ``metrics["results"]``: each trunk's columns plus its generation cell over seeds; sample grids; curves."""
     from policyshare.vision.thesis import thesis_generation_row
     from policyshare.vision.thesis_report import plot_guidance_curves
@@ -289,7 +288,7 @@ def _generation_columns(metrics: dict[str, Any], columns: Mapping[str, dict[str,
         # The row's keys in the order of the table: description, probe, generation, texture.
         metrics["results"][label] = {**{k: v for k, v in col.items() if k != "texture"}, "generate": generate,
                                      "texture": col["texture"]}
-        progress(f"{label}: probe {col['probe']['accuracy']:.3f}, guided {generate['accuracy']:.3f}, "
+        log.info(f"{label}: probe {col['probe']['accuracy']:.3f}, guided {generate['accuracy']:.3f}, "
                  f"CAS {generate['cas']:.3f}")
 
 

@@ -9,8 +9,8 @@ threads — the same count a serial run uses, so a seed gives the same result in
 the parent. With ``jobs = 1`` (or one seed) the seeds run in this process, one after another,
 as they are asked for.
 
-Progress lines of the workers (each names its seed) travel through a queue to the parent,
-which hands them to its ``progress`` callback whole, one line at a time.
+The workers' log records (each line names its seed) travel through a queue to the parent,
+which hands them to its own loggers whole, one record at a time.
 
 Diffusion priors are cached per seed (:func:`~policyshare.vision.diffusion.load_or_train_prior`):
 a file lock per cache entry makes a second process that needs the same prior wait for the first
@@ -19,6 +19,8 @@ one's atomic write and load it, instead of training it again.
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
 import multiprocessing
 import queue as queue_module
 import threading
@@ -33,27 +35,26 @@ import torch
 from policyshare.vision.config import VisionConfig
 from policyshare.vision.data import Splits
 from policyshare.vision.scales import Judges
-from policyshare.vision.steps import Progress, quiet
 from policyshare.vision.thesis import SeedRun, run_seed
 
 _worker_queue: Any = None
 
 
 def _init_worker(messages: Any, threads: int) -> None:
-    """Runs once in each worker: where progress lines go, and the torch thread count."""
+    """Runs once in each worker: its log records go to the parent, and the torch thread count."""
     global _worker_queue
     _worker_queue = messages
+    root = logging.getLogger("policyshare")
+    root.handlers[:] = [logging.handlers.QueueHandler(messages)]
+    root.setLevel(logging.DEBUG)
+    root.propagate = False
     torch.set_num_threads(threads)
-
-
-def _say(message: str) -> None:
-    _worker_queue.put(message)
 
 
 def _run_in_worker(refs: Sequence[str], labels: Sequence[str], cfg: VisionConfig, seed: int, splits: Splits,
                    judges: Judges, run_dir: Path | None, keep_models: bool) -> SeedRun:
     """One seed in a worker; only the first seed sends its trunks and samples back (the parent uses those)."""
-    run = run_seed(refs, labels, cfg, seed, splits, judges, None, run_dir, _say)
+    run = run_seed(refs, labels, cfg, seed, splits, judges, None, run_dir)
     if not keep_models:
         run.trunks.clear()
         run.best_samples.clear()
@@ -76,7 +77,6 @@ class SeedPool:
         judges: :func:`~policyshare.vision.thesis.make_judges` (sent to each worker).
         run_dir: the run folder the user chose, where priors are cached (see
             :func:`~policyshare.vision.diffusion.cache_dir`).
-        progress: receives every progress line (the workers' too), one call per line.
         jobs: worker processes; at most one per seed.
 
     Raises:
@@ -84,12 +84,12 @@ class SeedPool:
     """
 
     def __init__(self, refs: Sequence[str], labels: Sequence[str], cfg: VisionConfig, seeds: Sequence[int],
-                 splits: Splits, judges: Judges, run_dir: Path | None = None, progress: Progress = quiet,
+                 splits: Splits, judges: Judges, run_dir: Path | None = None,
                  jobs: int = 1) -> None:
         if jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {jobs}")
         self.refs, self.labels, self.cfg, self.seeds = list(refs), list(labels), cfg, list(seeds)
-        self.splits, self.judges, self.run_dir, self.progress = splits, judges, run_dir, progress
+        self.splits, self.judges, self.run_dir = splits, judges, run_dir
         self.jobs = min(jobs, len(self.seeds))
         self._done: dict[int, SeedRun] = {}
         self._pool: ProcessPoolExecutor | None = None
@@ -97,7 +97,6 @@ class SeedPool:
         self._messages: Any = None
         self._stop = threading.Event()
         self._relay: threading.Thread | None = None
-        self._say_lock = threading.Lock()
 
     def __enter__(self) -> SeedPool:
         if self.jobs > 1:
@@ -111,10 +110,10 @@ class SeedPool:
                                                self.judges, self.run_dir, i == 0) for i, s in enumerate(self.seeds)]
         return self
 
-    def say(self, message: str) -> None:
-        """Hand one line to ``progress``; lines of the parent and of the workers never interleave."""
-        with self._say_lock:
-            self.progress(message)
+    @staticmethod
+    def _handle(record: logging.LogRecord) -> None:
+        """A worker's log record, handed to the parent's logger of the same name."""
+        logging.getLogger(record.name).handle(record)
 
     def _relay_progress(self) -> None:
         while not self._stop.is_set():
@@ -122,7 +121,7 @@ class SeedPool:
                 message = self._messages.get(timeout=0.2)
             except queue_module.Empty:
                 continue
-            self.say(message)
+            self._handle(message)
 
     def result(self, index: int) -> SeedRun:
         """The ``index``-th seed's run (waits for it; serially, runs the seeds up to it).
@@ -134,7 +133,7 @@ class SeedPool:
             if self._pool is None:
                 for i in range(len(self._done), index + 1):
                     self._done[i] = run_seed(self.refs, self.labels, self.cfg, self.seeds[i], self.splits,
-                                             self.judges, None, self.run_dir, self.progress)
+                                             self.judges, None, self.run_dir)
             else:
                 self._done[index] = self._futures[index].result()
         return self._done[index]
@@ -157,7 +156,7 @@ class SeedPool:
             self._relay.join()
             while True:  # lines that arrived after the last poll
                 try:
-                    self.say(self._messages.get_nowait())
+                    self._handle(self._messages.get_nowait())
                 except queue_module.Empty:
                     break
             self._messages.close()

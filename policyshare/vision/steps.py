@@ -9,8 +9,9 @@ independent SVM and by CAS) and :func:`unguided_step` (the prior alone, scale 0)
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,7 @@ from policyshare.vision.probe import linear_probe
 from policyshare.vision.tb import VisionWriter, no_log
 from policyshare.vision.texture_compare import load_textures
 
-Progress = Callable[[str], None]
-
-
-def quiet(message: str) -> None:
-    """A :data:`Progress` that prints nothing."""
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,9 +69,9 @@ def load_splits(cfg: VisionConfig) -> Splits:
 
 
 def prepare(cfg: VisionConfig, seed: int, *, generation: bool = True, textures: bool = True,
-            writer: VisionWriter | None = None, progress: Progress = quiet,
-            run_dir: Path | None = None) -> Context:
-    """Load data, train the judge, load or train the prior and crop the textures.
+            writer: VisionWriter | None = None, run_dir: Path | None = None) -> Context:
+    """Load data, train the judge, load or train the prior and crop the textures (one ``INFO`` line
+    per stage on this module's logger).
 
     Args:
         cfg: the config.
@@ -82,7 +79,6 @@ def prepare(cfg: VisionConfig, seed: int, *, generation: bool = True, textures: 
         generation: train the judge and load or train the prior.
         textures: crop the textures.
         writer: TensorBoard writer of the prior's training loss.
-        progress: receives one line per stage.
         run_dir: the run folder the user chose (``--run-dir``), where the prior is cached unless
             ``diffusion.cache_dir`` is set (``None``: the shared default cache; see
             :func:`~policyshare.vision.diffusion.cache_dir`).
@@ -94,7 +90,7 @@ def prepare(cfg: VisionConfig, seed: int, *, generation: bool = True, textures: 
     ctx = Context(cfg, seed, load_splits(cfg))
     if generation:
         ctx.judge = DigitJudge(ctx.splits.eval, cfg.guidance.judge_c)
-        progress("diffusion prior: loading from cache or training (once per config)")
+        log.info("diffusion prior: loading from cache or training (once per config)")
         t0 = time.perf_counter()
         prior, path, cached = load_or_train_prior(ctx.splits.train.images, cfg.diffusion, seed,
                                                   writer.logger("prior") if writer else no_log, run_dir)

@@ -23,10 +23,11 @@ between trunks (:mod:`.seeds`), the battle table and one verdict per direction.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from policyshare.vision.scales import Judges, at_diversity, best_point, matched_
 from policyshare.vision.seeds import SeedSummary, paired_difference, summarise, verdict
 from policyshare.vision.tb import ScalarLog, no_log
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 #: Row label of the diffusion prior's denoiser in the few-label probe table.
 DENOISER = "diffusion-denoiser"
@@ -139,7 +140,7 @@ def seed_trunk(ref: str, pretrain: ImageSet, cfg: VisionConfig, seed: int, log: 
 
 def run_seed(refs: Sequence[str], labels: Sequence[str], cfg: VisionConfig, seed: int, splits: Splits,
              judges: Judges, prior: DDPM | None = None, run_dir: Path | None = None,
-             progress: Progress = lambda m: None, logs: Mapping[str, ScalarLog] | None = None) -> SeedRun:
+             logs: Mapping[str, ScalarLog] | None = None) -> SeedRun:
     """Everything seed-dependent of the thesis for one seed (see the module docstring).
 
     Args:
@@ -152,7 +153,6 @@ def run_seed(refs: Sequence[str], labels: Sequence[str], cfg: VisionConfig, seed
         prior: the seed's prior if already loaded; else loaded from the cache or trained.
         run_dir: the run folder the user chose, where priors are cached (see
             :func:`~policyshare.vision.diffusion.cache_dir`).
-        progress: receives one line per stage.
         logs: label → TensorBoard logger (pretraining and guide losses).
 
     Raises:
@@ -163,7 +163,7 @@ def run_seed(refs: Sequence[str], labels: Sequence[str], cfg: VisionConfig, seed
     out: dict[str, Any] = {"seed": seed, "trunks": {}}
     run = SeedRun(out)
     if prior is None:
-        progress(f"seed {seed}: diffusion prior (cached per seed)")
+        log.info(f"seed {seed}: diffusion prior (cached per seed)")
         t0 = time.perf_counter()
         prior, path, cached = load_or_train_prior(splits.train.images, cfg.diffusion, seed, no_log, run_dir)
         out["prior"] = {"cache_file": cache_label(path, run_dir)}
@@ -173,12 +173,12 @@ def run_seed(refs: Sequence[str], labels: Sequence[str], cfg: VisionConfig, seed
     discriminators: dict[str, Discriminator] = {}
     for label, ref in zip(labels, refs):
         t0 = time.perf_counter()
-        log = (logs or {}).get(label, no_log)
-        progress(f"seed {seed} · {label}: trunk, guidance sweep over scales {t.scales}, few-label probes, "
+        scalars = (logs or {}).get(label, no_log)
+        log.info(f"seed {seed} · {label}: trunk, guidance sweep over scales {t.scales}, few-label probes, "
                  "discriminator")
-        trunk = seed_trunk(ref, pretrain, cfg, seed, log)
+        trunk = seed_trunk(ref, pretrain, cfg, seed, scalars)
         run.trunks[label] = trunk
-        clf = train_noisy_classifier(trunk, train_t, prior.schedule, cfg.trunk, g, cfg.probe.layer, seed, log)
+        clf = train_noisy_classifier(trunk, train_t, prior.schedule, cfg.trunk, g, cfg.probe.layer, seed, scalars)
         curve, samples = sweep(prior, clf, judges, t.scales, g.per_class, seed)
         best = best_point(curve)
         target = matched_target(curve, t.matched_diversity, MATCHED_MEASURE)
@@ -196,7 +196,7 @@ def run_seed(refs: Sequence[str], labels: Sequence[str], cfg: VisionConfig, seed
             discriminators[label] = Discriminator(trunk, train_t, samples[float(best["scale"])].images, cfg, seed)
         seconds = run.timing[f"{label}_s"] = round(time.perf_counter() - t0, 1)
         out["trunks"][label] = row
-        progress(f"seed {seed} · {label}: best s={best.get('scale')} accuracy {best.get('accuracy', math.nan):.3f}, "
+        log.info(f"seed {seed} · {label}: best s={best.get('scale')} accuracy {best.get('accuracy', math.nan):.3f}, "
                  f"at matched recall {row['matched_accuracy']:.3f}; {t.verdict_shots}-label probe "
                  f"{row['few_label'][str(t.verdict_shots)]:.3f} ({seconds:.0f} s)")
     out["denoiser"] = {"few_label": probe_table(denoiser_features(prior, t.denoiser_timestep), train_t, test_t,
