@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,14 +289,15 @@ def seed_result_text(run: SeedRun) -> str:
 
 
 @pytest.mark.slow  # two spawned workers import torch and scikit-learn: ~20 s of CPU
-def test_a_seed_gives_the_same_result_in_a_worker_process_as_in_this_one(tmp_path: Path) -> None:
+def test_a_seed_gives_the_same_result_in_a_worker_process_as_in_this_one(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
     refs = ["classify"]
     splits = load_splits(tiny_config(tmp_path))
-    said: list[str] = []
+    caplog.set_level(logging.INFO, logger="policyshare")
     runs = {}
     for jobs in (1, 2):
         cfg = tiny_config(tmp_path / f"cache-{jobs}")  # each trains its own priors
-        with SeedPool(refs, refs, cfg, [3, 4], splits, make_judges(splits, cfg), None, said.append, jobs) as pool:
+        with SeedPool(refs, refs, cfg, [3, 4], splits, make_judges(splits, cfg), None, jobs) as pool:
             assert pool.jobs == jobs
             runs[jobs] = pool.results()
         assert [r.timing["prior_from_cache"] for r in runs[jobs]] == [False, False]
@@ -307,7 +309,8 @@ def test_a_seed_gives_the_same_result_in_a_worker_process_as_in_this_one(tmp_pat
     assert all(torch.equal(a, b) for a, b in zip(first.trunks["classify"].state_dict().values(),
                                                   runs[1][0].trunks["classify"].state_dict().values()))
     assert not runs[2][1].trunks
-    # The workers' progress lines arrive whole, each naming its seed.
+    # The workers' log records arrive whole in this process's loggers, each naming its seed.
+    said = [r.getMessage() for r in caplog.records if r.name == "policyshare.vision.thesis"]
     pooled_lines = said[len(said) // 2:]
     assert any(line.startswith("seed 4 · classify: best s=") for line in pooled_lines), pooled_lines
 
