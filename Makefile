@@ -31,8 +31,10 @@ typecheck: install
 imports: install
 	$(BIN)/lint-imports
 
+# Two pytest workers (pytest-xdist), one per core; a test file stays on one worker (its
+# module-scoped fixtures are built once). Every test writes under its own tmp_path.
 test: lint typecheck imports
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test-slow: install
 	$(BIN)/pytest -q -m slow

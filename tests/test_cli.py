@@ -25,7 +25,7 @@ def test_train_and_evaluate_smoke(tmp_path: Path) -> None:
     proc = run_cli("train", "--env", "MinAtar/Freeway-v1", "--timesteps", "1024", "--run-dir", str(run),
                    "--set", "eval.freq=512", "--set", "eval.episodes=1",
                    "--set", "eval.final_episodes=2", "--set", "eval.random_episodes=2",
-                   "--set", "checkpoint_freq=512")
+                   "--set", "checkpoint_freq=512", "--set", "n_envs=8", "--set", "hyperparams.batch_size=256")
     assert proc.returncode == 0, proc.stderr
     assert "TensorBoard:" in proc.stdout and str(run / "model.zip") in proc.stdout
     for name in ("config.yaml", "meta.json", "model.zip", "best_model.zip", "trunk.safetensors",

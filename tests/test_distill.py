@@ -264,7 +264,9 @@ def test_replay_memory_wraps_around_and_samples_only_what_it_holds() -> None:
 TEACHER_TINY = ["--set", "eval.freq=0", "--set", "eval.final_episodes=1", "--set", "eval.random_episodes=1",
                 "--set", "checkpoint_freq=0", "--set", "progress_bar=false", "--quiet"]
 PPO_TEACHER = ["--set", "policy.net_arch=[64, 64]", "--set", "hyperparams.n_epochs=10",
-               "--set", "hyperparams.learning_rate=2.5e-4"]
+               "--set", "hyperparams.learning_rate=2.5e-4", "--set", "vec_env=dummy", "--set", "n_envs=8",
+               "--set", "hyperparams.n_steps=128", "--set", "hyperparams.batch_size=256",
+               "--set", "hyperparams.clip_range=0.1", "--set", "hyperparams.ent_coef=0.01"]
 DQN_TEACHER = ["--set", "policy.net_arch=[]", "--set", "hyperparams.learning_starts=1000",
                "--set", "hyperparams.buffer_size=2000", "--set", "hyperparams.learning_rate=2.5e-4"]
 STUDENT_ARGS = ["--steps", "3000", "--set", "learning_starts=500", "--set", "n_envs=4", "--set", "batch_size=64",

@@ -359,7 +359,8 @@ def test_a_zip_saved_before_the_package_split_still_loads(tmp_path: Path, monkey
     from policyshare.train import load_train_config
 
     model = column_model("ppo", None, 2)
-    cfg, _ = load_train_config(INVADERS, "ppo", overrides={"n_envs": 4, "trunk": {"alignment": "pad"}})
+    cfg, _ = load_train_config(INVADERS, "ppo", overrides={"n_envs": 4, "trunk": {"alignment": "pad"},
+                                                         "hyperparams": {"batch_size": 256}})
 
     def header() -> dict[str, Any]:  # as `policyshare train` writes it
         return {"format": "policyshare.sb3", "algo": "ppo", "env_id": INVADERS, "trunk": to_dict(cfg.trunk),

@@ -15,7 +15,8 @@ from policyshare.cli import main
 
 MINATAR = ["MinAtar/Breakout-v1", "MinAtar/Asterix-v1", "MinAtar/Freeway-v1", "MinAtar/Seaquest-v1",
            "MinAtar/SpaceInvaders-v1"]
-ATARI = ["ALE/Pong-v5", "ALE/Breakout-v5"]
+# Atari on a CPU is a smoke test only (~1 minute per run here): Pong in the fast suite, Breakout slow.
+ATARI = ["ALE/Pong-v5", pytest.param("ALE/Breakout-v5", marks=pytest.mark.slow)]
 SHORT = ["--set", "eval.freq=0", "--set", "eval.final_episodes=1", "--set", "eval.random_episodes=1",
          "--set", "checkpoint_freq=1000", "--quiet"]
 ALGO_SETS = {

@@ -196,10 +196,10 @@ def test_a_trial_becomes_train_overrides_with_schedules_rounding_and_list_choice
     sampled = {"policy.net_arch": 1, "hyperparams.learning_rate": 0.000312345678,
                "hyperparams.learning_rate:schedule": "linear", "hyperparams.clip_range": 0.2,
                "hyperparams.clip_range:schedule": "linear", "hyperparams.n_epochs": 7}
-    overrides = trial_overrides(space, sampled, {"n_envs": 4})
+    overrides = trial_overrides(space, sampled, {"n_envs": 8})
     assert overrides == {"hyperparams": {"gamma": 0.98, "learning_rate": "lin_0.0003123", "clip_range": "lin_0.2",
                                          "n_epochs": 7},
-                         "policy": {"net_arch": []}, "n_envs": 4}
+                         "policy": {"net_arch": []}, "n_envs": 8}
     from policyshare.train import load_train_config
 
     cfg, params = load_train_config(BREAKOUT, "ppo", None, overrides)
@@ -233,5 +233,5 @@ def test_train_calls_on_evaluation_at_every_periodic_evaluation(tmp_path: Path) 
                               "eval": {"freq": 256, "episodes": 1, "final_episodes": 2, "random_episodes": 2}},
                    on_evaluation=lambda step, r: seen.append((step, r.mean)))
     curve = json.loads((result.run_dir / "evaluations.json").read_text())
-    assert [s for s, _ in seen] == curve["timesteps"] == [256, 512]
+    assert [s for s, _ in seen] == curve["timesteps"] == [0, 256, 512]  # with the step-0 evaluation
     assert [m for _, m in seen] == curve["mean"]
