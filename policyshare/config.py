@@ -333,6 +333,17 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
         raise ConfigError(describe_error(cls, errors[0], where)) from None
 
 
+def with_changes(settings: T, where: str = "config", **changes: Any) -> T:
+    """``settings`` with some fields changed (e.g. ``--timesteps`` from the command line),
+    validated again like a loaded config.
+
+    Raises:
+        ConfigError: one line naming the problem (a field's range, or a check across fields
+            such as "trains nothing") and the fix, as :func:`from_dict` words it.
+    """
+    return from_dict(type(settings), {**to_dict(settings), **changes}, where)
+
+
 def to_dict(obj: Any) -> Any:
     """Plain-data form of (nested) settings, for YAML/JSON: mappings, lists and scalars."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

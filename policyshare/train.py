@@ -17,7 +17,7 @@ import errno
 import logging
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +45,7 @@ from policyshare.config import (
     from_dict,
     read_settings,
     to_dict,
+    with_changes,
 )
 from policyshare.console import shows_progress
 from policyshare.envs import Suite, check_env_id, check_vec_env, make_vec_env
@@ -360,7 +361,7 @@ def _configure(env_id: str, algo: str, config: str | Path | None, timesteps: int
     if timesteps is not None:
         if timesteps <= 0:
             raise UserError(f"--timesteps must be > 0, got {timesteps}")
-        cfg = replace(cfg, timesteps=timesteps)
+        cfg = with_changes(cfg, "train settings", timesteps=timesteps)
     check_vec_env(env_id, cfg.vec_env)
     if freeze_trunk and init_trunk is None:
         raise UserError("--freeze-trunk needs a trunk to freeze: pass --init-trunk FILE")

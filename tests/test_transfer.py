@@ -90,7 +90,7 @@ def test_a_second_trunk_to_the_same_env_gets_its_own_default_folder(breakout_run
     tensors, header = load_tensors(first)
     second = save_tensors(tmp_path / "other" / breakout_run.name / "trunk.safetensors",
                           {k: 0.5 * v for k, v in tensors.items()}, header)
-    settings = {"timesteps": 512, "overrides": parse_overrides(SETTINGS), "quiet": True}
+    settings = {"timesteps": 512, "overrides": parse_overrides(SETTINGS)}
     a = transfer(first, "MinAtar/Asterix-v1", **settings)
     b = transfer(second, "MinAtar/Asterix-v1", **settings)
     assert a.run_dir != b.run_dir and a.run_dir.parent == b.run_dir.parent == tmp_path / "runs" / "transfer"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from policyshare.checkpoints import save_trunk
-from policyshare.config import check_same_settings, to_dict
+from policyshare.config import check_same_settings, to_dict, with_changes
 from policyshare.distill.config import DistillConfig, load_distill_config, method_name
 from policyshare.distill.student import Student, StudentAgent, build_student, load_student, save_student, task_info
 from policyshare.distill.teachers import Teacher, load_teachers
@@ -28,7 +28,7 @@ from policyshare.envs import check_vec_env
 from policyshare.errors import UserError
 from policyshare.evaluate import EVAL_SEED_OFFSET, EvalResult, evaluate, random_return
 from policyshare.io import atomic_write_json, read_json
-from policyshare.metrics import expert_normalised, iqm_intervals
+from policyshare.metrics import expert_normalised, format_interval, format_number, iqm_intervals
 from policyshare.runs import RunFolder, default_run_dir, slug
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def _prepare(teachers: Sequence[str], config: str | Path | None, steps: int | No
     if steps is not None:
         if steps <= 0:
             raise UserError(f"--steps must be > 0, got {steps}")
-        cfg = replace(cfg, steps=steps)
+        cfg = with_changes(cfg, "distill settings", steps=steps)
     loaded = load_teachers(teachers, cfg.device, safe=safe)
     suite = loaded[0].suite
     for t in loaded:
@@ -253,11 +253,13 @@ def format_table(metrics: Mapping[str, Any]) -> str:
     """The per-task table, the IQM with its interval and the parameter counts, as text."""
     lines = [f"{'task':<28}{'student':>10}{'teacher':>10}{'random':>10}{'normalised':>12}{'agree':>8}"]
     for task, r in metrics["per_task"].items():
-        lines.append(f"{task:<28}{r['student_return']:>10.2f}{r['teacher_return']:>10.2f}"
-                     f"{r['random_return']:>10.2f}{r['expert_normalised']:>12.3f}{r['agreement']:>8.3f}")
+        lines.append(f"{task:<28}{format_number(r['student_return'], 2):>10}"
+                     f"{format_number(r['teacher_return'], 2):>10}{format_number(r['random_return'], 2):>10}"
+                     f"{format_number(r['expert_normalised'], 3):>12}{format_number(r['agreement'], 3):>8}")
     iv = metrics["expert_normalised_iqm"]
-    lines.append(f"expert-normalised IQM over {len(metrics['per_task'])} tasks: {iv['point']:.3f} "
-                 f"[{iv['low']:.3f}, {iv['high']:.3f}] (95% bootstrap over tasks)")
+    lines.append(f"expert-normalised IQM over {len(metrics['per_task'])} tasks: "
+                 f"{format_interval(iv['point'], iv['low'], iv['high'], 3, single='one task')} "
+                 f"(95% bootstrap over tasks; — where a teacher is no better than random)")
     lines.append(f"parameters: student {metrics['student_parameters']:,} (+ "
                  f"{metrics['feature_map_parameters']:,} training-only feature maps), teachers "
                  f"together {metrics['teacher_parameters']:,} (ratio "
