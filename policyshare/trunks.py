@@ -356,6 +356,46 @@ class Trunk(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def spec_after(align: InputAlignment, trunk: Mapping[str, Any] | None = None) -> TrunkSpec:
+    """The trunk spec that reads what ``align`` outputs: its input channels and size are the
+    alignment's output ``(out_channels, height, width)``.
+
+    Args:
+        align: the input alignment in front of the trunk.
+        trunk: ``{"name", "activation", "theta"}`` (defaults: the ``minatar`` spec, ``relu``,
+            θ = 0.5).
+
+    Raises:
+        ConfigError: an unknown spec name or activation (from :class:`TrunkSpec`).
+    """
+    trunk = dict(trunk or {})
+    return TrunkSpec(name=str(trunk.get("name", "minatar")), in_channels=align.out_channels,
+                     height=align.height, width=align.width,
+                     activation=str(trunk.get("activation", "relu")),
+                     theta=float(trunk.get("theta", 0.5)))
+
+
+def trunk_for_space(observation_space: gym.Space, trunk: Mapping[str, Any] | None = None,
+                    alignment: Mapping[str, Any] | None = None, *,
+                    user: str = "a trunk") -> tuple[InputAlignment, TrunkSpec]:
+    """The input alignment and trunk spec for one task's observation space: the one place an
+    observation space becomes a trunk (SB3 extractors, progressive columns).
+
+    Args:
+        observation_space: the single-env observation space, ``(H, W, C)`` or ``(C, H, W)``.
+        trunk: ``{"name", "activation", "theta"}`` (see :func:`spec_after`).
+        alignment: :class:`~policyshare.alignment.InputAlignment` kwargs.
+        user: what needs the image observations, for the message.
+
+    Raises:
+        ConfigError: non-image observations, or an alignment that cannot map them.
+    """
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 3:
+        raise ConfigError(f"{user} needs image observations of rank 3, got {observation_space}")
+    align = InputAlignment(tuple(observation_space.shape), **dict(alignment or {}))
+    return align, spec_after(align, trunk)
+
+
 class TrunkExtractor(BaseFeaturesExtractor):
     """A trunk as a stable-baselines3 features extractor (PPO, A2C, DQN).
 
@@ -381,16 +421,7 @@ class TrunkExtractor(BaseFeaturesExtractor):
 
     def __init__(self, observation_space: gym.Space, trunk: Mapping[str, Any] | None = None,
                  alignment: Mapping[str, Any] | None = None) -> None:
-        trunk = dict(trunk or {"name": "minatar"})
-        alignment = dict(alignment or {})
-        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 3:
-            raise ConfigError(
-                f"a trunk needs image observations of rank 3, got {observation_space}")
-        align = InputAlignment(tuple(observation_space.shape), **alignment)
-        spec = TrunkSpec(name=str(trunk.get("name", "minatar")), in_channels=align.out_channels,
-                         height=align.height, width=align.width,
-                         activation=str(trunk.get("activation", "relu")),
-                         theta=float(trunk.get("theta", 0.5)))
+        align, spec = trunk_for_space(observation_space, trunk, alignment)
         net = Trunk(spec)
         super().__init__(observation_space, features_dim=net.features_dim)
         self.alignment = align

@@ -23,7 +23,7 @@ from policyshare.distill.config import DistillConfig
 from policyshare.distill.vec_envs import observation_scale, policy_vec_env
 from policyshare.envs import Suite, task_action_map
 from policyshare.errors import CheckpointError, ConfigError, UserError
-from policyshare.trunks import Trunk, TrunkSpec
+from policyshare.trunks import Trunk, TrunkSpec, spec_after
 
 STUDENT_FORMAT = "policyshare.student"
 
@@ -214,9 +214,8 @@ def build_student(tasks: Sequence[TaskInfo], suite: Suite, cfg: DistillConfig) -
     """
     alignment = suite.alignment_kwargs(cfg.trunk.alignment)
     probe = InputAlignment(tasks[0].obs_shape, **alignment)
-    spec = TrunkSpec(name=cfg.trunk.spec or suite.trunk, in_channels=probe.out_channels,
-                     height=probe.height, width=probe.width, activation=cfg.trunk.activation,
-                     theta=cfg.trunk.theta)
+    spec = spec_after(probe, {"name": cfg.trunk.spec or suite.trunk, "activation": cfg.trunk.activation,
+                              "theta": cfg.trunk.theta})
     return Student(spec, tasks, len(suite.actions), alignment, cfg.head, cfg.head_hidden)
 
 

@@ -39,7 +39,7 @@ from torch import nn
 from policyshare.alignment import InputAlignment
 from policyshare.errors import CheckpointError, ConfigError, UserError
 from policyshare.multitask.vecenv import common_to_local, inverse_action_map, pad_channels
-from policyshare.trunks import Trunk, TrunkSpec
+from policyshare.trunks import Trunk, spec_after
 
 
 def task_indices(obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -91,9 +91,7 @@ class MultiTaskExtractor(BaseFeaturesExtractor):
         aligns = [InputAlignment((*box.shape[:-1], c) if last else (c, *box.shape[1:]), **alignment)
                   for c in channels]
         first = aligns[0]
-        spec = TrunkSpec(name=str(trunk.get("name", "minatar")), in_channels=first.out_channels,
-                         height=first.height, width=first.width, activation=str(trunk.get("activation", "relu")),
-                         theta=float(trunk.get("theta", 0.5)))
+        spec = spec_after(first, trunk)
         net = Trunk(spec)
         super().__init__(observation_space, features_dim=net.features_dim + n_tasks)
         self.trunk = net

@@ -11,18 +11,17 @@ computed once per observation and rollout (:class:`FrozenActivationCache`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-import gymnasium as gym
 import torch
 from stable_baselines3.common.torch_layers import MlpExtractor
 from torch import nn
 from torch.nn import functional as F
 
 from policyshare.alignment import InputAlignment
-from policyshare.errors import CheckpointError, ConfigError
+from policyshare.errors import CheckpointError
 from policyshare.progressive.adapters import LateralAdapter, layer_width, pointwise_conv
 from policyshare.progressive.config import AdapterConfig
 from policyshare.trunks import LayerSpec, Trunk, TrunkSpec
@@ -39,33 +38,6 @@ def columns_input(alignment: InputAlignment, observations: torch.Tensor) -> torc
     if alignment.mode == "pad":
         return alignment.layout(observations).contiguous()
     return alignment(observations)
-
-
-def spec_for(observation_space: gym.Space, trunk: Mapping[str, Any] | None,
-             alignment: Mapping[str, Any] | None) -> tuple[InputAlignment, TrunkSpec]:
-    """Input alignment and trunk spec of the columns for an observation space.
-
-    As :class:`~policyshare.trunks.TrunkExtractor` derives them: the spec's input channels and
-    size are the alignment's output.
-
-    Args:
-        observation_space: the task's single-env observation space, ``(H, W, C)`` or ``(C, H, W)``.
-        trunk: ``{"name", "activation", "theta"}`` (default: the ``minatar`` spec).
-        alignment: :class:`~policyshare.alignment.InputAlignment` kwargs.
-
-    Raises:
-        ConfigError: non-image observations, or an alignment that cannot map them.
-    """
-    trunk = dict(trunk or {"name": "minatar"})
-    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 3:
-        raise ConfigError(f"a progressive network needs image observations of rank 3, got "
-                          f"{observation_space}")
-    align = InputAlignment(tuple(observation_space.shape), **dict(alignment or {}))
-    spec = TrunkSpec(name=str(trunk.get("name", "minatar")), in_channels=align.out_channels,
-                     height=align.height, width=align.width,
-                     activation=str(trunk.get("activation", "relu")),
-                     theta=float(trunk.get("theta", 0.5)))
-    return align, spec
 
 
 @dataclass

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from policyshare.config import check_seeds, deep_merge, to_dict
 from policyshare.errors import ConfigError, UserError
-from policyshare.progressive.columns import spec_for
 from policyshare.progressive.config import ALGOS, CONTROLS, ProgressiveConfig, load_progressive_config
-from policyshare.trunks import Trunk, TrunkSpec
+from policyshare.trunks import Trunk, TrunkSpec, trunk_for_space
 
 if TYPE_CHECKING:
     from policyshare.envs import Suite
@@ -165,7 +164,7 @@ def _columns_spec(task: str, trunk: Mapping[str, Any], alignment: Mapping[str, A
 
     env = make_env(task)
     try:
-        _, spec = spec_for(env.observation_space, trunk, alignment)
+        _, spec = trunk_for_space(env.observation_space, trunk, alignment, user="a progressive network")
     finally:
         env.close()
     return spec

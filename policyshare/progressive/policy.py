@@ -26,9 +26,9 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from policyshare.errors import ConfigError, UserError
-from policyshare.progressive.columns import ColumnStack, FrozenActivationCache, columns_input, spec_for
+from policyshare.progressive.columns import ColumnStack, FrozenActivationCache, columns_input
 from policyshare.progressive.config import ALGOS, RANDOM_COLUMN_SEED_OFFSET, AdapterConfig
-from policyshare.trunks import Trunk
+from policyshare.trunks import Trunk, trunk_for_space
 
 
 class ProgressiveExtractor(BaseFeaturesExtractor):
@@ -66,7 +66,7 @@ class ProgressiveExtractor(BaseFeaturesExtractor):
                  adapter: Mapping[str, Any] | None = None, cache_rows: int = 0) -> None:
         if n_columns < 1:
             raise ConfigError(f"a progressive network needs at least one column, got {n_columns}")
-        align, spec = spec_for(observation_space, trunk, alignment)
+        align, spec = trunk_for_space(observation_space, trunk, alignment, user="a progressive network")
         stack = ColumnStack(spec, n_columns, AdapterConfig(**dict(adapter or {})))
         super().__init__(observation_space, features_dim=stack.features_dim(n_columns - 1))
         self.alignment = align
