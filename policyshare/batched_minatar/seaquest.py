@@ -291,21 +291,47 @@ class BatchedSeaquest:
             unchanged and get reward 0.
         """
         a = np.asarray(actions)
-        # Room for one more enemy and one more diver in every env, before anything is saved.
-        if self.e_active.all(axis=1).any():
-            self._grow(_ENEMY_FIELDS)
-        if self.d_active.all(axis=1).any():
-            self._grow(_DIVER_FIELDS)
+        self._make_room()
         frozen = np.flatnonzero(self.terminal)
         saved = ({f: getattr(self, f)[frozen].copy() for f in _PLAYER_FIELDS + _ENEMY_FIELDS + _DIVER_FIELDS}
                  if frozen.size else None)
         live = ~self.terminal
-        rows = self._rows[:, None]
         reward = np.zeros(self.n, np.int64)
         term = np.zeros(self.n, bool)
         self._clock += 1
 
-        # Spawns (the only random draws), enemy before diver as in the reference.
+        self._spawn(live)
+        self._move_player(a)
+        px, py = self.sub_x[:, None], self.sub_y[:, None]
+        bullets = self._move_friendly_bullets()
+        reward += self._shoot_enemies(bullets)
+        self._move_divers(px, py)
+        shot, ends = self._move_enemies(px, py, bullets)
+        reward += shot
+        term |= ends
+        term |= self._move_enemy_bullets()
+        ends, bonus = self._breathe()
+        term |= ends
+        reward += bonus
+
+        self.terminal |= term
+        if saved is not None:
+            for f, value in saved.items():
+                getattr(self, f)[frozen] = value
+            reward[frozen] = 0
+        return reward.astype(np.float32), self.terminal.copy()
+
+    def _make_room(self) -> None:
+        """Room for one more enemy and one more diver in every env (:meth:`act` calls it before it
+        saves the finished envs)."""
+        if self.e_active.all(axis=1).any():
+            self._grow(_ENEMY_FIELDS)
+        if self.d_active.all(axis=1).any():
+            self._grow(_DIVER_FIELDS)
+
+    def _spawn(self, live: np.ndarray) -> None:
+        """Spawns (the only random draws) in the ``live`` envs whose timers are up, enemy before
+        diver as in the reference."""
         spawn = np.flatnonzero(live & (self.e_spawn_timer == 0))
         if spawn.size:
             self._spawn_enemies(spawn)
@@ -315,7 +341,8 @@ class BatchedSeaquest:
             self._spawn_divers(spawn)
             self.d_spawn_timer[spawn] = DIVER_SPAWN_SPEED
 
-        # The player fires (if its cool-down is over) or moves.
+    def _move_player(self, a: np.ndarray) -> None:
+        """The player fires (if its cool-down is over) or moves, per action ``a`` ``(n,)``."""
         fire = np.flatnonzero((a == 5) & (self.shot_timer == 0))
         if fire.size:
             grid = np.where(self.sub_or[fire], 1, 0)
@@ -326,27 +353,43 @@ class BatchedSeaquest:
         self.sub_or = _FACE[a, self.sub_or.view(np.int8)]
         self.sub_x = _MOVE_X[a, self.sub_x]
         self.sub_y = _MOVE_Y[a, self.sub_y]
-        px, py = self.sub_x[:, None], self.sub_y[:, None]
 
-        # Friendly bullets move; one that meets an enemy removes it (fish first, then subs,
-        # each in spawn order) and is spent.
+    def _move_friendly_bullets(self) -> np.ndarray:
+        """Friendly bullets move one column.
+
+        Returns:
+            ``(n, 10)`` int bit masks of all friendly bullets, both directions (a new array that
+            :meth:`_spend_bullets` updates as bullets are spent).
+        """
         self.f_right = (self.f_right << 1) & _ROW
         self.f_left >>= 1
-        bullets = self.f_right | self.f_left
+        return self.f_right | self.f_left
+
+    def _shoot_enemies(self, bullets: np.ndarray) -> np.ndarray:
+        """A friendly bullet that meets an enemy (before the enemies move) removes it (fish first,
+        then subs, each in spawn order) and is spent.
+
+        Returns:
+            ``(n,)`` int enemies shot per env.
+        """
         ex, ey = np.where(self.e_active, self.e_x, 0), self.e_y
-        hit = self.e_active & _bit(bullets[rows, ey], ex)
-        if hit.any():
-            shot = _one_per_cell(hit, ey * 10 + ex, (self.e_sub.astype(np.int64) << 40) + self.e_order)
-            self._spend_bullets(shot, ey, ex, bullets)
-            reward += shot.sum(axis=1)
-            self.e_active &= ~shot
+        hit = self.e_active & _bit(bullets[self._rows[:, None], ey], ex)
+        if not hit.any():
+            return np.zeros(self.n, np.int64)
+        shot = _one_per_cell(hit, ey * 10 + ex, (self.e_sub.astype(np.int64) << 40) + self.e_order)
+        self._spend_bullets(shot, ey, ex, bullets)
+        self.e_active &= ~shot
+        return shot.sum(axis=1)
 
-        self._move_divers(px, py)
+    def _move_enemies(self, px: np.ndarray, py: np.ndarray, bullets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Enemies: touching the player ``(px, py)`` ends the game; on their move timer they step
+        (leaving the screen at the sides); one that steps onto a bullet dies with it (subs before
+        fish, latest spawned first, as the reference's reversed walks); subs fire on their shot
+        timer. (Timers of free slots run on below zero; a spawn sets them again.)
 
-        # Enemies: touching the player ends the game; on their move timer they step (leaving
-        # the screen at the sides); one that steps onto a bullet dies with it (subs before fish,
-        # latest spawned first, as the reference's reversed walks); subs fire on their shot timer.
-        # (Timers of free slots run on below zero; a spawn sets them again.)
+        Returns:
+            ``(shot, ends)``: ``(n,)`` int enemies shot per env and ``(n,)`` bool game over.
+        """
         alive = self.e_active
         in_row = alive & (self.e_y == py)
         touching = in_row & (self.e_x == px)
@@ -356,14 +399,22 @@ class BatchedSeaquest:
         landed = moves & _on_screen(self.e_x)
         gone = moves & ~landed
         on_player = landed & in_row & (self.e_x == px)
-        term |= (touching | on_player).any(axis=1)
-        ex = np.where(landed, self.e_x, 0)
-        hit = landed & ~on_player & _bit(bullets[rows, ey], ex)
+        ends = (touching | on_player).any(axis=1)
+        ex, ey = np.where(landed, self.e_x, 0), self.e_y
+        hit = landed & ~on_player & _bit(bullets[self._rows[:, None], ey], ex)
+        shot_count = np.zeros(self.n, np.int64)
         if hit.any():
             shot = _one_per_cell(hit, ey * 10 + ex, -((self.e_sub.astype(np.int64) << 40) + self.e_order))
             self._spend_bullets(shot, ey, ex, bullets)
-            reward += shot.sum(axis=1)
+            shot_count = shot.sum(axis=1)
             gone |= shot
+        self._subs_fire(alive)
+        self.e_active = alive & ~gone
+        return shot_count, ends
+
+    def _subs_fire(self, alive: np.ndarray) -> None:
+        """Enemy subs among ``alive`` ``(n, K)`` fire on their shot timer, from where they are now
+        (a bullet fired from off screen vanishes at once)."""
         fires = alive & self.e_sub & (self.e_shot == 0)
         self.e_shot = np.where(fires, ENEMY_SHOT_INTERVAL, self.e_shot - 1)
         fires &= _on_screen(self.e_x)
@@ -373,34 +424,40 @@ class BatchedSeaquest:
             for bullets_dir, sel in ((self.e_right, right), (self.e_left, ~right)):
                 np.bitwise_or.at(bullets_dir, (env[sel], self.e_y[env[sel], slot[sel]]),
                                  1 << self.e_x[env[sel], slot[sel]])
-        self.e_active = alive & ~gone
 
-        # Enemy bullets: touching the player before or after their move ends the game.
-        term |= _bit((self.e_right | self.e_left)[self._rows, self.sub_y], self.sub_x)
+    def _move_enemy_bullets(self) -> np.ndarray:
+        """Enemy bullets move one column; touching the player before or after the move ends the game.
+
+        Returns:
+            ``(n,)`` bool game over.
+        """
+        ends = _bit((self.e_right | self.e_left)[self._rows, self.sub_y], self.sub_x)
         self.e_right = (self.e_right << 1) & _ROW
         self.e_left >>= 1
-        term |= _bit((self.e_right | self.e_left)[self._rows, self.sub_y], self.sub_x)
+        ends |= _bit((self.e_right | self.e_left)[self._rows, self.sub_y], self.sub_x)
+        return ends
 
-        # Timers, oxygen and surfacing.
+    def _breathe(self) -> tuple[np.ndarray, np.ndarray]:
+        """Timers count down, oxygen is checked (before it is used) and used under water, and a
+        submarine arriving at the surface ends the game without divers, else surfaces.
+
+        Returns:
+            ``(ends, bonus)``: ``(n,)`` bool game over and ``(n,)`` int surfacing rewards.
+        """
         self.e_spawn_timer -= self.e_spawn_timer > 0
         self.d_spawn_timer -= self.d_spawn_timer > 0
         self.shot_timer -= self.shot_timer > 0
-        term |= self.oxygen <= 0
+        ends = self.oxygen <= 0
         under = self.sub_y > 0
         self.oxygen -= under
         self.surface &= ~under
         arriving = ~under & ~self.surface
-        term |= arriving & (self.diver_count == 0)
+        ends |= arriving & (self.diver_count == 0)
+        bonus = np.zeros(self.n, np.int64)
         surfacing = np.flatnonzero(arriving & (self.diver_count != 0))
         if surfacing.size:
-            reward[surfacing] += self._surface(surfacing)
-
-        self.terminal |= term
-        if saved is not None:
-            for f, value in saved.items():
-                getattr(self, f)[frozen] = value
-            reward[frozen] = 0
-        return reward.astype(np.float32), self.terminal.copy()
+            bonus[surfacing] = self._surface(surfacing)
+        return ends, bonus
 
     def _spend_bullets(self, shot: np.ndarray, ey: np.ndarray, ex: np.ndarray, bullets: np.ndarray) -> None:
         """Remove the friendly bullets at the cells of the enemies ``shot`` ``(n, K)`` bool."""

@@ -126,25 +126,53 @@ class BatchedSpaceInvaders:
         a = np.asarray(actions)
         frozen = np.flatnonzero(self.terminal)
         saved = {f: getattr(self, f)[frozen].copy() for f in _FIELDS} if frozen.size else None
-        rows = self._rows
         term = np.zeros(self.n, bool)
 
-        # The cannon fires (if its cool-down is over) or moves.
+        self._move_cannon(a)
+        term |= self._move_bullets()
+        term |= self._move_aliens()
+        self._aliens_shoot()
+        reward = self._hit_aliens()
+        self.shot_timer -= self.shot_timer > 0
+        self.alien_move_timer -= 1
+        self.alien_shot_timer -= 1
+        self._refill_cleared_waves()
+
+        self.terminal |= term
+        if saved is not None:
+            for f, value in saved.items():
+                getattr(self, f)[frozen] = value
+            reward[frozen] = 0
+        return reward.astype(np.float32), self.terminal.copy()
+
+    def _move_cannon(self, a: np.ndarray) -> None:
+        """The cannon fires (if its cool-down is over) or moves, per action ``a`` ``(n,)``."""
         fire = np.flatnonzero((a == 5) & (self.shot_timer == 0))
         self.f_bullets[fire, 9, self.pos[fire]] = True
         self.shot_timer[fire] = SHOT_COOL_DOWN
         self.pos = np.where(a == 1, np.maximum(self.pos - 1, 0), self.pos)
         self.pos = np.where(a == 3, np.minimum(self.pos + 1, 9), self.pos)
 
-        # Friendly bullets rise one row (leaving at the top), enemy bullets fall one row.
+    def _move_bullets(self) -> np.ndarray:
+        """Friendly bullets rise one row (leaving at the top), enemy bullets fall one row.
+
+        Returns:
+            ``(n,)`` bool: an enemy bullet landed on the cannon (game over).
+        """
         self.f_bullets[:, :9] = self.f_bullets[:, 1:]
         self.f_bullets[:, 9] = False
         self.e_bullets[:, 1:] = self.e_bullets[:, :9]
         self.e_bullets[:, 0] = False
-        term |= self.e_bullets[rows, 9, self.pos]
+        return self.e_bullets[self._rows, 9, self.pos]
 
-        # The aliens move when their timer is up: down (and turn) at an edge, else sideways.
-        term |= self.aliens[rows, 9, self.pos]
+    def _move_aliens(self) -> np.ndarray:
+        """The aliens move when their timer is up: down (and turn) at an edge, else sideways.
+
+        Returns:
+            ``(n,)`` bool game over: an alien on the cannon's cell before or after the move, or a
+            block that steps down from the bottom row.
+        """
+        ends = self.aliens[self._rows, 9, self.pos]
         move = np.flatnonzero(self.alien_move_timer == 0)
         if move.size:
             block = self.aliens[move]
@@ -153,15 +181,17 @@ class BatchedSpaceInvaders:
             at_edge = (block[:, :, 0].any(axis=1) & (d < 0)) | (block[:, :, 9].any(axis=1) & (d > 0))
             down = move[at_edge]
             self.alien_dir[down] = -self.alien_dir[down]
-            term[down] |= self.aliens[down, 9].any(axis=1)
+            ends[down] |= self.aliens[down, 9].any(axis=1)
             self.aliens[down] = np.roll(self.aliens[down], 1, axis=1)
             for step in (-1, 1):
                 side = move[~at_edge & (d == step)]
                 self.aliens[side] = np.roll(self.aliens[side], step, axis=2)
-            term[move] |= self.aliens[move, 9, self.pos[move]]
+            ends[move] |= self.aliens[move, 9, self.pos[move]]
+        return ends
 
-        # The alien nearest the cannon (column distance, ties to the left; lowest alien of that
-        # column) shoots.
+    def _aliens_shoot(self) -> None:
+        """When the shot timer is up, the alien nearest the cannon (column distance, ties to the
+        left; lowest alien of that column) shoots."""
         shoot = np.flatnonzero(self.alien_shot_timer == 0)
         if shoot.size:
             self.alien_shot_timer[shoot] = ENEMY_SHOT_INTERVAL
@@ -172,16 +202,19 @@ class BatchedSpaceInvaders:
             lowest = 9 - np.argmax(block[np.arange(shoot.size), ::-1, column], axis=1)
             self.e_bullets[shoot, lowest, column] = True
 
+    def _hit_aliens(self) -> np.ndarray:
+        """Aliens and friendly bullets on the same cell remove each other.
+
+        Returns:
+            ``(n,)`` int aliens shot per env.
+        """
         kills = self.aliens & self.f_bullets
-        reward = kills.sum(axis=(1, 2))
         self.aliens &= ~kills
         self.f_bullets &= ~kills
+        return kills.sum(axis=(1, 2))
 
-        self.shot_timer -= self.shot_timer > 0
-        self.alien_move_timer -= 1
-        self.alien_shot_timer -= 1
-
-        # A cleared wave is refilled at once; with ramping the next moves faster.
+    def _refill_cleared_waves(self) -> None:
+        """A cleared wave is refilled at once; with ramping the next moves faster."""
         cleared = np.flatnonzero(~self.aliens.any(axis=(1, 2)))
         if cleared.size:
             if self.ramping:
@@ -189,13 +222,6 @@ class BatchedSpaceInvaders:
                 self.enemy_move_interval[ramp] -= 1
                 self.ramp_index[ramp] += 1
             self.aliens[cleared[:, None, None], np.arange(4)[:, None], np.arange(2, 8)] = True
-
-        self.terminal |= term
-        if saved is not None:
-            for f, value in saved.items():
-                getattr(self, f)[frozen] = value
-            reward[frozen] = 0
-        return reward.astype(np.float32), self.terminal.copy()
 
     def state(self) -> np.ndarray:
         """Observations ``(n, 10, 10, 6)`` bool ``[env, row, column, channel]``, identical to the

@@ -223,6 +223,8 @@ def multitask(tasks: Sequence[str], *, config: str | Path | None = None, timeste
 def _train_and_report(run: RunFolder, env: MultiTaskVecEnv, fresh: Any, tasks: list[str],
                       action_maps: list[list[int]], cfg: MultiTaskConfig, params: Any, suite: Suite, seed: int,
                       budget: int, resolved: Mapping[str, Any], resume: bool) -> MultiTaskResult:
+    """The body of :func:`multitask` once the env and the run folder are open: train, save the model and
+    the trunk, evaluate every task and write ``metrics.json`` and ``timing.json``."""
     header = {"format": "policyshare.sb3", "algo": "ppo", "method": METHOD, "tasks": tasks, "seed": seed,
               "run": str(run.path), "trunk": resolved["trunk"], "policy": resolved["policy"]}
     size = rollout_size("ppo", cfg.n_envs * len(tasks), params)
@@ -230,73 +232,17 @@ def _train_and_report(run: RunFolder, env: MultiTaskVecEnv, fresh: Any, tasks: l
     if target != budget and not resume:
         log.info(f"note: a rollout is {size} env steps over {len(tasks)} tasks, so this run trains {target} env "
               f"steps ({budget} rounded up)")
-    ckpt, ckpt_header = resume_point(run) if resume else (None, {})
-    if ckpt is not None:
-        model, _ = load_sb3(ckpt, env=env, device=cfg.device)
-        model.set_random_seed(seed + model.num_timesteps)
-    else:
-        model = fresh if fresh is not None else build_multitask_model(env, cfg, params, suite, action_maps, seed)
-    resume_step = int(model.num_timesteps) if resume else None
-    if resume_step is not None:
-        for d in (run.path, run.checkpoints_dir, run.tb_dir):
-            remove_stale_temporaries(d)
-        trim_curves(run.path / "evaluations.json", resume_step)
-        log.info(f"resuming {run.path} at env step {resume_step}")
-    model.set_logger(open_logger(run.tb_dir, resume_step))
-    restore_pending(model.logger, ckpt_header.get("pending_log"))
-
-    callbacks: list[Any] = [FiniteGuard(), TaskEpisodeLog(tasks, env.task_of_env.tolist())]
-    evaluator = None
-    if cfg.eval.freq > 0:
-        evaluator = TaskEvaluation(tasks, action_maps, cfg.eval.freq, cfg.eval.episodes, seed + EVAL_SEED_OFFSET,
-                                   run.path / "evaluations.json")
-        callbacks.append(evaluator)
-    callbacks.append(AtomicCheckpoint(run.checkpoints_dir, cfg.checkpoint_freq, header))
-    start_step = int(model.num_timesteps)
-    started = time.perf_counter()
-    try:
-        if target > model.num_timesteps:
-            model.learn(target - model.num_timesteps, callback=callbacks, reset_num_timesteps=ckpt is None,
-                        progress_bar=cfg.progress_bar and shows_progress(log), tb_log_name="")
-    except KeyboardInterrupt:
-        last = latest_checkpoint(run)
-        raise UserError(f"interrupted at env step {model.num_timesteps}; the last checkpoint is "
-                        f"{last or 'none (the run restarts)'}; continue with the same command and --resume") from None
-    train_wall = time.perf_counter() - started
-    trained = int(model.num_timesteps) - start_step
+    model, from_checkpoint = _open_model(run, env, fresh, tasks, action_maps, cfg, params, suite, seed, resume)
+    callbacks, evaluator = _callbacks(run, env, tasks, action_maps, cfg, seed, header)
+    train_wall, trained = _learn(model, run, callbacks, target, from_checkpoint, cfg)
 
     model_path = save_sb3(model, run.path / "model.zip", {**header, "timesteps": model.num_timesteps})
     ex = cast(MultiTaskExtractor, model.policy.features_extractor)
-    obs_shape = tuple(env.observation_space["obs"].shape)  # type: ignore[index]
-    trunk_path = save_trunk(ex.trunk, run.path / "trunk.safetensors",
-                            alignment={**suite.alignment_kwargs(cfg.trunk.alignment),
-                                       "height": ex.trunk.spec.height, "width": ex.trunk.spec.width},
-                            observation_shape=obs_shape,
-                            source={"run": str(run.path), "method": METHOD, "algo": "ppo", "tasks": tasks,
-                                    "seed": seed, "timesteps": int(model.num_timesteps)})
-    if evaluator is not None and (not evaluator.curves[tasks[0]]["timesteps"]
-                                  or evaluator.curves[tasks[0]]["timesteps"][-1] < model.num_timesteps):
-        if getattr(evaluator, "model", None) is None:  # learn() did not run (resumed from the final model)
-            evaluator.init_callback(model)
-        evaluator.run_evaluation()
+    trunk_path = _save_multitask_trunk(model, ex, env, run, suite, cfg, tasks, seed)
+    if evaluator is not None:
+        _finish_curves(evaluator, model, tasks)
 
-    eval_seed = seed + EVAL_SEED_OFFSET
-    per_task: dict[str, dict[str, Any]] = {}
-    for k, task in enumerate(tasks):
-        final = evaluate(TaskAgent(model, k, task, action_maps[k]), task, cfg.eval.final_episodes, eval_seed)
-        rand = random_return(task, cfg.eval.random_episodes, eval_seed)
-        expert, source = expert_return(task, cfg, cfg.eval.final_episodes, eval_seed)
-        entry: dict[str, Any] = {
-            "eval_mean_return": final.mean, "eval_std_return": final.std, "eval_returns": final.returns,
-            "random_mean_return": rand.mean, "random_std_return": rand.std,
-            "expert_mean_return": expert, "expert_source": source,
-            "expert_normalised": (expert_normalised(final.mean, rand.mean, expert)
-                                  if expert is not None else float("nan"))}
-        if expert is None:
-            entry["expert_normalised_why"] = f"no expert return ({source}): the score is undefined"
-        per_task[task] = entry
-        shown = f"{expert:.2f}" if expert is not None else "none"
-        log.info(f"{task}: return {final.mean:.2f} ± {final.std:.2f}, random {rand.mean:.2f}, expert {shown}")
+    per_task = _evaluate_tasks(model, tasks, action_maps, cfg, seed)
     scores = np.array([[per_task[t]["expert_normalised"] for t in tasks]], float)
     interval = iqm_intervals({METHOD: scores}, seed=seed, task_bootstrap=True)[METHOD]
     metrics: dict[str, Any] = {
@@ -319,3 +265,117 @@ def _train_and_report(run: RunFolder, env: MultiTaskVecEnv, fresh: Any, tasks: l
     log.info(f"trunk:        {trunk_path}  (policyshare transfer --trunk {trunk_path} --env ID)")
     log.info(f"TensorBoard:  tensorboard --logdir {shlex.quote(str(run.tb_dir))}")
     return MultiTaskResult(run.path, model_path, trunk_path, metrics, model)
+
+
+def _open_model(run: RunFolder, env: MultiTaskVecEnv, fresh: Any, tasks: list[str], action_maps: list[list[int]],
+                cfg: MultiTaskConfig, params: Any, suite: Suite, seed: int, resume: bool) -> tuple[Any, bool]:
+    """The model to train, with its TensorBoard logger open: the newest checkpoint's on ``resume`` (after
+    clearing stale temporaries and trimming the curves to its step), else ``fresh`` (built if ``None``).
+
+    Returns:
+        ``(model, from_checkpoint)``: whether the model was loaded from a checkpoint.
+    """
+    ckpt, ckpt_header = resume_point(run) if resume else (None, {})
+    if ckpt is not None:
+        model, _ = load_sb3(ckpt, env=env, device=cfg.device)
+        model.set_random_seed(seed + model.num_timesteps)
+    else:
+        model = fresh if fresh is not None else build_multitask_model(env, cfg, params, suite, action_maps, seed)
+    resume_step = int(model.num_timesteps) if resume else None
+    if resume_step is not None:
+        for d in (run.path, run.checkpoints_dir, run.tb_dir):
+            remove_stale_temporaries(d)
+        trim_curves(run.path / "evaluations.json", resume_step)
+        log.info(f"resuming {run.path} at env step {resume_step}")
+    model.set_logger(open_logger(run.tb_dir, resume_step))
+    restore_pending(model.logger, ckpt_header.get("pending_log"))
+    return model, ckpt is not None
+
+
+def _callbacks(run: RunFolder, env: MultiTaskVecEnv, tasks: list[str], action_maps: list[list[int]],
+               cfg: MultiTaskConfig, seed: int, header: dict[str, Any]) -> tuple[list[Any], TaskEvaluation | None]:
+    """The callbacks of ``learn``: finite-value guard, per-task episode log, per-task evaluation (when
+    ``eval.freq > 0``) and checkpoints.
+
+    Returns:
+        ``(callbacks, evaluator)``: the evaluation callback, or ``None`` when evaluation is off.
+    """
+    callbacks: list[Any] = [FiniteGuard(), TaskEpisodeLog(tasks, env.task_of_env.tolist())]
+    evaluator = None
+    if cfg.eval.freq > 0:
+        evaluator = TaskEvaluation(tasks, action_maps, cfg.eval.freq, cfg.eval.episodes, seed + EVAL_SEED_OFFSET,
+                                   run.path / "evaluations.json")
+        callbacks.append(evaluator)
+    callbacks.append(AtomicCheckpoint(run.checkpoints_dir, cfg.checkpoint_freq, header))
+    return callbacks, evaluator
+
+
+def _learn(model: Any, run: RunFolder, callbacks: list[Any], target: int, from_checkpoint: bool,
+           cfg: MultiTaskConfig) -> tuple[float, int]:
+    """Train ``model`` up to ``target`` env steps (nothing if it is there already).
+
+    Returns:
+        ``(train_wall, trained)``: wall-clock seconds and env steps of this call.
+
+    Raises:
+        UserError: an interrupt (Ctrl-C), naming the last checkpoint to resume from.
+    """
+    start_step = int(model.num_timesteps)
+    started = time.perf_counter()
+    try:
+        if target > model.num_timesteps:
+            model.learn(target - model.num_timesteps, callback=callbacks, reset_num_timesteps=not from_checkpoint,
+                        progress_bar=cfg.progress_bar and shows_progress(log), tb_log_name="")
+    except KeyboardInterrupt:
+        last = latest_checkpoint(run)
+        raise UserError(f"interrupted at env step {model.num_timesteps}; the last checkpoint is "
+                        f"{last or 'none (the run restarts)'}; continue with the same command and --resume") from None
+    train_wall = time.perf_counter() - started
+    trained = int(model.num_timesteps) - start_step
+    return train_wall, trained
+
+
+def _save_multitask_trunk(model: Any, ex: MultiTaskExtractor, env: MultiTaskVecEnv, run: RunFolder, suite: Suite,
+                          cfg: MultiTaskConfig, tasks: list[str], seed: int) -> Path:
+    """Write the shared trunk of ``model`` (extractor ``ex``) to ``trunk.safetensors`` with its alignment
+    header and source, and return its path."""
+    obs_shape = tuple(env.observation_space["obs"].shape)  # type: ignore[index]
+    return save_trunk(ex.trunk, run.path / "trunk.safetensors",
+                      alignment={**suite.alignment_kwargs(cfg.trunk.alignment),
+                                 "height": ex.trunk.spec.height, "width": ex.trunk.spec.width},
+                      observation_shape=obs_shape,
+                      source={"run": str(run.path), "method": METHOD, "algo": "ppo", "tasks": tasks,
+                              "seed": seed, "timesteps": int(model.num_timesteps)})
+
+
+def _finish_curves(evaluator: TaskEvaluation, model: Any, tasks: list[str]) -> None:
+    """Evaluate once more if the learning curves stop short of the model's last env step."""
+    if (not evaluator.curves[tasks[0]]["timesteps"]
+            or evaluator.curves[tasks[0]]["timesteps"][-1] < model.num_timesteps):
+        if getattr(evaluator, "model", None) is None:  # learn() did not run (resumed from the final model)
+            evaluator.init_callback(model)
+        evaluator.run_evaluation()
+
+
+def _evaluate_tasks(model: Any, tasks: list[str], action_maps: list[list[int]], cfg: MultiTaskConfig,
+                    seed: int) -> dict[str, dict[str, Any]]:
+    """Per task: the greedy return of ``model``, the random policy's and the expert's on the same seeds,
+    and the expert-normalised score (NaN, with the reason, where there is no expert return)."""
+    eval_seed = seed + EVAL_SEED_OFFSET
+    per_task: dict[str, dict[str, Any]] = {}
+    for k, task in enumerate(tasks):
+        final = evaluate(TaskAgent(model, k, task, action_maps[k]), task, cfg.eval.final_episodes, eval_seed)
+        rand = random_return(task, cfg.eval.random_episodes, eval_seed)
+        expert, source = expert_return(task, cfg, cfg.eval.final_episodes, eval_seed)
+        entry: dict[str, Any] = {
+            "eval_mean_return": final.mean, "eval_std_return": final.std, "eval_returns": final.returns,
+            "random_mean_return": rand.mean, "random_std_return": rand.std,
+            "expert_mean_return": expert, "expert_source": source,
+            "expert_normalised": (expert_normalised(final.mean, rand.mean, expert)
+                                  if expert is not None else float("nan"))}
+        if expert is None:
+            entry["expert_normalised_why"] = f"no expert return ({source}): the score is undefined"
+        per_task[task] = entry
+        shown = f"{expert:.2f}" if expert is not None else "none"
+        log.info(f"{task}: return {final.mean:.2f} ± {final.std:.2f}, random {rand.mean:.2f}, expert {shown}")
+    return per_task
