@@ -367,11 +367,13 @@ def _cmd_zoo(a: argparse.Namespace) -> int:
 def _run_parser(sub: Any) -> None:
     p = sub.add_parser(
         "run", help="run the whole sharing experiment from one config",
-        description="Run the end-to-end sharing experiment: experts per source game (zoo, earlier runs or "
-        "trained), an Actor-Mimic student, transfer to the held-out games (scratch, fine-tuned expert "
-        "trunk, student trunk, progressive column, random-frozen-column control) over the seeds, the "
-        "vision comparison, and report.md + summary.json + plots. Finished stages are not redone: "
-        "run the same command again to continue after an interruption.")
+        description="Run the end-to-end sharing experiment: experts per source game and upstream seed (zoo, "
+        "earlier runs or trained), Actor-Mimic students and multi-task PPO networks, transfer to the held-out "
+        "games (scratch; per alignment: fine-tuned and frozen trunks of every source expert, student, "
+        "single-teacher student, multi-task trunk, progressive column, random-frozen-column control) over the "
+        "seeds, the vision comparison, and report.md + summary.json + plots. Finished stages are not redone: "
+        "run the same command again to continue after an interruption. --plan checks the config and prints "
+        "the jobs, env steps and estimated wall time without running anything.")
     p.add_argument("config", metavar="CONFIG", help="experiment YAML, e.g. configs/quickstart.yaml")
     p.add_argument("--run-dir", default=None, metavar="DIR", help="experiment folder (default: runs/<name>)")
     p.add_argument("--only", default=None, metavar="STAGE",
@@ -384,15 +386,21 @@ def _run_parser(sub: Any) -> None:
                    help="run up to N independent jobs of a stage at once, one process each (default: 1); "
                    "Ctrl-C starts no further job, stops the running ones at a checkpoint and exits with "
                    "status 130 naming the unfinished jobs")
+    p.add_argument("--plan", action="store_true",
+                   help="check the config (every refusal, exit 2) and print the jobs of every stage, their env "
+                   "steps and the estimated wall time on --jobs N cores; run and write nothing")
     p.set_defaults(handler=_cmd_run)
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
     from policyshare.config import parse_overrides
-    from policyshare.experiment import local_pool, run_experiment
+    from policyshare.experiment import describe_plan, local_pool, run_experiment
 
     if a.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {a.jobs}")
+    if a.plan:
+        print(describe_plan(a.config, parse_overrides(a.overrides), cores=a.jobs))
+        return 0
     run_experiment(a.config, run_dir=a.run_dir, only=a.only, force=a.force,
                    overrides=parse_overrides(a.overrides), executor=local_pool(a.jobs))
     return 0

@@ -18,6 +18,11 @@ from policyshare.errors import ConfigError
 from policyshare.experiment import load_experiment_config, plan, run_experiment
 from policyshare.experiment.report import build_report
 
+#: The methods of the every-stage test (the newer ones have their own tests, below).
+FIVE = ["scratch", "finetune", "student", "progressive", "random_column"]
+#: Arm labels (transfer folder names without the seed) of those methods in the tiny config.
+FIVE_ARMS = {"scratch", "finetune__SpaceInvaders-v1__pad", "student__pad", "progressive__SpaceInvaders-v1__pad",
+             "random_column__pad"}
 TINY_TRANSFER = {"n_envs": 8, "checkpoint_freq": 1024, "eval": {"freq": 1024, "episodes": 1, "final_episodes": 2,
                                                     "random_episodes": 2}}
 
@@ -32,7 +37,7 @@ def tiny_config(tmp_path: Path, **changes: object) -> Path:
         "distill": {"steps": 2000, "set": {"learning_starts": 256, "checkpoint_freq": 1000, "log_freq": 500,
                                            "eval": {"freq": 1000, "episodes": 1, "final_episodes": 2,
                                                     "random_episodes": 2}}},
-        "transfer": {"timesteps": 3072, "set": TINY_TRANSFER},
+        "transfer": {"timesteps": 3072, "methods": FIVE, "finetune_from": "first", "set": TINY_TRANSFER},
         "vision": {"set": {"pretrain": {"classify_epochs": 1, "autoencoder_epochs": 1},
                            "diffusion": {"train_steps": 50, "hidden": 32, "cache_dir": str(tmp_path / "cache")},
                            "guidance": {"train_steps": 20, "per_class": 3, "head_hidden": 16},
@@ -58,7 +63,7 @@ def test_every_stage_and_a_report_then_nothing_redone(tmp_path: Path) -> None:
         assert heading in report
     summary = json.loads((root / "summary.json").read_text())
     tp = summary["transfer"]["targets"]["MinAtar/Breakout-v1"]["transfer_percent"]
-    assert set(tp) == {"scratch", "finetune", "student", "progressive", "random_column"}
+    assert set(tp) == FIVE_ARMS
     assert all(len(v["per_seed"]) == 2 for v in tp.values())
     for png in ("plots/curves_MinAtar-Breakout-v1.png", "plots/transfer_MinAtar-Breakout-v1.png", "plots/student.png"):
         assert (root / png).read_bytes()[:4] == b"\x89PNG"
@@ -81,7 +86,8 @@ def test_every_stage_and_a_report_then_nothing_redone(tmp_path: Path) -> None:
 
 def test_killed_run_finishes_without_redoing_finished_stages(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, vision={"enabled": False}, distill={"enabled": False},
-                         transfer={"timesteps": 8192, "methods": ["scratch", "finetune"], "set": TINY_TRANSFER},
+                         transfer={"timesteps": 8192, "methods": ["scratch", "finetune"], "finetune_from": "first",
+                                   "set": TINY_TRANSFER},
                          seeds=[0])
     root = tmp_path / "exp"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
@@ -93,13 +99,13 @@ def test_killed_run_finishes_without_redoing_finished_stages(tmp_path: Path) -> 
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert (root / "experts" / "MinAtar-Asterix-v1" / "metrics.json").is_file()
+    assert (root / "experts" / "MinAtar-Asterix-v1" / "pad__s0" / "metrics.json").is_file()
     assert not (scratch / "metrics.json").is_file()
-    experts = mtimes(root, "experts/*/metrics.json")
+    experts = mtimes(root, "experts/*/*/metrics.json")
     done = run_cli("run", str(config), "--run-dir", str(root))
     assert done.returncode == 0, done.stderr
     assert "[experts] done" in done.stdout
-    assert mtimes(root, "experts/*/metrics.json") == experts
+    assert mtimes(root, "experts/*/*/metrics.json") == experts
     metrics = json.loads((scratch / "metrics.json").read_text())
     assert metrics["timesteps"] == 8192
     assert (root / "report.md").is_file()
@@ -162,7 +168,8 @@ def small_config(tmp_path: Path, **changes: object) -> Path:
     the bootstrap of two values has three outcomes)."""
     return tiny_config(tmp_path, distill={"enabled": False}, vision={"enabled": False}, seeds=[0],
                        sources=["MinAtar/Breakout-v1", "MinAtar/Asterix-v1"], targets=["MinAtar/SpaceInvaders-v1"],
-                       transfer={"timesteps": 2048, "methods": ["scratch", "finetune"], "set": TINY_TRANSFER},
+                       transfer={"timesteps": 2048, "methods": ["scratch", "finetune", "frozen"],
+                                 "finetune_from": "first", "set": TINY_TRANSFER},
                        report={"confidence": 0.4, "bootstrap_reps": 500}, **changes)
 
 
@@ -193,9 +200,21 @@ def strict_json(path: Path) -> dict:
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
+def test_frozen_keeps_the_source_experts_trunk_and_records_its_upstream_seed(one_seed: Path) -> None:
+    run = one_seed / "transfer" / "MinAtar-SpaceInvaders-v1" / "frozen__Breakout-v1__pad__s0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["freeze_trunk"] is True and metrics["run_name"] == "frozen"
+    assert metrics["init_trunk"].endswith("experts/MinAtar-Breakout-v1/pad__s0/trunk.safetensors")
+    upstream = yaml.safe_load((run / "config.yaml").read_text())["upstream"]
+    assert upstream["run"] == "experts/MinAtar-Breakout-v1/pad__s0" and upstream["seed"] == 0
+    summary = json.loads((one_seed / "summary.json").read_text())
+    assert summary["transfer"]["targets"]["MinAtar/SpaceInvaders-v1"]["upstream_seeds"]["frozen__Breakout-v1__pad"] == {
+        "0": 0}
+
+
 def test_one_seed_reports_no_interval_instead_of_nan(one_seed: Path) -> None:
     report = (one_seed / "report.md").read_text()
-    assert "| finetune | " in report and "(one seed: no interval)" in report
+    assert "| finetune__Breakout-v1__pad | " in report and "(one seed: no interval)" in report
     assert "nan" not in report.lower()
     summary = json.loads((one_seed / "summary.json").read_text())
     assert any("with one seed: no interval" in line for line in summary["findings"])
@@ -207,7 +226,7 @@ def test_json_files_of_an_experiment_parse_strictly(one_seed: Path) -> None:
     for path in files:
         strict_json(path)
     finetune = strict_json(one_seed / "summary.json")["transfer"]["targets"]["MinAtar/SpaceInvaders-v1"][
-        "transfer_percent"]["finetune"]
+        "transfer_percent"]["finetune__Breakout-v1__pad"]
     assert finetune["low"] is None and finetune["high"] is None and isinstance(finetune["iqm"], float)
     assert finetune["low_why"] == "one value (one seed): no interval"
 
@@ -218,7 +237,8 @@ def test_transfer_and_progressive_tables_say_one_seed(one_seed: Path) -> None:
     from policyshare.transfer import report
 
     runs = one_seed / "transfer" / "MinAtar-SpaceInvaders-v1"
-    curves = {m: {0: load_curve(runs / f"{m}__s0")} for m in ("finetune", "scratch")}
+    curves = {m: {0: load_curve(runs / f"{a}__s0")} for m, a in (("finetune", "finetune__Breakout-v1__pad"),
+                                                                  ("scratch", "scratch"))}
     tp = transfer_summary(curves, "scratch")
     text = report({"method": "finetune", "transfer_percent": tp["finetune"], "env_id": "MinAtar/SpaceInvaders-v1",
                    "algo": "ppo", "timesteps": 2048, "trunk": "trunk.safetensors", "seeds": [0],
@@ -234,7 +254,8 @@ def test_adding_a_seed_runs_only_its_jobs(two_seeds: tuple[Path, dict[str, int]]
     root, before = two_seeds
     assert before and mtimes(root, "transfer/*/*__s0/**/*") == before  # the first seed untouched
     runs = sorted(p.parent.name for p in root.glob("transfer/MinAtar-SpaceInvaders-v1/*/metrics.json"))
-    assert runs == ["finetune__s0", "finetune__s1", "scratch__s0", "scratch__s1"]
+    assert runs == ["finetune__Breakout-v1__pad__s0", "finetune__Breakout-v1__pad__s1", "frozen__Breakout-v1__pad__s0",
+                    "frozen__Breakout-v1__pad__s1", "scratch__s0", "scratch__s1"]
     assert not (root / ".replaced").exists()
     summary = json.loads((root / "summary.json").read_text())
     assert summary["seeds"] == [0, 1]
@@ -247,9 +268,9 @@ def test_changing_a_finished_jobs_setting_still_needs_force(two_seeds: tuple[Pat
 
     root, _ = two_seeds
     config = small_config(tmp_path)
-    more = {"seeds": [0, 1], "transfer": {"methods": ["scratch", "finetune", "random_column"]}}
+    more = {"seeds": [0, 1], "transfer": {"methods": ["scratch", "finetune", "frozen", "random_column"]}}
     open_experiment(config, root, more)  # a new method: only new jobs
-    with pytest.raises(UserError, match=r"transfer changed, and transfer/MinAtar-SpaceInvaders-v1/scratch__s0 and 3 "
+    with pytest.raises(UserError, match=r"transfer changed, and transfer/MinAtar-SpaceInvaders-v1/scratch__s0 and 5 "
                                         r"more finished with the old settings; add --force transfer"):
         open_experiment(config, root, {"seeds": [0, 1], "transfer": {"timesteps": 4096}})
 
@@ -261,7 +282,8 @@ def test_report_confidence_is_honoured_for_a_single_target(two_seeds: tuple[Path
 
     root, _ = two_seeds
     summary = json.loads((root / "summary.json").read_text())
-    finetune = summary["transfer"]["targets"]["MinAtar/SpaceInvaders-v1"]["transfer_percent"]["finetune"]
+    finetune = summary["transfer"]["targets"]["MinAtar/SpaceInvaders-v1"]["transfer_percent"][
+        "finetune__Breakout-v1__pad"]
     assert all(isinstance(v, float) for v in finetune["per_seed"].values()), finetune
     scores = np.array(list(finetune["per_seed"].values()), float)
     at_40 = iqm_intervals({"f": scores}, reps=500, confidence=0.4)["f"]
@@ -271,6 +293,46 @@ def test_report_confidence_is_honoured_for_a_single_target(two_seeds: tuple[Path
     report = (root / "report.md").read_text()
     assert "transfer % IQM [40% CI]" in report and "40% stratified bootstrap interval" in report
     assert "95%" not in report and "95 %" not in report
+
+
+def test_multitask_and_single_teacher_jobs_run_and_transfer_their_trunks_under_stem(tmp_path: Path) -> None:
+    """The new upstream job kinds at a few hundred env steps: multi-task PPO on the two source games
+    (its trunk then fine-tuned on the target) and a student of one teacher; ``stem`` alignment
+    throughout (the zoo's pad experts serve as teachers only: a student's trunk has its own alignment)."""
+    from policyshare.checkpoints import read_trunk_file
+
+    quick_eval = {"freq": 0, "episodes": 1, "final_episodes": 1, "random_episodes": 1}
+    config = tiny_config(
+        tmp_path, vision={"enabled": False}, seeds=[0],
+        distill={"steps": 512, "set": {"n_envs": 4, "learning_starts": 256, "checkpoint_freq": 0, "log_freq": 256,
+                                       "eval": quick_eval}},
+        multitask={"timesteps": 512, "set": {"n_envs": 2, "checkpoint_freq": 0, "progress_bar": False,
+                                             "hyperparams": {"n_steps": 128, "batch_size": 128}, "eval": quick_eval}},
+        transfer={"timesteps": 2048, "methods": ["scratch", "single_teacher", "multitask"], "alignments": ["stem"],
+                  "set": TINY_TRANSFER})
+    root = run_experiment(config, run_dir=tmp_path / "exp")
+    mt = root / "multitask" / "SpaceInvaders-v1_Asterix-v1" / "stem__s0"
+    mt_metrics = json.loads((mt / "metrics.json").read_text())
+    assert mt_metrics["tasks"] == ["MinAtar/SpaceInvaders-v1", "MinAtar/Asterix-v1"] and mt_metrics["timesteps"] == 512
+    assert read_trunk_file(mt / "trunk.safetensors")[1]["alignment"]["mode"] == "stem"
+    single = root / "distill" / "SpaceInvaders-v1" / "stem__s0"
+    assert list(json.loads((single / "metrics.json").read_text())["per_task"]) == ["MinAtar/SpaceInvaders-v1"]
+    transfer = root / "transfer" / "MinAtar-Breakout-v1"
+    for arm, upstream in (("multitask__stem", "multitask/SpaceInvaders-v1_Asterix-v1/stem__s0"),
+                          ("single_teacher__SpaceInvaders-v1__stem", "distill/SpaceInvaders-v1/stem__s0")):
+        run = transfer / f"{arm}__s0"
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["init_trunk"] == str(root / upstream / "trunk.safetensors") and not metrics["freeze_trunk"]
+        stored = yaml.safe_load((run / "config.yaml").read_text())
+        assert stored["upstream"]["run"] == upstream and stored["trunk"]["alignment"] == "stem"
+    summary = json.loads((root / "summary.json").read_text())
+    rows = summary["transfer"]["targets"]["MinAtar/Breakout-v1"]["transfer_percent"]
+    assert set(rows) == {"scratch", "multitask__stem", "single_teacher__SpaceInvaders-v1__stem"}
+    assert set(summary["upstream_runs"]) == {"distill/SpaceInvaders-v1/stem__s0",
+                                             "distill/SpaceInvaders-v1_Asterix-v1/stem__s0",
+                                             "multitask/SpaceInvaders-v1_Asterix-v1/stem__s0"}
+    report = (root / "report.md").read_text()
+    assert "| multitask__stem |" in report and "Students and multi-task networks" in report
 
 
 def test_student_plot_title_fits_the_figure_and_clears_the_y_label() -> None:
@@ -294,7 +356,8 @@ def test_ctrl_c_stops_a_pool_of_jobs_and_names_the_unfinished_ones(tmp_path: Pat
     # Four transfer jobs far too long to finish here, two at a time: the first two start, a SIGINT
     # (what Ctrl-C sends) must stop them at a checkpoint and never start the other two.
     config = tiny_config(tmp_path, vision={"enabled": False}, distill={"enabled": False}, seeds=[0, 1],
-                         transfer={"timesteps": 500_000, "methods": ["scratch", "finetune"], "set": TINY_TRANSFER})
+                         transfer={"timesteps": 500_000, "methods": ["scratch", "finetune"], "finetune_from": "first",
+                                   "set": TINY_TRANSFER})
     root = tmp_path / "exp"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     proc = subprocess.Popen([sys.executable, "-m", "policyshare", "run", str(config), "--run-dir", str(root),
@@ -316,7 +379,8 @@ def test_ctrl_c_stops_a_pool_of_jobs_and_names_the_unfinished_ones(tmp_path: Pat
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("policyshare run: interrupted (SIGINT); unfinished: ")
-    for name in ("scratch__s0", "finetune__s0", "scratch__s1", "finetune__s1"):
+    for name in ("scratch__s0", "finetune__SpaceInvaders-v1__pad__s0", "scratch__s1",
+                 "finetune__SpaceInvaders-v1__pad__s1"):
         assert f"transfer/MinAtar-Breakout-v1/{name}" in lines[0]
     assert "run the same command again to continue" in lines[0]
     assert sorted(p.name for p in transfer.iterdir()) == started  # the queued jobs never started

@@ -1,14 +1,25 @@
-"""What each kind of job runs: ``expert``, ``distill``, ``transfer``, ``vision`` and ``report``.
+"""What each kind of job runs: ``expert``, ``distill``, ``multitask``, ``transfer``, ``vision`` and ``report``.
 
 :data:`RUNNERS` maps a :class:`~policyshare.experiment.layout.Job`'s kind to the function that
-writes its run folder: experts copied from the zoo or an earlier run (with their trunk and
-metrics) or trained with ``policyshare train``; the Actor-Mimic student
-(:func:`policyshare.distill.distill`); a transfer run on a target game — ``scratch``,
-``finetune`` (an expert's trunk), ``student`` (the student's trunk), ``progressive`` (a
-two-column progressive network whose frozen first column is an expert, Rusu et al. 2016) and
-``random_column`` (the same with a random frozen column, the paper's baseline 4); the vision
-thesis table (:func:`policyshare.vision.compare.compare`); and the report
-(:func:`policyshare.experiment.report.build_report`).
+writes its run folder:
+
+* ``expert`` — an expert per game, seed and alignment: copied from the zoo (``<env>__s<seed>.zip``)
+  or an earlier run (with its trunk and metrics), or trained with ``policyshare train`` under the
+  alignment;
+* ``distill`` — an Actor-Mimic student (:func:`policyshare.distill.distill`) of the experts of its
+  games (one game: the ``single_teacher`` control), its trunk under the job's alignment;
+* ``multitask`` — multi-task PPO from scratch on its games (:func:`policyshare.multitask.multitask`),
+  by default with as many env steps as their experts together
+  (:func:`~policyshare.experiment.budget.multitask_timesteps`);
+* ``transfer`` — a run on a target game: ``scratch``; ``finetune``/``frozen`` (a source expert's
+  trunk, trained or frozen; Rusu et al. 2016's baselines 3 and 2); ``student``,
+  ``single_teacher``, ``multitask`` (the trunk of that upstream artifact); ``progressive`` (a
+  two-column progressive network whose frozen first column is a source expert) and
+  ``random_column`` (the same with a random frozen column, baseline 4). Every run but ``scratch``
+  uses the job's alignment, and records the artifact and upstream seed it started from under
+  ``upstream`` in its ``config.yaml``;
+* ``vision`` — the vision thesis table (:func:`policyshare.vision.compare.compare`);
+* ``report`` — :func:`policyshare.experiment.report.build_report`.
 """
 
 from __future__ import annotations
@@ -17,22 +28,28 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from policyshare.config import from_dict, to_dict
+from policyshare.config import deep_merge, from_dict, to_dict
 from policyshare.errors import UserError
-from policyshare.experiment.config import ExperimentConfig
-from policyshare.experiment.layout import Job, expert_dir, vision_trunks
+from policyshare.experiment.budget import multitask_timesteps
+from policyshare.experiment.config import ExperimentConfig, zoo_expert
+from policyshare.experiment.design import Upstream, teachers
+from policyshare.experiment.layout import Job, upstream_dir, upstream_of, vision_trunks
 from policyshare.experiment.report import build_report
 from policyshare.io import atomic_write_bytes, atomic_write_json, read_json
-from policyshare.methods import FINETUNE, PROGRESSIVE, RANDOM_COLUMN, STUDENT
+from policyshare.methods import FINETUNE, FROZEN, MULTITASK, PROGRESSIVE, RANDOM_COLUMN, SINGLE_TEACHER, STUDENT
 
 
-def _materialise_expert(root: Path, game: str, model_zip: Path, provenance: Mapping[str, Any]) -> None:
-    """Copy an expert (zoo or earlier run) into ``experts/<env>/`` with its trunk and metrics."""
+def _with_alignment(overrides: Mapping[str, Any], alignment: str | None) -> dict[str, Any]:
+    """``overrides`` with ``trunk.alignment`` set (unchanged for ``None``: the suite's own)."""
+    return deep_merge(overrides, {"trunk": {"alignment": alignment}}) if alignment else dict(overrides)
+
+
+def _materialise_expert(folder: Path, game: str, model_zip: Path, provenance: Mapping[str, Any]) -> None:
+    """Copy an expert (zoo or earlier run) into ``folder`` with its trunk and metrics."""
     from policyshare.algos import features_extractors
     from policyshare.checkpoints import save_trunk
     from policyshare.sb3_files import load_sb3
 
-    folder = expert_dir(root, game)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / "model.zip", model_zip.read_bytes())
     model, header = load_sb3(folder / "model.zip")
@@ -48,24 +65,25 @@ def _materialise_expert(root: Path, game: str, model_zip: Path, provenance: Mapp
         "timesteps": provenance.get("timesteps"), "eval_episodes": ev.get("episodes"),
         "eval_mean_return": ev.get("mean"), "eval_std_return": ev.get("std"),
         "eval_returns": ev.get("returns"), "random_mean_return": provenance.get("random_mean_return"),
+        "alignment": extractor.alignment.mode,
         "n_parameters": sum(p.numel() for p in model.policy.parameters()),
         "trunk_parameters": extractor.trunk.n_parameters(), "copied_from": str(model_zip)})
 
 
 def _expert_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
-    game = job.params["env_id"]
+    up = upstream_of(job.params)
+    game = up.games[0]
     folder = job.folder(root)
     if cfg.experts.source == "zoo":
-        from policyshare import zoo
-
-        path = zoo.expert_path(game)
-        _materialise_expert(root, game, path, read_json(path.with_suffix(".json"), "zoo provenance"))
+        path = zoo_expert(game, up.seed)
+        _materialise_expert(folder, game, path, read_json(path.with_suffix(".json"), "zoo provenance"))
     elif cfg.experts.source == "runs":
-        run = Path(cfg.experts.runs[game])
+        entry = cfg.experts.runs[game]
+        run = Path(entry if isinstance(entry, str) else entry[up.index])
         metrics = read_json(run / "metrics.json", f"metrics of expert run {run}")
         if metrics.get("env_id") != game:
             raise UserError(f"experts.runs[{game}] = {run} was trained on {metrics.get('env_id')}")
-        _materialise_expert(root, game, run / "model.zip", {
+        _materialise_expert(folder, game, run / "model.zip", {
             "env_id": game, "algo": metrics["algo"], "seed": metrics["seed"], "timesteps": metrics["timesteps"],
             "evaluation": {"mean": metrics["eval_mean_return"], "std": metrics["eval_std_return"],
                            "episodes": metrics["eval_episodes"], "returns": metrics["eval_returns"]},
@@ -74,39 +92,60 @@ def _expert_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
         from policyshare.train import train
 
         e = cfg.experts
-        train(game, cfg.algo, config=e.config, timesteps=e.timesteps, seed=e.seed, run_dir=folder,
-              overrides=e.set, resume=(folder / "meta.json").is_file(), run_name="expert")
+        train(game, cfg.algo, config=e.config, timesteps=e.timesteps, seed=up.seed, run_dir=folder,
+              overrides=_with_alignment(e.set, up.alignment), resume=(folder / "meta.json").is_file(),
+              run_name="expert")
 
 
 def _distill_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
     from policyshare.distill import distill
 
+    up = upstream_of(job.params)
     folder = job.folder(root)
-    teachers = [f"{g}={expert_dir(root, g) / 'model.zip'}" for g in cfg.sources]
+    models = [f"{t.games[0]}={upstream_dir(root, t) / 'model.zip'}" for t in teachers(cfg, up)]
     d = cfg.distill
-    distill(teachers, config=d.config, steps=d.steps, seed=d.seed, run_dir=folder, overrides=d.set,
-            resume=(folder / "meta.json").is_file())
+    distill(models, config=d.config, steps=d.steps, seed=up.seed, run_dir=folder,
+            overrides=_with_alignment(d.set, up.alignment), resume=(folder / "meta.json").is_file())
+
+
+def _multitask_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
+    from policyshare.multitask import multitask
+
+    up = upstream_of(job.params)
+    folder = job.folder(root)
+    m = cfg.multitask
+    # The expert-normalised scores come from this experiment's experts (the report), not the zoo's.
+    overrides = deep_merge({"experts": "none"}, _with_alignment(m.set, up.alignment))
+    multitask(list(up.games), config=m.config, timesteps=multitask_timesteps(cfg, up.games, up.index),
+              seed=up.seed, run_dir=folder, overrides=overrides, resume=(folder / "meta.json").is_file())
 
 
 def _transfer_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
     from policyshare.train import train
 
-    env_id, method, seed = job.params["env_id"], job.params["method"], int(job.params["seed"])
+    p = job.params
+    env_id, method, seed = p["env_id"], p["method"], int(p["seed"])
+    up = upstream_of(p["upstream"]) if p.get("upstream") else None
     folder = job.folder(root)
     kwargs: dict[str, Any] = {}
-    if method == FINETUNE:
-        kwargs["init_trunk"] = expert_dir(root, cfg.finetune_from) / "trunk.safetensors"
-    elif method == STUDENT:
-        kwargs["init_trunk"] = root / "distill" / "trunk.safetensors"
+    extra: dict[str, Any] = {"upstream": up.describe() if up is not None else None}
+    if method in (FINETUNE, FROZEN, STUDENT, SINGLE_TEACHER, MULTITASK):
+        assert up is not None
+        kwargs["init_trunk"] = upstream_dir(root, up) / "trunk.safetensors"
+        kwargs["freeze_trunk"] = method == FROZEN
     elif method in (PROGRESSIVE, RANDOM_COLUMN):
-        kwargs.update(_progressive_kwargs(root, cfg, method))
+        prog = _progressive_kwargs(root, cfg, method, up)
+        extra.update(prog.pop("extra_config"))
+        kwargs.update(prog)
     t = cfg.transfer
     train(env_id, cfg.algo, config=t.config, timesteps=t.timesteps, seed=seed, run_dir=folder,
-          overrides=t.set, resume=(folder / "meta.json").is_file(), run_name=method, **kwargs)
+          overrides=_with_alignment(t.set, p.get("alignment")), resume=(folder / "meta.json").is_file(),
+          run_name=method, extra_config=extra, **kwargs)
 
 
-def _progressive_kwargs(root: Path, cfg: ExperimentConfig, method: str) -> dict[str, Any]:
-    """``train`` arguments of a two-column progressive network (expert or random first column)."""
+def _progressive_kwargs(root: Path, cfg: ExperimentConfig, method: str, up: Upstream | None) -> dict[str, Any]:
+    """``train`` arguments of a two-column progressive network: its first column the expert ``up``
+    (``progressive``), or random (``random_column``, whose trunk spec is the suite's)."""
     from policyshare.checkpoints import load_tensors
     from policyshare.progressive import (
         AdapterConfig,
@@ -116,18 +155,33 @@ def _progressive_kwargs(root: Path, cfg: ExperimentConfig, method: str) -> dict[
     )
     from policyshare.trunks import TrunkSpec
 
-    source = cfg.progressive_from
-    folder = expert_dir(root, source)
-    _, header = load_tensors(folder / "trunk.safetensors", "policyshare.trunk")
-    spec = TrunkSpec.from_dict(header["spec"])
-    trunk = {"name": spec.name, "activation": spec.activation, "theta": spec.theta}
     adapter = from_dict(AdapterConfig, cfg.transfer.adapter, "transfer.adapter")
-    network = (network_from_checkpoint(folder / "model.zip", source, spec, adapter, cfg.algo)
-               if method == "progressive" else None)
-    describe = {"progressive": {"column": 2, "adapter": to_dict(adapter),
-                                "frozen_column": source if network is not None else "random"}}
+    network = None
+    trunk: dict[str, Any] = {"name": None, "activation": "relu", "theta": 0.5}
+    if up is not None:
+        folder = upstream_dir(root, up)
+        _, header = load_tensors(folder / "trunk.safetensors", "policyshare.trunk")
+        spec = TrunkSpec.from_dict(header["spec"])
+        trunk = {"name": spec.name, "activation": spec.activation, "theta": spec.theta}
+        if method == PROGRESSIVE:
+            network = network_from_checkpoint(folder / "model.zip", up.games[0], spec, adapter, cfg.algo)
+    else:
+        trunk = _suite_trunk(cfg)
+    frozen = up.games[0] if up is not None and network is not None else "random"
+    describe = {"progressive": {"column": 2, "adapter": to_dict(adapter), "frozen_column": frozen}}
     return {"model_factory": column_model_factory(cfg.algo, 2, trunk, adapter, network),
             "extra_callbacks": [LateralScalarLogger()], "extra_config": describe}
+
+
+def _suite_trunk(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The column spec of a random column: the training config's trunk for the first target."""
+    from policyshare.envs import check_env_id
+    from policyshare.train import load_train_config
+
+    target = cfg.target_games[0]
+    t_cfg, _ = load_train_config(target, cfg.algo, cfg.transfer.config, cfg.transfer.set)
+    return {"name": t_cfg.trunk.spec or check_env_id(target).trunk, "activation": t_cfg.trunk.activation,
+            "theta": t_cfg.trunk.theta}
 
 
 def _vision_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
@@ -146,8 +200,8 @@ def _report_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
 #: What each job kind runs: ``RUNNERS[job.kind](experiment folder, config, job)`` writes the job's
 #: run folder (resuming an unfinished one).
 RUNNERS: dict[str, Callable[[Path, ExperimentConfig, Job], None]] = {
-    "expert": _expert_job, "distill": _distill_job, "transfer": _transfer_job, "vision": _vision_job,
-    "report": _report_job,
+    "expert": _expert_job, "distill": _distill_job, "multitask": _multitask_job, "transfer": _transfer_job,
+    "vision": _vision_job, "report": _report_job,
 }
 
 

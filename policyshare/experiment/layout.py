@@ -1,15 +1,19 @@
 """The experiment folder's layout and its jobs: what runs where, and what a finished job depends on.
 
 Every stage of the experiment (:data:`~policyshare.experiment.config.STAGES`) is a list of
-independent :class:`Job` s (:func:`plan`), one run folder each. Layout of the experiment folder
-(``runs/<name>`` by default, :func:`default_root`)::
+independent :class:`Job` s (:func:`plan`), one run folder each, built from the design
+(:mod:`policyshare.experiment.design`). Layout of the experiment folder (``runs/<name>`` by
+default, :func:`default_root`)::
 
-    config.yaml, meta.json                   the resolved config; every invocation
-    experts/<env>/                           model.zip, trunk.safetensors, metrics.json (expert_dir)
-    distill/                                 the student's run folder (student.safetensors …)
-    transfer/<env>/<method>__s<seed>/        train run folders, TensorBoard under tb/ (transfer_dir)
-    vision_trunks/, vision/                  this run's trunks for the vision stage; its run folder
-    report.md, summary.json, plots/          the report (rebuilt by ``policyshare report``)
+    config.yaml, meta.json                          the resolved config; every invocation
+    experts/<env>/<alignment>__s<seed>/             model.zip, trunk.safetensors, metrics.json
+    distill/<games>/<alignment>__s<seed>/           a student's run folder (student.safetensors …);
+                                                    <games>: its teachers' games
+    multitask/<games>/<alignment>__s<seed>/         a multi-task PPO run folder (trunk.safetensors …)
+    transfer/<env>/<arm>__s<seed>/                  train run folders, TensorBoard under tb/
+                                                    (transfer_dir); <arm>: method[__source][__alignment]
+    vision_trunks/, vision/                         this run's trunks for the vision stage; its run folder
+    report.md, summary.json, plots/                 the report (rebuilt by ``policyshare report``)
 
 :func:`job_settings` lists the settings a finished job depends on ("resume only with the same
 settings" compares them); :func:`report_inputs` the result files the report is built from.
@@ -24,14 +28,25 @@ from typing import Any
 from policyshare.config import to_dict
 from policyshare.errors import UserError
 from policyshare.experiment.config import STAGES, ExperimentConfig
+from policyshare.experiment.design import (
+    Upstream,
+    arms,
+    short,
+    teachers,
+    upstream_for,
+    upstreams,
+    vision_expert,
+    vision_progressive,
+    vision_student,
+)
 from policyshare.io import atomic_write_bytes, read_json
-from policyshare.methods import FINETUNE, PROGRESSIVE, RANDOM_COLUMN, STUDENT
+from policyshare.methods import PROGRESSIVE, RANDOM_COLUMN
 from policyshare.runs import runs_dir, slug
 
 #: The files and folders each stage writes at the experiment folder's root (moved aside by
 #: ``--force STAGE``).
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "experts": ("experts",), "distill": ("distill",), "transfer": ("transfer",),
+    "experts": ("experts",), "distill": ("distill",), "multitask": ("multitask",), "transfer": ("transfer",),
     "vision": ("vision", "vision_trunks"), "report": ("report.md", "summary.json", "plots")}
 
 
@@ -41,9 +56,11 @@ class Job:
 
     Attributes:
         stage: one of :data:`STAGES`.
-        kind: ``expert``, ``distill``, ``transfer``, ``vision`` or ``report``.
-        name: unique, path-like (``transfer/MinAtar-Seaquest-v1/student__s0``).
-        params: plain data (env id, method, seed …).
+        kind: ``expert``, ``distill``, ``multitask``, ``transfer``, ``vision`` or ``report``.
+        name: unique, path-like (``transfer/MinAtar-Seaquest-v1/student__pad__s0``).
+        params: plain data: an upstream job's :meth:`Upstream.describe`; a transfer job's env id,
+            method, seed, alignment, source and ``upstream`` (the artifact it starts from, or
+            ``None``).
     """
 
     stage: str
@@ -66,34 +83,43 @@ def plan(cfg: ExperimentConfig) -> dict[str, list[Job]]:
     """The jobs of every stage, in order.
 
     Returns:
-        Every stage of :data:`STAGES` → its jobs (experts per source game; one student; transfer
-        per target × seed × method; one vision table; one report).
+        Every stage of :data:`STAGES` → its jobs: experts per game, seed and alignment (shared by
+        every target); students and multi-task networks per set of source games, seed and
+        alignment; transfer per target × target seed × arm; one vision table; one report.
     """
     out: dict[str, list[Job]] = {s: [] for s in STAGES}
-    for game in cfg.sources:
-        out["experts"].append(Job("experts", "expert", expert_dir(Path(), game).as_posix(), {"env_id": game}))
-    if cfg.distill.enabled:
-        out["distill"].append(Job("distill", "distill", "distill", {}))
-    for target in cfg.targets:
+    for kind, ups in upstreams(cfg).items():
+        stage = {"expert": "experts"}.get(kind, kind)
+        out[stage] += [Job(stage, kind, up.name, up.describe()) for up in ups]
+    for target in cfg.target_games:
         for seed in cfg.seeds:
-            for method in cfg.transfer.methods:
-                name = transfer_dir(Path(), target, method, seed).as_posix()
-                out["transfer"].append(Job("transfer", "transfer", name,
-                                           {"env_id": target, "method": method, "seed": seed}))
+            for arm in arms(cfg, target):
+                up = upstream_for(cfg, target, arm, seed)
+                name = transfer_dir(Path(), target, arm.label, seed).as_posix()
+                out["transfer"].append(Job("transfer", "transfer", name, {
+                    "env_id": target, "method": arm.method, "seed": seed, "alignment": arm.alignment,
+                    "source": arm.source, "upstream": up.describe() if up is not None else None}))
     if cfg.vision.enabled:
         out["vision"].append(Job("vision", "vision", "vision", {}))
     out["report"].append(Job("report", "report", "report", {}))
     return out
 
 
-def expert_dir(root: Path, game: str) -> Path:
-    """The folder of the expert on ``game`` (``experts/<env>/``)."""
-    return root / "experts" / slug(game)
+def upstream_of(params: dict[str, Any]) -> Upstream:
+    """The :class:`Upstream` an upstream job's (or a transfer job's ``upstream``) params describe."""
+    return Upstream(params["kind"], tuple(params["games"]), params["alignment"], int(params["seed"]),
+                    int(params["index"]), params.get("teacher_seed"))
 
 
-def transfer_dir(root: Path, env_id: str, method: str, seed: int) -> Path:
-    """The run folder of one transfer job (``transfer/<env>/<method>__s<seed>/``)."""
-    return root / "transfer" / slug(env_id) / f"{method}__s{seed}"
+def upstream_dir(root: Path, up: Upstream) -> Path:
+    """The run folder of an upstream artifact (``experts/…``, ``distill/…``, ``multitask/…``)."""
+    return root / up.name
+
+
+def transfer_dir(root: Path, env_id: str, arm: str, seed: int) -> Path:
+    """The run folder of one transfer job (``transfer/<env>/<arm>__s<seed>/``; ``arm`` is an
+    :attr:`~policyshare.experiment.design.Arm.label`)."""
+    return root / "transfer" / slug(env_id) / f"{arm}__s{seed}"
 
 
 def _copy_file(src: Path, dst: Path) -> None:
@@ -102,21 +128,26 @@ def _copy_file(src: Path, dst: Path) -> None:
 
 def vision_trunks(root: Path, cfg: ExperimentConfig) -> list[str]:
     """The trunk references of the vision stage: built-in ones, then this run's (copied under
-    ``vision_trunks/`` with readable names, which label the table's rows)."""
+    ``vision_trunks/`` with readable names, which label the table's rows).
+
+    Raises:
+        UserError: a trunk of an earlier stage is missing.
+    """
     refs = list(cfg.vision.trunks)
-    produced = {
-        "expert": (expert_dir(root, cfg.sources[0]) / "trunk.safetensors",
-                   f"expert-{cfg.sources[0].split('/')[-1].split('-')[0]}"),
-        "student": (root / "distill" / "trunk.safetensors", "student"),
-        "progressive": (transfer_dir(root, cfg.targets[0], "progressive", cfg.seeds[0]) / "trunk.safetensors",
-                        f"progressive-column-{cfg.targets[0].split('/')[-1].split('-')[0]}"),
-    }
+    produced: dict[str, tuple[Path, str]] = {}
+    ex = vision_expert(cfg)
+    produced["expert"] = (upstream_dir(root, ex) / "trunk.safetensors", f"expert-{short(ex.games[0]).split('-')[0]}")
+    if cfg.distill.enabled:
+        produced["student"] = (upstream_dir(root, vision_student(cfg)) / "trunk.safetensors", "student")
+    prog = vision_progressive(cfg)
+    if prog is not None:
+        target, arm, seed = prog
+        produced["progressive"] = (transfer_dir(root, target, arm.label, seed) / "trunk.safetensors",
+                                   f"progressive-column-{short(target).split('-')[0]}")
     for key in cfg.vision.include:
+        if key not in produced:
+            continue
         src, label = produced[key]
-        if key == "student" and not cfg.distill.enabled:
-            continue
-        if key == "progressive" and "progressive" not in cfg.transfer.methods:
-            continue
         dst = root / "vision_trunks" / f"{label}.safetensors"
         if not dst.is_file():
             if not src.is_file():
@@ -130,44 +161,71 @@ def job_settings(cfg: ExperimentConfig, job: Job) -> dict[str, Any]:
     """Every setting a job's result depends on, its inputs' included ("resume only with the same
     settings" compares these, job by job).
 
-    The list of seeds, targets and methods is not among them: adding a seed, a target or a method
-    adds jobs and changes none of the finished ones. The report job has none: it is rebuilt
-    whenever its inputs (``config.yaml`` among them) change.
+    The lists of seeds, targets, methods and alignments are not among them: adding one adds jobs
+    and changes none of the finished ones. The report job has none: it is rebuilt whenever its
+    inputs (``config.yaml`` among them) change.
     """
-    d = to_dict(cfg)
-    if job.kind == "expert":
-        game = job.params["env_id"]
-        experts = {**d["experts"], "runs": {game: d["experts"]["runs"].get(game)}}
-        return {"algo": cfg.algo, "env_id": game, "experts": experts}
-    if job.kind == "distill":
-        return {"algo": cfg.algo, "sources": cfg.sources, "experts": d["experts"], "distill": d["distill"]}
+    if job.kind in ("expert", "distill", "multitask"):
+        return upstream_settings(cfg, upstream_of(job.params))
     if job.kind == "transfer":
-        method = job.params["method"]
-        transfer = {k: v for k, v in d["transfer"].items()
-                    if k not in ("methods", "finetune_from", "progressive_from", "adapter")}
-        out: dict[str, Any] = {"algo": cfg.algo, **job.params, "transfer": transfer}
-        if method == FINETUNE:
-            out["from"] = job_settings(cfg, Job("experts", "expert", "", {"env_id": cfg.finetune_from}))
-        elif method == STUDENT:
-            out["from"] = job_settings(cfg, Job("distill", "distill", "distill", {}))
-        elif method in (PROGRESSIVE, RANDOM_COLUMN):
+        d = to_dict(cfg)
+        p = job.params
+        transfer = {k: d["transfer"][k] for k in ("timesteps", "config", "set")}
+        out: dict[str, Any] = {"algo": cfg.algo, **{k: v for k, v in p.items() if k != "upstream"},
+                               "transfer": transfer}
+        if p["method"] in (PROGRESSIVE, RANDOM_COLUMN):
             out["adapter"] = d["transfer"]["adapter"]
-            out["from"] = job_settings(cfg, Job("experts", "expert", "", {"env_id": cfg.progressive_from}))
+        if p.get("upstream") is not None:
+            out["from"] = upstream_settings(cfg, upstream_of(p["upstream"]))
         return out
     if job.kind == "vision":
-        inputs = {"expert": job_settings(cfg, Job("experts", "expert", "", {"env_id": cfg.sources[0]}))}
+        d = to_dict(cfg)
+        inputs: dict[str, Any] = {}
+        if "expert" in cfg.vision.include:
+            inputs["expert"] = upstream_settings(cfg, vision_expert(cfg))
         if "student" in cfg.vision.include and cfg.distill.enabled:
-            inputs["student"] = job_settings(cfg, Job("distill", "distill", "distill", {}))
-        if "progressive" in cfg.vision.include and "progressive" in cfg.transfer.methods:
-            inputs["progressive"] = job_settings(cfg, Job("transfer", "transfer", "", {
-                "env_id": cfg.targets[0], "method": "progressive", "seed": cfg.seeds[0]}))
+            inputs["student"] = upstream_settings(cfg, vision_student(cfg))
+        prog = vision_progressive(cfg)
+        if "progressive" in cfg.vision.include and prog is not None:
+            target, arm, seed = prog
+            name = transfer_dir(Path(), target, arm.label, seed).as_posix()
+            up = upstream_for(cfg, target, arm, seed)
+            inputs["progressive"] = job_settings(cfg, Job("transfer", "transfer", name, {
+                "env_id": target, "method": arm.method, "seed": seed, "alignment": arm.alignment,
+                "source": arm.source, "upstream": up.describe() if up is not None else None}))
         return {"vision": d["vision"], "seed": cfg.seeds[0], "inputs": inputs}
     return {}
+
+
+def upstream_settings(cfg: ExperimentConfig, up: Upstream) -> dict[str, Any]:
+    """The settings an upstream artifact depends on (its teachers' too, for a student)."""
+    d = to_dict(cfg)
+    base = {"algo": cfg.algo, "games": list(up.games), "seed": up.seed, "alignment": up.alignment}
+    if up.kind == "expert":
+        experts = {k: d["experts"][k] for k in ("source", "timesteps", "config", "set")}
+        if cfg.experts.source == "runs":
+            entry = cfg.experts.runs.get(up.games[0])
+            experts["run"] = entry if isinstance(entry, str) or entry is None else entry[up.index]
+        return {**base, "experts": experts}
+    if up.kind == "distill":
+        distill = {k: d["distill"][k] for k in ("config", "steps", "set")}
+        return {**base, "distill": distill, "teachers": [upstream_settings(cfg, t) for t in teachers(cfg, up)]}
+    multitask = {k: d["multitask"][k] for k in ("config", "timesteps", "set")}
+    out = {**base, "multitask": multitask}
+    if cfg.multitask.timesteps is None:  # its budget is the experts' together
+        out["experts"] = {k: d["experts"][k] for k in ("source", "timesteps", "config", "set")}
+    return out
 
 
 def default_root(cfg: ExperimentConfig) -> Path:
     """``runs/<name>``."""
     return runs_dir() / slug(cfg.name)
+
+
+#: The result files the report reads (relative to the experiment folder).
+REPORT_INPUTS: tuple[str, ...] = (
+    "experts/*/*/metrics.json", "distill/*/*/metrics.json", "multitask/*/*/metrics.json",
+    "transfer/*/*/metrics.json", "transfer/*/*/evaluations.json", "vision/metrics.json", "config.yaml")
 
 
 def report_inputs(root: Path) -> list[list[Any]]:
@@ -177,8 +235,7 @@ def report_inputs(root: Path) -> list[list[Any]]:
         ``[relative path, size in bytes, modification time in ns]`` per file, in a fixed order.
     """
     out = []
-    for pattern in ("experts/*/metrics.json", "distill/metrics.json", "transfer/*/*/metrics.json",
-                    "transfer/*/*/evaluations.json", "vision/metrics.json", "config.yaml"):
+    for pattern in REPORT_INPUTS:
         for p in sorted(root.glob(pattern)):
             st = p.stat()
             out.append([str(p.relative_to(root)), st.st_size, st.st_mtime_ns])
@@ -196,5 +253,5 @@ def report_is_current(root: Path) -> bool:
         return False
 
 
-__all__ = ["STAGE_OUTPUTS", "Job", "default_root", "expert_dir", "job_settings", "plan", "report_inputs",
-           "report_is_current", "transfer_dir", "vision_trunks"]
+__all__ = ["REPORT_INPUTS", "STAGE_OUTPUTS", "Job", "default_root", "job_settings", "plan", "report_inputs",
+           "report_is_current", "transfer_dir", "upstream_dir", "upstream_of", "upstream_settings", "vision_trunks"]

@@ -4,10 +4,14 @@
 experts' ``metrics.json``, the student's ``metrics.json``, every transfer run's
 ``evaluations.json`` and ``metrics.json``, the vision comparison's ``metrics.json`` — and writes:
 
-* learning curves per target and method with bootstrap bands (``plots/curves_<env>.png``);
-* transfer % per method (area under the learning curve ÷ scratch's, per seed; Rusu et al. 2016)
+* learning curves per target and arm (method, source, alignment:
+  :class:`~policyshare.experiment.design.Arm`) with bootstrap bands (``plots/curves_<env>.png``);
+* transfer % per arm (area under the learning curve ÷ scratch's, per seed; Rusu et al. 2016)
   as an interquartile mean with a stratified bootstrap interval (Agarwal et al. 2021, rliable),
-  per target and over all targets (``plots/transfer.png``);
+  per target and over all targets (``plots/transfer.png``); for the methods run from every
+  source (``finetune``, ``frozen``) also the mean over sources (per seed) and the best source;
+* the upstream seed each transfer run used (from its ``config.yaml``), for grouping;
+* every student's and multi-task network's expert-normalised IQM over its games;
 * the student's expert-normalised score per game and its IQM (``plots/student.png``);
 * parameter counts (experts, teachers together, student, progressive network);
 * the vision thesis table and its sample grids;
@@ -35,9 +39,10 @@ from policyshare.comparison import markdown_table, plot_intervals
 from policyshare.config import from_dict, read_yaml
 from policyshare.errors import UserError
 from policyshare.experiment.config import ExperimentConfig
-from policyshare.experiment.layout import expert_dir, report_inputs, transfer_dir
+from policyshare.experiment.design import Arm, arms, vision_student
+from policyshare.experiment.layout import report_inputs, transfer_dir, upstream_dir
 from policyshare.io import atomic_write_json, atomic_write_text, read_json
-from policyshare.methods import PROGRESSIVE, RANDOM_COLUMN, SCRATCH
+from policyshare.methods import PER_SOURCE_METHODS, PROGRESSIVE, RANDOM_COLUMN, SCRATCH
 from policyshare.metrics import confidence_label, format_interval
 from policyshare.runs import slug
 
@@ -62,8 +67,8 @@ def _iv(d: Mapping[str, Any], digits: int = 1, key: str = "iqm", single: str = "
 
 
 def _transfer(root: Path, cfg: ExperimentConfig) -> dict[str, Any]:
-    """Per target: curves, final returns, transfer % per seed and IQM interval; plus the
-    aggregate over targets."""
+    """Per target: curves, final returns, transfer % per seed and IQM interval per arm (and over
+    sources), the upstream seed of each run; plus the aggregate over targets."""
     from policyshare.comparison import (
         aggregate_over_tasks,
         interval_rows,
@@ -76,12 +81,14 @@ def _transfer(root: Path, cfg: ExperimentConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"targets": {}}
     level = confidence_label(cfg.report.confidence)
     reps, confidence = cfg.report.bootstrap_reps, cfg.report.confidence
-    for target in cfg.targets:
-        runs = read_runs({m: {s: transfer_dir(root, target, m, s) for s in cfg.seeds} for m in cfg.transfer.methods},
-                         finished_only=True)
+    for target in cfg.target_games:
+        target_arms = arms(cfg, target)
+        runs = read_runs({a.label: {s: transfer_dir(root, target, a.label, s) for s in cfg.seeds}
+                          for a in target_arms}, finished_only=True)
         if SCRATCH not in runs.curves:
             continue
         summary = transfer_summary(runs.curves, SCRATCH, seed=0, reps=reps, confidence=confidence)
+        summary.update(_over_sources(summary, target_arms, reps, confidence))
         plot = plot_curves({m: [c[s] for s in sorted(c)] for m, c in runs.curves.items()},
                            root / "plots" / f"curves_{slug(target)}.png",
                            title=f"{target}: learning curves per method (mean, {level} bootstrap band)",
@@ -94,6 +101,7 @@ def _transfer(root: Path, cfg: ExperimentConfig) -> dict[str, Any]:
             "transfer_percent": summary, "final_returns": finals,
             "final_return_mean": {m: mean_over_seeds(v) for m, v in finals.items()},
             "parameters": {m: _parameter_counts(list(met.values())[-1]) for m, met in runs.metrics.items()},
+            "upstream_seeds": _upstream_seeds(runs.dirs),
             "seeds": runs.seeds(),
             "plots": {"curves": str(plot.relative_to(root)), "transfer": str(tplot.relative_to(root))},
         }
@@ -103,40 +111,102 @@ def _transfer(root: Path, cfg: ExperimentConfig) -> dict[str, Any]:
     return out
 
 
+def _over_sources(summary: Mapping[str, Mapping[str, Any]], target_arms: list[Arm], reps: int,
+                  confidence: float) -> dict[str, dict[str, Any]]:
+    """For each method run from every source (``finetune``, ``frozen``) and alignment, two rows:
+    ``<method>__mean-over-sources__<alignment>`` (per seed, the mean of the sources' transfer %)
+    and ``<method>__best-source__<alignment>`` (the source with the highest IQM here, chosen on
+    these very runs: an optimistic figure)."""
+    from policyshare.metrics import iqm_intervals
+
+    out: dict[str, dict[str, Any]] = {}
+    groups: dict[tuple[str, str | None], list[Arm]] = {}
+    for a in target_arms:
+        if a.method in PER_SOURCE_METHODS and a.label in summary:
+            groups.setdefault((a.method, a.alignment), []).append(a)
+    for (method, alignment), group in groups.items():
+        if len(group) < 2:
+            continue
+        seeds = sorted({s for a in group for s in summary[a.label]["per_seed"]}, key=int)
+        per_seed = {}
+        for s in seeds:
+            values = [float(summary[a.label]["per_seed"][s]) for a in group
+                      if s in summary[a.label]["per_seed"] and _finite(summary[a.label]["per_seed"][s])]
+            per_seed[s] = float(np.mean(values)) if values else float("nan")
+        finite = np.array([v for v in per_seed.values() if np.isfinite(v)], float)
+        iv = iqm_intervals({"m": finite}, reps=reps, confidence=confidence)["m"]
+        out[f"{method}__mean-over-sources__{alignment}"] = {"per_seed": per_seed, "iqm": iv.point, "low": iv.low,
+                                                            "high": iv.high, "sources": [a.source for a in group]}
+        ranked = [a for a in group if _finite(summary[a.label]["iqm"])]
+        if ranked:
+            best = max(ranked, key=lambda a: float(summary[a.label]["iqm"]))
+            out[f"{method}__best-source__{alignment}"] = {**summary[best.label], "source": best.source}
+    return out
+
+
+def _upstream_seeds(dirs: Mapping[str, Mapping[int, Path]]) -> dict[str, dict[str, int | None]]:
+    """Arm → target seed → the upstream seed its run started from (its ``config.yaml``'s
+    ``upstream.seed``; ``None`` for runs that start from nothing trained)."""
+    out: dict[str, dict[str, int | None]] = {}
+    for label, by_seed in dirs.items():
+        for seed, folder in by_seed.items():
+            up = (read_yaml(Path(folder) / "config.yaml") or {}).get("upstream")
+            out.setdefault(label, {})[str(seed)] = up.get("seed") if isinstance(up, dict) else None
+    return out
+
+
 def _parameter_counts(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """A transfer run's parameters: ``total`` and ``trunk`` (``None`` where not recorded)."""
     return {"total": metrics.get("n_parameters"), "trunk": metrics.get("trunk_parameters")}
 
 
 def _student(root: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
-    """The student's scores, with its IQM over games recomputed at the report's confidence."""
+    """The first target's first all-teacher student's scores (the vision stage's), with its IQM
+    over games recomputed at the report's confidence."""
     from policyshare.metrics import iqm_intervals
 
-    path = root / "distill" / "metrics.json"
+    if not cfg.distill.enabled:
+        return None
+    up = vision_student(cfg)
+    path = upstream_dir(root, up) / "metrics.json"
     if not path.is_file():
         return None
     m = read_json(path, "student metrics")
     scores = [r["expert_normalised"] if _finite(r["expert_normalised"]) else np.nan for r in m["per_task"].values()]
     iqm = iqm_intervals({"student": np.array([scores], float)}, reps=cfg.report.bootstrap_reps,
-                        confidence=cfg.report.confidence, seed=cfg.distill.seed, task_bootstrap=True)["student"]
+                        confidence=cfg.report.confidence, seed=up.seed, task_bootstrap=True)["student"]
     rows = {t.split("/")[-1]: {"point": v, "low": v, "high": v} for t, v in zip(m["per_task"], scores)}
     rows["IQM"] = iqm.as_dict()
     plot = plot_intervals(rows, root / "plots" / "student.png",
                           f"student: expert-normalised score per game (IQM: "
                           f"{confidence_label(cfg.report.confidence)} bootstrap over games)",
                           "(student − random) / (teacher − random)", 1.0)
-    return {**m, "expert_normalised_iqm": iqm.as_dict(), "plot": str(plot.relative_to(root))}
+    return {**m, "run": up.name, "expert_normalised_iqm": iqm.as_dict(), "plot": str(plot.relative_to(root))}
+
+
+def _upstream_runs(root: Path) -> dict[str, Any]:
+    """Every student's and multi-task network's expert-normalised IQM over its games, by run folder
+    (``distill/…``, ``multitask/…``), as their ``metrics.json`` give it."""
+    out: dict[str, Any] = {}
+    for pattern in ("distill/*/*/metrics.json", "multitask/*/*/metrics.json"):
+        for p in sorted(root.glob(pattern)):
+            m = read_json(p, "upstream metrics")
+            out[str(p.parent.relative_to(root))] = {
+                "expert_normalised_iqm": m.get("expert_normalised_iqm"),
+                "env_steps": m.get("timesteps", m.get("env_steps_per_task")),
+                "n_parameters": m.get("n_parameters", m.get("student_parameters"))}
+    return out
 
 
 def _experts(root: Path, cfg: ExperimentConfig) -> dict[str, Any]:
+    """Every expert, labelled ``<game> <alignment> s<seed>``."""
     out = {}
-    for game in cfg.sources:
-        p = expert_dir(root, game) / "metrics.json"
-        if p.is_file():
-            m = read_json(p, "expert metrics")
-            out[game] = {k: m.get(k) for k in ("eval_mean_return", "eval_std_return", "eval_episodes",
-                                               "random_mean_return", "timesteps", "n_parameters",
-                                               "trunk_parameters", "copied_from")}
+    for p in sorted(root.glob("experts/*/*/metrics.json")):
+        m = read_json(p, "expert metrics")
+        alignment, seed = p.parent.name.rsplit("__s", 1)
+        out[f"{m.get('env_id')} {alignment} s{seed}"] = {
+            k: m.get(k) for k in ("eval_mean_return", "eval_std_return", "eval_episodes", "random_mean_return",
+                                  "timesteps", "n_parameters", "trunk_parameters", "copied_from")}
     return out
 
 
@@ -173,20 +243,10 @@ def _findings(summary: Mapping[str, Any]) -> list[str]:
             caveat = (f" — with only {n} seeds the interval is little more than their range: indicative, "
                       "not conclusive" if n < 3 else "")
             lines.append(f"On {target}, **{method}** ({iv}, {n} seeds) {verdict}{caveat}.")
-        if PROGRESSIVE in tp and RANDOM_COLUMN in tp:
-            p, r = tp[PROGRESSIVE], tp[RANDOM_COLUMN]
-            if not all(_finite(x) for x in (p["low"], p["high"], r["low"], r["high"])):
-                pass
-            elif p["low"] > r["high"]:
-                lines.append(f"On {target}, the progressive network with a trained expert column beats the "
-                             "random-frozen-column control outside both intervals: the gain is transfer, not "
-                             "extra capacity.")
-            elif p["high"] < r["low"]:
-                lines.append(f"On {target}, the random-frozen-column control beats the progressive network "
-                             "outside both intervals: the expert column's features hurt here.")
-            else:
-                lines.append(f"On {target}, the progressive network and the random-frozen-column control "
-                             "overlap: their difference cannot be told from extra capacity at this budget.")
+        for label in [m for m in tp if m.split("__")[0] == PROGRESSIVE]:
+            control = f"{RANDOM_COLUMN}__{label.rsplit('__', 1)[-1]}"
+            if control in tp:
+                lines += _progressive_finding(target, tp[label], tp[control])
     s = summary.get("student")
     if s:
         iv = s["expert_normalised_iqm"]
@@ -211,6 +271,20 @@ def _findings(summary: Mapping[str, Any]) -> list[str]:
                          f"linear probes range {100 * min(probe.values()):.1f}–{100 * max(probe.values()):.1f}%. "
                          "Differences of a few points between trunks are within seed-to-seed variation.")
     return lines
+
+
+def _progressive_finding(target: str, p: Mapping[str, Any], r: Mapping[str, Any]) -> list[str]:
+    """The sentence comparing a progressive column with its random-frozen-column control."""
+    if not all(_finite(x) for x in (p["low"], p["high"], r["low"], r["high"])):
+        return []
+    if p["low"] > r["high"]:
+        return [f"On {target}, the progressive network with a trained expert column beats the random-frozen-column "
+                "control outside both intervals: the gain is transfer, not extra capacity."]
+    if p["high"] < r["low"]:
+        return [f"On {target}, the random-frozen-column control beats the progressive network outside both "
+                "intervals: the expert column's features hurt here."]
+    return [f"On {target}, the progressive network and the random-frozen-column control overlap: their difference "
+            "cannot be told from extra capacity at this budget."]
 
 
 def build_report(root: str | Path) -> dict[str, Any]:
@@ -238,11 +312,15 @@ def build_report(root: str | Path) -> dict[str, Any]:
                         "`policyshare run` printed, e.g. runs/quickstart") from None
     inputs = report_inputs(root)
     summary: dict[str, Any] = {
-        "name": cfg.name, "description": cfg.description, "algo": cfg.algo, "sources": cfg.sources,
-        "targets": cfg.targets, "seeds": cfg.seeds, "transfer_timesteps": cfg.transfer.timesteps,
+        "name": cfg.name, "description": cfg.description, "algo": cfg.algo,
+        "sources": {t: cfg.sources_for(t) for t in cfg.target_games}, "targets": cfg.target_games,
+        "seeds": cfg.seeds, "transfer_timesteps": cfg.transfer.timesteps,
         "confidence": cfg.report.confidence, "bootstrap_reps": cfg.report.bootstrap_reps,
-        "experts": _experts(root, cfg), "student": _student(root, cfg), "transfer": _transfer(root, cfg),
-        "vision": _vision(root),
+        "alignments": cfg.alignments, "upstream_seeds": {"experts": cfg.experts.seeds,
+                                                         "distill": cfg.distill.seeds or cfg.experts.seeds,
+                                                         "multitask": cfg.multitask.seeds or cfg.experts.seeds},
+        "experts": _experts(root, cfg), "student": _student(root, cfg), "upstream_runs": _upstream_runs(root),
+        "transfer": _transfer(root, cfg), "vision": _vision(root),
     }
     if not summary["transfer"]["targets"]:
         raise UserError(f"{root} has no finished transfer runs to report; run the experiment first")
@@ -273,9 +351,16 @@ def render(summary: Mapping[str, Any]) -> str:
     L: list[str] = [f"# {summary['name']}: does sharing the lower conv layers pay off?", ""]
     if summary["description"]:
         L += [summary["description"], ""]
-    L += [f"Sources: {', '.join(summary['sources'])}. Held-out targets: {', '.join(summary['targets'])}. "
-          f"Algorithm: {summary['algo']}. Seeds: {', '.join(map(str, summary['seeds']))}. "
-          f"Transfer runs: {summary['transfer_timesteps']:,} env steps each.", "",
+    sources = {", ".join(v) for v in summary["sources"].values()}
+    where = (f"Sources: {sources.pop()}" if len(sources) == 1 else
+             "Sources: for each target the other games (leave-one-game-out)")
+    ups = summary.get("upstream_seeds", {})
+    L += [f"{where}. Held-out targets: {', '.join(summary['targets'])}. "
+          f"Algorithm: {summary['algo']}. Target seeds: {', '.join(map(str, summary['seeds']))}; upstream seeds: "
+          + "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in ups.items())
+          + f" (target seed number i uses upstream seed number i mod U). Alignments: "
+          f"{', '.join(summary.get('alignments', []))}. Transfer runs: {summary['transfer_timesteps']:,} env steps "
+          "each.", "",
           "## What this run shows", ""]
     L += [f"- {line}" for line in summary["findings"]] + [""]
 
@@ -321,6 +406,15 @@ def render(summary: Mapping[str, Any]) -> str:
                 rows.append([f"{m} on {key.split('/', 1)[1]} (total)", f"{v['total']:,}" if v.get("total") else "—"])
     L += markdown_table(["network", "parameters"], rows) + [""]
 
+    u = summary.get("upstream_runs")
+    if u:
+        L += ["## Students and multi-task networks", "",
+              "Expert-normalised score = (return − random) / (expert − random) per game; IQM over the network's "
+              "games. Multi-task networks have no expert return of their own (— here).", ""]
+        rows = [[f"`{k}`", _iv(v["expert_normalised_iqm"] or {}, 3, key="point", single="one game"),
+                 f"{int(v['env_steps']):,}" if v.get("env_steps") else "—"] for k, v in u.items()]
+        L += markdown_table(["run", "expert-normalised IQM", "env steps"], rows) + [""]
+
     e = summary["experts"]
     if e:
         L += ["## Experts", ""]
@@ -338,8 +432,10 @@ def render(summary: Mapping[str, Any]) -> str:
         L += [f"![{Path(img).stem}]({img})" for img in v["images"] if "grid" in img or "sample" in img][:12]
         L += ["", texture_gallery_markdown(v["metrics"], prefix="vision/").replace("## Textures", "### Textures")]
     L += ["## Where everything is", "",
-          "- `experts/`, `distill/`, `transfer/<env>/<method>__s<seed>/`, `vision/`: the run folders "
-          "(config, TensorBoard events, checkpoints, metrics).",
+          "- `experts/<env>/<alignment>__s<seed>/`, `distill/<games>/<alignment>__s<seed>/`, "
+          "`multitask/<games>/<alignment>__s<seed>/`, `transfer/<env>/<method>[__<source>][__<alignment>]__s<seed>/`, "
+          "`vision/`: the run folders (config, TensorBoard events, checkpoints, metrics); a transfer run's "
+          "`config.yaml` names the upstream run and seed it started from (`upstream`).",
           "- `tensorboard --logdir .` overlays every run by name; compared runs share tag names.",
           "- `summary.json`: every figure of this report; `policyshare report .` rebuilds it.", ""]
     return "\n".join(L)

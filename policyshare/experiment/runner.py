@@ -240,6 +240,21 @@ def local_pool(workers: int) -> Executor:
     return execute
 
 
+def describe_plan(config: str | Path, overrides: Mapping[str, Any] | None = None, cores: int = 1) -> str:
+    """``policyshare run CONFIG --plan``: validate the config (every refusal of
+    :func:`~policyshare.experiment.config.load_experiment_config`) and describe its jobs — count,
+    env steps per stage, estimated wall time on ``cores`` cores
+    (:mod:`~policyshare.experiment.budget`) — without writing anything.
+
+    Raises:
+        ConfigError, UserError: a config that cannot run (one line).
+    """
+    from policyshare.experiment.budget import estimate, render
+
+    cfg = load_experiment_config(config, overrides)
+    return render(cfg, estimate(cfg, plan(cfg)), cores)
+
+
 def run_experiment(config: str | Path, *, run_dir: str | Path | None = None, only: str | None = None,
                    force: Sequence[str] = (), overrides: Mapping[str, Any] | None = None,
                    executor: Executor = _local) -> Path:
@@ -284,7 +299,8 @@ def run_experiment(config: str | Path, *, run_dir: str | Path | None = None, onl
     if (root / "report.md").is_file():
         log.info(f"report:            {root / 'report.md'}")
     log.info(f"TensorBoard:       tensorboard --logdir {shlex.quote(str(root))}")
-    for label, pattern in (("experts:", "experts/*/model.zip"), ("student:", "distill/student.safetensors"),
+    for label, pattern in (("experts:", "experts/*/*/model.zip"), ("students:", "distill/*/*/student.safetensors"),
+                           ("multi-task nets:", "multitask/*/*/trunk.safetensors"),
                            ("transfer runs:", "transfer/*/*/model.zip")):
         found = sorted(root.glob(pattern))
         if found:
@@ -293,4 +309,4 @@ def run_experiment(config: str | Path, *, run_dir: str | Path | None = None, onl
     return root
 
 
-__all__ = ["Executor", "force_stage", "local_pool", "open_experiment", "run_experiment", "run_job"]
+__all__ = ["Executor", "describe_plan", "force_stage", "local_pool", "open_experiment", "run_experiment", "run_job"]
