@@ -99,7 +99,7 @@ def test_killed_run_finishes_without_redoing_finished_stages(tmp_path: Path) -> 
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert (root / "experts" / "MinAtar-Asterix-v1" / "pad__s0" / "metrics.json").is_file()
+    assert (root / "experts" / "MinAtar-SpaceInvaders-v1" / "pad__s0" / "metrics.json").is_file()
     assert not (scratch / "metrics.json").is_file()
     experts = mtimes(root, "experts/*/*/metrics.json")
     done = run_cli("run", str(config), "--run-dir", str(root))
@@ -333,6 +333,31 @@ def test_multitask_and_single_teacher_jobs_run_and_transfer_their_trunks_under_s
                                              "multitask/SpaceInvaders-v1_Asterix-v1/stem__s0"}
     report = (root / "report.md").read_text()
     assert "| multitask__stem |" in report and "Students and multi-task networks" in report
+
+
+def test_experts_trained_here_under_stem_feed_finetune_and_a_progressive_column(tmp_path: Path) -> None:
+    """``experts.source: train`` trains each expert under the study's alignment, so ``stem`` (which the
+    zoo's pad experts cannot give) reaches the trunk-sharing methods."""
+    from policyshare.checkpoints import read_trunk_file
+
+    quick_eval = {"freq": 0, "episodes": 1, "final_episodes": 1, "random_episodes": 1}
+    config = tiny_config(
+        tmp_path, vision={"enabled": False}, distill={"enabled": False}, seeds=[0],
+        experts={"source": "train", "timesteps": 1024, "set": {"n_envs": 8, "checkpoint_freq": 0, "eval": quick_eval}},
+        transfer={"timesteps": 2048, "methods": ["scratch", "finetune", "progressive"], "finetune_from": "first",
+                  "alignments": ["stem"], "set": TINY_TRANSFER})
+    root = run_experiment(config, run_dir=tmp_path / "exp")
+    expert = root / "experts" / "MinAtar-SpaceInvaders-v1" / "stem__s0"
+    assert sorted(p.parent.relative_to(root).as_posix() for p in root.glob("experts/*/*/metrics.json")) == [
+        "experts/MinAtar-SpaceInvaders-v1/stem__s0"]  # only the expert a run starts from
+    assert read_trunk_file(expert / "trunk.safetensors")[1]["alignment"]["mode"] == "stem"
+    transfer = root / "transfer" / "MinAtar-Breakout-v1"
+    finetune = json.loads((transfer / "finetune__SpaceInvaders-v1__stem__s0" / "metrics.json").read_text())
+    assert finetune["init_trunk"] == str(expert / "trunk.safetensors")
+    column = yaml.safe_load((transfer / "progressive__SpaceInvaders-v1__stem__s0" / "config.yaml").read_text())
+    assert column["progressive"]["frozen_column"] == "MinAtar/SpaceInvaders-v1"
+    assert column["upstream"]["run"] == "experts/MinAtar-SpaceInvaders-v1/stem__s0"
+    assert column["trunk"]["alignment"] == "stem"
 
 
 def test_student_plot_title_fits_the_figure_and_clears_the_y_label() -> None:

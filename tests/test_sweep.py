@@ -21,7 +21,7 @@ def test_sweep_on_local_ray(tmp_path: Path) -> None:
         "experts": {"source": "zoo"},
         "distill": {"enabled": False},
         "vision": {"enabled": False},
-        "transfer": {"methods": ["scratch", "finetune"], "timesteps": 2048,
+        "transfer": {"methods": ["scratch", "finetune"], "finetune_from": "first", "timesteps": 2048,
                      "set": {"n_envs": 8, "checkpoint_freq": 1024,
                              "eval": {"freq": 1024, "episodes": 1, "final_episodes": 2, "random_episodes": 2}}},
     }
@@ -31,10 +31,11 @@ def test_sweep_on_local_ray(tmp_path: Path) -> None:
     proc = run_cli("sweep", str(path), "--run-dir", str(root), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted(p.parent.name for p in root.glob("transfer/MinAtar-Breakout-v1/*/metrics.json"))
-    assert runs == ["finetune__s0", "scratch__s0"]
+    assert runs == ["finetune__SpaceInvaders-v1__pad__s0", "scratch__s0"]
     assert list((root / "ray" / "transfer").iterdir()), "Ray Tune wrote its trial records"
     summary = json.loads((root / "summary.json").read_text())
-    assert "finetune" in summary["transfer"]["targets"]["MinAtar/Breakout-v1"]["transfer_percent"]
+    rows = summary["transfer"]["targets"]["MinAtar/Breakout-v1"]["transfer_percent"]
+    assert "finetune__SpaceInvaders-v1__pad" in rows
     assert (root / "report.md").is_file()
     # ...and the report rebuilds from the run folders alone.
     proc = run_cli("report", str(root))
@@ -70,7 +71,7 @@ def _lost_worker_config(tmp_path: Path) -> Path:
         "experts": {"source": "zoo"},
         "distill": {"enabled": False},
         "vision": {"enabled": False},
-        "transfer": {"methods": ["scratch", "finetune"], "timesteps": 6144,
+        "transfer": {"methods": ["scratch", "finetune"], "finetune_from": "first", "timesteps": 6144,
                      "set": {"n_envs": 8, "checkpoint_freq": 1024,
                              "eval": {"freq": 2048, "episodes": 1, "final_episodes": 2, "random_episodes": 2}}},
     }
@@ -195,8 +196,8 @@ def test_sweep_on_a_cluster_that_loses_its_worker_node_finishes_with_resumed_tri
 
     # No run folder duplicated or lost: the same run folders, files and report as the local run.
     assert _run_folders(cluster_root) == _run_folders(local) == {
-        "experts/MinAtar-SpaceInvaders-v1", "experts/MinAtar-Asterix-v1",
-        "transfer/MinAtar-Breakout-v1/scratch__s0", "transfer/MinAtar-Breakout-v1/finetune__s0"}
+        "experts/MinAtar-SpaceInvaders-v1/pad__s0",
+        "transfer/MinAtar-Breakout-v1/scratch__s0", "transfer/MinAtar-Breakout-v1/finetune__SpaceInvaders-v1__pad__s0"}
     for run in _run_folders(local):
         assert _folder_files(cluster_root, run) == _folder_files(local, run), run
     assert {p.name for p in cluster_root.iterdir()} - {"ray"} == {p.name for p in local.iterdir()}
