@@ -181,3 +181,21 @@ def test_run_plan_prints_jobs_env_steps_and_wall_time_and_refuses_bad_configs(tm
     proc = run_cli("run", str(bad), "--plan")
     assert proc.returncode == 2 and "both a source and a target" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_estimate_rounds_budgets_to_whole_rollouts_and_schedules_jobs_as_the_pool_does() -> None:
+    from policyshare.experiment.budget import JobCost, Throughput, job_cost, wall_seconds
+    from policyshare.experiment.layout import Job
+
+    # Four jobs in plan order on two cores: 3 | 2, then 2 on the core free first (4), then 1 (4).
+    costs = [JobCost(Job("transfer", "transfer", str(i), {}), 0, 0, s) for i, s in enumerate((3.0, 2.0, 2.0, 1.0))]
+    assert wall_seconds(costs, 2) == 4.0 and wall_seconds(costs, 1) == 8.0
+    cfg = study(transfer={"timesteps": 20000, "set": {"eval": {"freq": 8192, "episodes": 2, "final_episodes": 3}}})
+    job = next(j for j in plan(cfg)["transfer"] if j.name == "transfer/MinAtar-Freeway-v1/finetune__Breakout-v1__pad__s0")
+    tp = Throughput()
+    cost = job_cost(cfg, job, tp)
+    # 64 batched envs x 128 steps: 20,000 env steps train as three rollouts of 8,192.
+    assert cost.train_steps == 24576
+    # Evaluations at steps 0, 8192, 16384, 24576 (2 episodes each) and 3 final episodes, 2,500 steps each.
+    assert cost.eval_steps == (4 * 2 + 3) * 2500
+    assert cost.seconds == pytest.approx(24576 / tp.train + cost.eval_steps / tp.evaluate + tp.job_s)

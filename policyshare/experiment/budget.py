@@ -10,9 +10,11 @@ The speeds are assumptions (:class:`Throughput`), measured on the 2-core develop
 under load and rounded down: ``policyshare train`` with the MinAtar defaults of
 ``configs/ppo.yaml`` (64 batched envs) runs at about 5,000 env steps/s per core; relative to it,
 in the same conditions, a two-column progressive network ran at 0.31×, multi-task PPO on four
-games (16 batched envs each) at 0.44×, Actor-Mimic distillation of four teachers at 0.21× (env
-steps summed over the games) and greedy evaluation (``policyshare.evaluate``, 5 envs) at 0.36×.
-Each run's ``timing.json`` gives its own figure to check them against.
+games (32 batched envs each) at 0.69× and greedy evaluation (``policyshare.evaluate``, 5 envs) at
+0.36×. Actor-Mimic distillation is paced by its collection rounds (``n_envs`` env steps per game,
+then one update): about 24 ms per round with four teachers and 12 ms with one, scaled to the same
+reference (:attr:`Throughput.distill_round_s`, :attr:`Throughput.distill_game_s`). Each run's
+``timing.json`` gives its own figure to check them against.
 
 :func:`expert_timesteps` is also the budget rule of multi-task PPO: by default it trains as many
 env steps as the experts of its games together.
@@ -40,7 +42,9 @@ class Throughput:
         train: ``policyshare train`` (experts, scratch, fine-tuned and frozen trunks).
         progressive: a two-column progressive network (``progressive``, ``random_column``).
         multitask: multi-task PPO, env steps summed over its games.
-        distill: Actor-Mimic distillation, env steps summed over its games.
+        distill_round_s: seconds of one collection round of Actor-Mimic distillation (``n_envs``
+            env steps per game, then ``configs/actor_mimic.yaml``'s update), without its games …
+        distill_game_s: … plus these seconds per game.
         evaluate: greedy evaluation episodes.
         job_s: seconds per job beyond training and evaluation (building envs and the model,
             writing checkpoints and metrics, the random policy's episodes).
@@ -53,7 +57,8 @@ class Throughput:
     train: float = 5000.0
     progressive: float = 1500.0
     multitask: float = 3400.0
-    distill: float = 1000.0
+    distill_round_s: float = 0.011
+    distill_game_s: float = 0.005
     evaluate: float = 1800.0
     job_s: float = 3.0
     copy_s: float = 3.0
@@ -149,11 +154,12 @@ def _distill_cost(cfg: ExperimentConfig, job: Job, tp: Throughput) -> JobCost:
     games = job.params["games"]
     steps = {} if cfg.distill.steps is None else {"steps": cfg.distill.steps}
     d = load_distill_config(cfg.distill.config, deep_merge({**cfg.distill.set, **steps}, _alignment(job.params)))
-    per_task = -(-d.steps // d.n_envs) * d.n_envs
+    rounds = -(-d.steps // d.n_envs)
+    per_task = rounds * d.n_envs
     evals = (per_task // d.eval.freq) * d.eval.episodes if d.eval.freq else 0
     eval_steps = sum((evals + 2 * d.eval.final_episodes) * episode_steps(g) for g in games)  # student and teacher
-    train = per_task * len(games)
-    return JobCost(job, train, eval_steps, train / tp.distill + eval_steps / tp.evaluate + tp.job_s)
+    train_s = rounds * (tp.distill_round_s + tp.distill_game_s * len(games))
+    return JobCost(job, per_task * len(games), eval_steps, train_s + eval_steps / tp.evaluate + tp.job_s)
 
 
 def _multitask_cost(cfg: ExperimentConfig, job: Job, tp: Throughput) -> JobCost:
@@ -267,8 +273,9 @@ def render(cfg: ExperimentConfig, est: Estimate, cores: int) -> str:
               f"(policyshare run --jobs {cores}: stage after stage, {cores} job{'s' * (cores > 1)} at a time)",
               f"assumed speeds per core, env steps/s: train {tp.train:,.0f}, progressive columns "
               f"{tp.progressive:,.0f}, "
-              f"multi-task PPO {tp.multitask:,.0f}, distillation {tp.distill:,.0f}, greedy evaluation "
-              f"{tp.evaluate:,.0f}; evaluated episodes of {EPISODE_STEPS['MinAtar/Freeway-v1']:,} env steps on "
+              f"multi-task PPO {tp.multitask:,.0f}, greedy evaluation {tp.evaluate:,.0f}; distillation "
+              f"{1000 * tp.distill_round_s:.0f} ms per collection round + {1000 * tp.distill_game_s:.0f} ms per game; "
+              f"evaluated episodes of {EPISODE_STEPS['MinAtar/Freeway-v1']:,} env steps on "
               f"Freeway, {DEFAULT_EPISODE_STEPS['MinAtar']} on other MinAtar games; {tp.job_s:.0f} s per job; vision "
               f"{_duration(tp.vision_s)}"]
     if not all(g.startswith("MinAtar/") for g in targets):
