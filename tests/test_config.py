@@ -196,7 +196,7 @@ def test_yaml_scalars_read_as_before(tmp_path: Path) -> None:
     ("experiment", "report.confidense", "confidence"), ("vision", "probe.batch_sise", "batch_size")])
 def test_one_loader_gives_every_command_the_same_messages(command: str, typo: str, meant: str, tmp_path: Path) -> None:
     from policyshare.distill import load_distill_config
-    from policyshare.experiment.config import load_experiment_config
+    from policyshare.experiment.checks import load_experiment_config
     from policyshare.progressive.config import load_progressive_config
     from policyshare.vision.config import load_vision_config
 

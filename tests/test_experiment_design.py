@@ -191,7 +191,8 @@ def test_the_estimate_rounds_budgets_to_whole_rollouts_and_schedules_jobs_as_the
     costs = [JobCost(Job("transfer", "transfer", str(i), {}), 0, 0, s) for i, s in enumerate((3.0, 2.0, 2.0, 1.0))]
     assert wall_seconds(costs, 2) == 4.0 and wall_seconds(costs, 1) == 8.0
     cfg = study(transfer={"timesteps": 20000, "set": {"eval": {"freq": 8192, "episodes": 2, "final_episodes": 3}}})
-    job = next(j for j in plan(cfg)["transfer"] if j.name == "transfer/MinAtar-Freeway-v1/finetune__Breakout-v1__pad__s0")
+    name = "transfer/MinAtar-Freeway-v1/finetune__Breakout-v1__pad__s0"
+    job = next(j for j in plan(cfg)["transfer"] if j.name == name)
     tp = Throughput()
     cost = job_cost(cfg, job, tp)
     # 64 batched envs x 128 steps: 20,000 env steps train as three rollouts of 8,192.

@@ -27,8 +27,11 @@ seeds, target seed number ``i`` using upstream seed number ``i mod U``.
 
 Modules, in data-flow order (imports only go down the list):
 
-* :mod:`~policyshare.experiment.config` — :class:`ExperimentConfig`, its stages, strict loading
-  and the check of every stage's own config before anything runs.
+* :mod:`~policyshare.experiment.config` — :class:`ExperimentConfig` and its stages, checked
+  across fields.
+* :mod:`~policyshare.experiment.checks` — :func:`load_experiment_config`: strict loading, the
+  games resolved from the suites, and the check of the zoo and every stage's own config before
+  anything runs.
 * :mod:`~policyshare.experiment.design` — the arms compared on each target (:class:`Arm`) and the
   upstream artifacts they start from (:class:`Upstream`), with the pairing of seeds.
 * :mod:`~policyshare.experiment.layout` — :class:`Job`, :func:`plan`, the experiment folder's
@@ -56,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from policyshare.experiment.budget import Estimate, estimate
+    from policyshare.experiment.checks import check_stage_configs, load_experiment_config
     from policyshare.experiment.config import (
         METHODS,
         STAGES,
@@ -66,8 +70,6 @@ if TYPE_CHECKING:
         ReportStage,
         TransferStage,
         VisionStage,
-        check_stage_configs,
-        load_experiment_config,
     )
     from policyshare.experiment.design import Arm, Upstream, arms, upstream_for, upstreams
     from policyshare.experiment.layout import (
@@ -94,8 +96,8 @@ if TYPE_CHECKING:
 #: Public name → the submodule that defines it.
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["METHODS", "STAGES", "DistillStage", "ExperimentConfig", "ExpertsStage", "MultitaskStage",
-                     "ReportStage", "TransferStage", "VisionStage", "check_stage_configs", "load_experiment_config"],
-                    "config"),
+                     "ReportStage", "TransferStage", "VisionStage"], "config"),
+    **dict.fromkeys(["check_stage_configs", "load_experiment_config"], "checks"),
     **dict.fromkeys(["Arm", "Upstream", "arms", "upstream_for", "upstreams"], "design"),
     **dict.fromkeys(["Job", "default_root", "job_settings", "plan", "report_is_current", "transfer_dir",
                      "upstream_dir", "vision_trunks"], "layout"),

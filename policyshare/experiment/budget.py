@@ -115,7 +115,7 @@ def expert_timesteps(cfg: ExperimentConfig, game: str, index: int = 0) -> int:
             return cfg.experts.timesteps
         return load_train_config(game, cfg.algo, cfg.experts.config, cfg.experts.set)[0].timesteps
     if cfg.experts.source == "zoo":
-        from policyshare.experiment.config import zoo_expert
+        from policyshare.experiment.checks import zoo_expert
 
         seed = upstream_seeds(cfg, "expert")[index]
         return int(read_json(zoo_expert(game, seed).with_suffix(".json"), "zoo provenance")["timesteps"])

@@ -31,7 +31,8 @@ from typing import Any
 from policyshare.config import deep_merge, from_dict, to_dict
 from policyshare.errors import UserError
 from policyshare.experiment.budget import multitask_timesteps
-from policyshare.experiment.config import ExperimentConfig, zoo_expert
+from policyshare.experiment.checks import zoo_expert
+from policyshare.experiment.config import ExperimentConfig
 from policyshare.experiment.design import Upstream, teachers
 from policyshare.experiment.layout import Job, upstream_dir, upstream_of, vision_trunks
 from policyshare.experiment.report import build_report

@@ -345,6 +345,41 @@ def _parameters(summary: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _networks_sections(summary: Mapping[str, Any]) -> list[str]:
+    """The report's parameter counts, students and multi-task networks, and experts."""
+    L: list[str] = []
+    p = summary["parameters"]
+    L += ["## Parameter counts", ""]
+    rows = [[f"expert {g}", f"{n:,}" if n else "—"] for g, n in p["experts"].items()]
+    rows.append(["experts together", f"{p['experts_total']:,}"])
+    if "student" in p:
+        rows.append(["student (one network for every source game)", f"{p['student']:,}"])
+        rows.append(["  + feature-regression maps (training only)", f"{p['student_feature_maps_training_only']:,}"])
+    for key, methods in p.items():
+        if key.startswith("transfer/"):
+            for m, v in methods.items():
+                rows.append([f"{m} on {key.split('/', 1)[1]} (total)", f"{v['total']:,}" if v.get("total") else "—"])
+    L += markdown_table(["network", "parameters"], rows) + [""]
+
+    u = summary.get("upstream_runs")
+    if u:
+        L += ["## Students and multi-task networks", "",
+              "Expert-normalised score = (return − random) / (expert − random) per game; IQM over the network's "
+              "games. Multi-task networks have no expert return of their own (— here).", ""]
+        rows = [[f"`{k}`", _iv(v["expert_normalised_iqm"] or {}, 3, key="point", single="one game"),
+                 f"{int(v['env_steps']):,}" if v.get("env_steps") else "—"] for k, v in u.items()]
+        L += markdown_table(["run", "expert-normalised IQM", "env steps"], rows) + [""]
+
+    e = summary["experts"]
+    if e:
+        L += ["## Experts", ""]
+        rows = [[g, _fmt(v["eval_mean_return"], 2), _fmt(v["eval_std_return"], 2), _fmt(v["random_mean_return"], 2),
+                 f"{int(v['timesteps']):,}" if v.get("timesteps") else "—"] for g, v in e.items()]
+        L += markdown_table(["game", "return", "std", "random", "env steps"], rows) + [""]
+
+    return L
+
+
 def render(summary: Mapping[str, Any]) -> str:
     """The Markdown report of a summary."""
     level = confidence_label(summary.get("confidence", 0.95))
@@ -393,34 +428,7 @@ def render(summary: Mapping[str, Any]) -> str:
         L += ["", f"IQM: {_iv(iv, 3, single='one game')}; "
               f"{s['env_steps_per_task']:,} env steps per game.", "", f"![student]({s['plot']})", ""]
 
-    p = summary["parameters"]
-    L += ["## Parameter counts", ""]
-    rows = [[f"expert {g}", f"{n:,}" if n else "—"] for g, n in p["experts"].items()]
-    rows.append(["experts together", f"{p['experts_total']:,}"])
-    if "student" in p:
-        rows.append(["student (one network for every source game)", f"{p['student']:,}"])
-        rows.append(["  + feature-regression maps (training only)", f"{p['student_feature_maps_training_only']:,}"])
-    for key, methods in p.items():
-        if key.startswith("transfer/"):
-            for m, v in methods.items():
-                rows.append([f"{m} on {key.split('/', 1)[1]} (total)", f"{v['total']:,}" if v.get("total") else "—"])
-    L += markdown_table(["network", "parameters"], rows) + [""]
-
-    u = summary.get("upstream_runs")
-    if u:
-        L += ["## Students and multi-task networks", "",
-              "Expert-normalised score = (return − random) / (expert − random) per game; IQM over the network's "
-              "games. Multi-task networks have no expert return of their own (— here).", ""]
-        rows = [[f"`{k}`", _iv(v["expert_normalised_iqm"] or {}, 3, key="point", single="one game"),
-                 f"{int(v['env_steps']):,}" if v.get("env_steps") else "—"] for k, v in u.items()]
-        L += markdown_table(["run", "expert-normalised IQM", "env steps"], rows) + [""]
-
-    e = summary["experts"]
-    if e:
-        L += ["## Experts", ""]
-        rows = [[g, _fmt(v["eval_mean_return"], 2), _fmt(v["eval_std_return"], 2), _fmt(v["random_mean_return"], 2),
-                 f"{int(v['timesteps']):,}" if v.get("timesteps") else "—"] for g, v in e.items()]
-        L += markdown_table(["game", "return", "std", "random", "env steps"], rows) + [""]
+    L += _networks_sections(summary)
 
     v = summary.get("vision")
     if v:

@@ -27,7 +27,8 @@ import yaml
 from policyshare.config import as_stored, from_dict, read_yaml, to_dict
 from policyshare.console import inner_run
 from policyshare.errors import Interrupted, UserError
-from policyshare.experiment.config import STAGES, ExperimentConfig, load_experiment_config
+from policyshare.experiment.checks import load_experiment_config
+from policyshare.experiment.config import STAGES, ExperimentConfig
 from policyshare.experiment.jobs import RUNNERS
 from policyshare.experiment.layout import STAGE_OUTPUTS, Job, default_root, job_settings, plan
 from policyshare.runs import RunFolder, move_aside
@@ -242,7 +243,7 @@ def local_pool(workers: int) -> Executor:
 
 def describe_plan(config: str | Path, overrides: Mapping[str, Any] | None = None, cores: int = 1) -> str:
     """``policyshare run CONFIG --plan``: validate the config (every refusal of
-    :func:`~policyshare.experiment.config.load_experiment_config`) and describe its jobs — count,
+    :func:`~policyshare.experiment.checks.load_experiment_config`) and describe its jobs — count,
     env steps per stage, estimated wall time on ``cores`` cores
     (:mod:`~policyshare.experiment.budget`) — without writing anything.
 
