@@ -200,3 +200,22 @@ def test_the_estimate_rounds_budgets_to_whole_rollouts_and_schedules_jobs_as_the
     # Evaluations at steps 0, 8192, 16384, 24576 (2 episodes each) and 3 final episodes, 2,500 steps each.
     assert cost.eval_steps == (4 * 2 + 3) * 2500
     assert cost.seconds == pytest.approx(24576 / tp.train + cost.eval_steps / tp.evaluate + tp.job_s)
+
+
+def test_a_finished_run_whose_upstream_seed_would_change_counts_as_changed() -> None:
+    """More upstream seeds re-pair target seeds (i mod U): a finished run that started from another
+    expert must not be taken as done with the new pairing ("resume only with the same settings")."""
+    from policyshare.experiment import job_settings
+
+    one = study(experts={"seeds": [0]}, seeds=[0, 1])
+    two = study(experts={"seeds": [0, 1]}, seeds=[0, 1])
+    jobs = {j.name: j for j in plan(two)["transfer"]}
+    first = jobs["transfer/MinAtar-Seaquest-v1/finetune__Breakout-v1__pad__s0"]
+    second = jobs["transfer/MinAtar-Seaquest-v1/finetune__Breakout-v1__pad__s1"]
+    assert job_settings(one, first) == job_settings(two, first)
+    assert job_settings(one, second) != job_settings(two, second)
+    assert job_settings(one, second)["from"]["seed"] == 0 and job_settings(two, second)["from"]["seed"] == 1
+    student = next(j for j in plan(two)["distill"] if j.name.endswith("pad__s1") and len(j.params["games"]) == 4)
+    three = study(experts={"seeds": [0, 1]}, distill={"seeds": [0, 1]}, seeds=[0, 1])
+    moved = study(experts={"seeds": [1, 0]}, distill={"seeds": [0, 1]}, seeds=[0, 1])  # student 1 now learns from 0
+    assert job_settings(three, student) != job_settings(moved, student)

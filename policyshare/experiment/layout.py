@@ -29,11 +29,14 @@ from policyshare.config import to_dict
 from policyshare.errors import UserError
 from policyshare.experiment.config import STAGES, ExperimentConfig
 from policyshare.experiment.design import (
+    Arm,
     Upstream,
     arms,
     short,
+    student,
     teachers,
     upstream_for,
+    upstream_seeds,
     upstreams,
     vision_expert,
     vision_progressive,
@@ -175,8 +178,9 @@ def job_settings(cfg: ExperimentConfig, job: Job) -> dict[str, Any]:
                                "transfer": transfer}
         if p["method"] in (PROGRESSIVE, RANDOM_COLUMN):
             out["adapter"] = d["transfer"]["adapter"]
-        if p.get("upstream") is not None:
-            out["from"] = upstream_settings(cfg, upstream_of(p["upstream"]))
+        up = _planned_upstream(cfg, p)
+        if up is not None:
+            out["from"] = upstream_settings(cfg, up)
         return out
     if job.kind == "vision":
         d = to_dict(cfg)
@@ -197,8 +201,31 @@ def job_settings(cfg: ExperimentConfig, job: Job) -> dict[str, Any]:
     return {}
 
 
+def _planned_upstream(cfg: ExperimentConfig, params: dict[str, Any]) -> Upstream | None:
+    """The artifact ``cfg`` has a transfer job start from (a finished run checked against an older
+    config must be compared with what *that* config paired it with: the pairing of seeds may have
+    changed); the job's own record where ``cfg`` does not have its target seed."""
+    if params["seed"] not in cfg.seeds or params["env_id"] not in cfg.target_games:
+        return upstream_of(params["upstream"]) if params.get("upstream") else None
+    arm = Arm(params["method"], params.get("alignment"), params.get("source"))
+    return upstream_for(cfg, params["env_id"], arm, params["seed"])
+
+
+def _as_planned(cfg: ExperimentConfig, up: Upstream) -> Upstream:
+    """``up`` as ``cfg`` plans it: its seed's number and, for a student, its teachers' seed."""
+    seeds = upstream_seeds(cfg, up.kind)
+    if up.seed not in seeds:
+        return up
+    i = seeds.index(up.seed)
+    if up.kind == "distill":
+        return student(cfg, list(up.games), up.alignment, i)
+    return Upstream(up.kind, up.games, up.alignment, up.seed, i)
+
+
 def upstream_settings(cfg: ExperimentConfig, up: Upstream) -> dict[str, Any]:
-    """The settings an upstream artifact depends on (its teachers' too, for a student)."""
+    """The settings an upstream artifact depends on (its teachers' too, for a student), as ``cfg``
+    plans it."""
+    up = _as_planned(cfg, up)
     d = to_dict(cfg)
     base = {"algo": cfg.algo, "games": list(up.games), "seed": up.seed, "alignment": up.alignment}
     if up.kind == "expert":
@@ -209,7 +236,7 @@ def upstream_settings(cfg: ExperimentConfig, up: Upstream) -> dict[str, Any]:
         return {**base, "experts": experts}
     if up.kind == "distill":
         distill = {k: d["distill"][k] for k in ("config", "steps", "set")}
-        return {**base, "distill": distill, "teachers": [upstream_settings(cfg, t) for t in teachers(cfg, up)]}
+        return {**base, "teachers": [upstream_settings(cfg, t) for t in teachers(cfg, up)], "distill": distill}
     multitask = {k: d["multitask"][k] for k in ("config", "timesteps", "set")}
     out = {**base, "multitask": multitask}
     if cfg.multitask.timesteps is None:  # its budget is the experts' together
