@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from policyshare.config import deep_merge
@@ -137,11 +138,31 @@ def multitask_timesteps(cfg: ExperimentConfig, games: Sequence[str], index: int 
     return sum(expert_timesteps(cfg, g, index % len(cfg.experts.seeds)) for g in games)
 
 
+#: Training configs already read by this process's estimates: (game, algo, config, overrides) → config.
+_TRAIN_CONFIGS: dict[str, Any] = {}
+
+
+def _train_config(game: str, algo: str, config: str | None, overrides: Mapping[str, Any]) -> Any:
+    """``load_train_config``, read once per game, file (and its modification time) and overrides:
+    a study's hundreds of transfer jobs share a handful of configs."""
+    import json
+
+    from policyshare.paths import default_config
+    from policyshare.train import load_train_config
+
+    path = Path(config) if config is not None else default_config(algo)
+    key = json.dumps([game, algo, str(path), path.stat().st_mtime_ns if path.is_file() else None, overrides],
+                     sort_keys=True, default=str)
+    if key not in _TRAIN_CONFIGS:
+        _TRAIN_CONFIGS[key] = load_train_config(game, algo, config, overrides)
+    return _TRAIN_CONFIGS[key]
+
+
 def _train_cost(cfg: ExperimentConfig, job: Job, game: str, timesteps: int | None, config: str | None,
                 overrides: Mapping[str, Any], speed: float, tp: Throughput) -> JobCost:
-    from policyshare.train import load_train_config, rollout_size, trained_timesteps
+    from policyshare.train import rollout_size, trained_timesteps
 
-    t_cfg, params = load_train_config(game, cfg.algo, config, deep_merge(overrides, _alignment(job.params)))
+    t_cfg, params = _train_config(game, cfg.algo, config, deep_merge(overrides, _alignment(job.params)))
     steps = trained_timesteps(timesteps or t_cfg.timesteps, rollout_size(cfg.algo, t_cfg.n_envs, params))
     evals = (steps // t_cfg.eval.freq + 1) * t_cfg.eval.episodes if t_cfg.eval.freq else 0
     eval_steps = (evals + t_cfg.eval.final_episodes) * episode_steps(game)
