@@ -11,7 +11,9 @@ under load and rounded down: ``policyshare train`` with the MinAtar defaults of
 ``configs/ppo.yaml`` (64 batched envs) runs at about 5,000 env steps/s per core; relative to it,
 in the same conditions, a two-column progressive network ran at 0.31×, multi-task PPO on four
 games (32 batched envs each) at 0.69× and greedy evaluation (``policyshare.evaluate``, 5 envs) at
-0.36×. Actor-Mimic distillation is paced by its collection rounds (``n_envs`` env steps per game,
+0.36×; under ``stem`` alignment ``policyshare train`` ran at 0.50× its ``pad`` speed, progressive
+columns at 0.65×, multi-task PPO at 0.70× and distillation at 0.94× (:attr:`Throughput.stem`).
+Actor-Mimic distillation is paced by its collection rounds (``n_envs`` env steps per game,
 then one update): about 24 ms per round with four teachers and 12 ms with one, scaled to the same
 reference (:attr:`Throughput.distill_round_s`, :attr:`Throughput.distill_game_s`). Each run's
 ``timing.json`` gives its own figure to check them against.
@@ -47,8 +49,15 @@ class Throughput:
             env steps per game, then ``configs/actor_mimic.yaml``'s update), without its games …
         distill_game_s: … plus these seconds per game.
         evaluate: greedy evaluation episodes.
+        stem: the training speed under ``stem`` alignment, as a fraction of the above (``pad``
+            reads only the game's own channels; ``stem`` runs a 1x1 convolution and the trunk's
+            full input width): measured 0.50 (``policyshare train``) to 0.65 (progressive columns).
+        stem_multitask: the same for multi-task PPO (measured 0.70).
+        stem_distill: the same for distillation (measured 0.94: the teachers' forward passes
+            do not change).
         job_s: seconds per job beyond training and evaluation (building envs and the model,
-            writing checkpoints and metrics, the random policy's episodes).
+            writing checkpoints and metrics, the random policy's episodes; measured 1 to 1.5 s in a
+            warm worker process).
         copy_s: seconds to copy an expert from the zoo or a run folder.
         vision_s: seconds of the vision stage (not env steps: image trunks, a diffusion prior
             and guidance at the quickstart's sizes).
@@ -61,7 +70,10 @@ class Throughput:
     distill_round_s: float = 0.011
     distill_game_s: float = 0.005
     evaluate: float = 1800.0
-    job_s: float = 3.0
+    stem: float = 0.5
+    stem_multitask: float = 0.7
+    stem_distill: float = 0.9
+    job_s: float = 2.0
     copy_s: float = 3.0
     vision_s: float = 240.0
     report_s: float = 60.0
@@ -99,6 +111,12 @@ class JobCost:
 def _alignment(params: Mapping[str, Any]) -> dict[str, Any]:
     alignment = params.get("alignment")
     return {"trunk": {"alignment": alignment}} if alignment else {}
+
+
+def _speed(params: Mapping[str, Any], tp: Throughput, stem: float | None = None) -> float:
+    """The factor of the job's training speed for its alignment (``stem``, or
+    :attr:`Throughput.stem`, under ``stem``; 1 under ``pad``)."""
+    return (tp.stem if stem is None else stem) if params.get("alignment") == "stem" else 1.0
 
 
 def expert_timesteps(cfg: ExperimentConfig, game: str, index: int = 0) -> int:
@@ -166,7 +184,8 @@ def _train_cost(cfg: ExperimentConfig, job: Job, game: str, timesteps: int | Non
     steps = trained_timesteps(timesteps or t_cfg.timesteps, rollout_size(cfg.algo, t_cfg.n_envs, params))
     evals = (steps // t_cfg.eval.freq + 1) * t_cfg.eval.episodes if t_cfg.eval.freq else 0
     eval_steps = (evals + t_cfg.eval.final_episodes) * episode_steps(game)
-    return JobCost(job, steps, eval_steps, steps / speed + eval_steps / tp.evaluate + tp.job_s)
+    seconds = steps / (speed * _speed(job.params, tp)) + eval_steps / tp.evaluate + tp.job_s
+    return JobCost(job, steps, eval_steps, seconds)
 
 
 def _distill_cost(cfg: ExperimentConfig, job: Job, tp: Throughput) -> JobCost:
@@ -179,7 +198,7 @@ def _distill_cost(cfg: ExperimentConfig, job: Job, tp: Throughput) -> JobCost:
     per_task = rounds * d.n_envs
     evals = (per_task // d.eval.freq) * d.eval.episodes if d.eval.freq else 0
     eval_steps = sum((evals + 2 * d.eval.final_episodes) * episode_steps(g) for g in games)  # student and teacher
-    train_s = rounds * (tp.distill_round_s + tp.distill_game_s * len(games))
+    train_s = rounds * (tp.distill_round_s + tp.distill_game_s * len(games)) / _speed(job.params, tp, tp.stem_distill)
     return JobCost(job, per_task * len(games), eval_steps, train_s + eval_steps / tp.evaluate + tp.job_s)
 
 
@@ -194,7 +213,9 @@ def _multitask_cost(cfg: ExperimentConfig, job: Job, tp: Throughput) -> JobCost:
                               params.n_steps * mt.n_envs * len(games))
     evals = (steps // mt.eval.freq + 1) * mt.eval.episodes if mt.eval.freq else 0
     eval_steps = sum((evals + mt.eval.final_episodes) * episode_steps(g) for g in games)
-    return JobCost(job, steps, eval_steps, steps / tp.multitask + eval_steps / tp.evaluate + tp.job_s)
+    return JobCost(job, steps, eval_steps,
+                   steps / (tp.multitask * _speed(job.params, tp, tp.stem_multitask)) + eval_steps / tp.evaluate
+                   + tp.job_s)
 
 
 def job_cost(cfg: ExperimentConfig, job: Job, tp: Throughput = Throughput()) -> JobCost:
@@ -294,7 +315,9 @@ def render(cfg: ExperimentConfig, est: Estimate, cores: int) -> str:
               f"(policyshare run --jobs {cores}: stage after stage, {cores} job{'s' * (cores > 1)} at a time)",
               f"assumed speeds per core, env steps/s: train {tp.train:,.0f}, progressive columns "
               f"{tp.progressive:,.0f}, "
-              f"multi-task PPO {tp.multitask:,.0f}, greedy evaluation {tp.evaluate:,.0f}; distillation "
+              f"multi-task PPO {tp.multitask:,.0f}, greedy evaluation {tp.evaluate:,.0f}; under stem alignment "
+              f"{tp.stem:.2f}x (multi-task {tp.stem_multitask:.2f}x, distillation {tp.stem_distill:.2f}x); "
+              "distillation "
               f"{1000 * tp.distill_round_s:.0f} ms per collection round + {1000 * tp.distill_game_s:.0f} ms per game; "
               f"evaluated episodes of {EPISODE_STEPS['MinAtar/Freeway-v1']:,} env steps on "
               f"Freeway, {DEFAULT_EPISODE_STEPS['MinAtar']} on other MinAtar games; {tp.job_s:.0f} s per job; vision "
