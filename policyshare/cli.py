@@ -377,7 +377,7 @@ def _run_parser(sub: Any) -> None:
     p.add_argument("config", metavar="CONFIG", help="experiment YAML, e.g. configs/quickstart.yaml")
     p.add_argument("--run-dir", default=None, metavar="DIR", help="experiment folder (default: runs/<name>)")
     p.add_argument("--only", default=None, metavar="STAGE",
-                   help="run only this stage: experts, distill, transfer, vision or report")
+                   help="run only this stage: experts, distill, multitask, transfer, vision or report")
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help="redo this stage and every later one (their outputs are moved aside, not deleted)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -227,7 +227,8 @@ def _bad_expert_config(tmp_path: Path) -> dict[str, object]:
             "targets": ["MinAtar/Breakout-v1"], "seeds": [0], "distill": {"enabled": False},
             "vision": {"enabled": False},
             "experts": {"source": "runs", "runs": {"MinAtar/SpaceInvaders-v1": nowhere, "MinAtar/Asterix-v1": nowhere}},
-            "transfer": {"methods": ["scratch"], "timesteps": 2048, "set": {"n_envs": 8, "eval": {"freq": 1024}}}}
+            "transfer": {"methods": ["scratch", "finetune"], "timesteps": 2048,
+                         "set": {"n_envs": 8, "eval": {"freq": 1024}}}}
 
 
 def test_a_trial_returns_a_job_failing_on_its_input_instead_of_raising_it(tmp_path: Path) -> None:

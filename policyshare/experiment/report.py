@@ -402,7 +402,10 @@ def render(summary: Mapping[str, Any]) -> str:
     L += ["## Transfer to the held-out games", "",
           "Transfer % = area under the learning curve ÷ the from-scratch run's of the same seed × 100 "
           "(Rusu et al. 2016, Table 1); 100 % = no transfer. Aggregates: interquartile mean over seeds with a "
-          f"{level} stratified bootstrap interval (Agarwal et al. 2021, rliable); one seed gives no interval.", ""]
+          f"{level} stratified bootstrap interval (Agarwal et al. 2021, rliable); one seed gives no interval. "
+          "Rows are arms: method, source game, alignment. `<method>__mean-over-sources__<alignment>` averages "
+          "the sources' transfer % per seed; `<method>__best-source__<alignment>` repeats the source with the "
+          "highest IQM here (chosen on these very runs: an optimistic figure).", ""]
     for target, t in summary["transfer"]["targets"].items():
         tp = t["transfer_percent"]
         rows = [[m, _iv(tp[m]) if m != SCRATCH else "100 (reference)",
