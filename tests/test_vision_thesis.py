@@ -191,6 +191,14 @@ def test_zoo_references() -> None:
     with pytest.raises(UserError, match="zoo has no expert"):
         load_trunk_ref("zoo:MinAtar/Pong-v1", cfg.trunk, 0)
     assert trunk_label("zoo:MinAtar/Breakout-v1") == "expert-breakout"
+    # Seeds: zoo:ENV is seed 0, as zoo:ENV@s0; another seed is named, and one the zoo lacks is refused.
+    assert trunk_label("zoo:MinAtar/Breakout-v1@s0") == "expert-breakout"
+    assert trunk_label("zoo:MinAtar/Breakout-v1@s1") == "expert-breakout-s1"
+    with pytest.raises(UserError, match=r"no seed 7 of 'MinAtar/Breakout-v1'; its seeds: 0"):
+        load_trunk_ref("zoo:MinAtar/Breakout-v1@s7", cfg.trunk, 0)
+    trunk = load_trunk_ref("zoo:MinAtar/Breakout-v1@s0", cfg.trunk, 0)
+    assert trunk.header["source"]["seed"] == 0
+    assert trunk.header["source"]["copied_from"].endswith("MinAtar-Breakout-v1__s0.zip")
 
 
 # --------------------------------------------------------------------------------------------

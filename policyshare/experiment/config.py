@@ -37,7 +37,8 @@ class ExpertsStage(Settings):
             ``policyshare train``) or ``runs`` (finished train run folders listed in ``runs``).
         runs: env id → a finished ``policyshare train`` run folder (``source: runs``).
         timesteps: env steps per expert when trained here.
-        seed: seed of the experts trained here.
+        seed: seed of the experts trained here, or the training seed of the zoo's experts
+            (``source: zoo``; the zoo ships seeds 0, 1 and 2 of each MinAtar game once retrained).
         config: training config (default ``configs/<algo>.yaml``).
         set: overrides of the training config (same keys as an entry of it).
     """

@@ -58,7 +58,7 @@ def _expert_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
     if cfg.experts.source == "zoo":
         from policyshare import zoo
 
-        path = zoo.expert_path(game)
+        path = zoo.expert_path(game, cfg.experts.seed)
         _materialise_expert(root, game, path, read_json(path.with_suffix(".json"), "zoo provenance"))
     elif cfg.experts.source == "runs":
         run = Path(cfg.experts.runs[game])
