@@ -65,6 +65,14 @@ def test_fewer_than_five_seeds_give_a_range_and_one_seed_no_interval() -> None:
     assert "range" in three.format() and "3 seeds" in three.format()
     v, reason = verdict({"a − b": three})
     assert v == "undecided" and "fewer than 5" in reason
+    # A part with a range cannot support the claim, but a full interval below 0 refutes it.
+    eight_worse = paired_difference(np.linspace(0.1, 0.2, 8), np.linspace(0.3, 0.4, 8) + 0.001 * np.arange(8))
+    assert eight_worse.kind == "ci" and eight_worse.high < 0
+    v, reason = verdict({"a − b": three, "a − c": eight_worse})
+    assert v == "refuted" and "a − c" in reason
+    eight_better = paired_difference(np.linspace(0.3, 0.4, 8) + 0.001 * np.arange(8), np.linspace(0.1, 0.2, 8))
+    v, reason = verdict({"a − b": three, "a − c": eight_better})
+    assert v == "undecided" and "a − b" in reason and "fewer than 5" in reason
     one = summarise([0.8])
     assert one.kind == "single" and math.isnan(one.low)
     assert one.format(pct=True) == "80.0% (one seed: no interval)"
