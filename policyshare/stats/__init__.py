@@ -10,7 +10,8 @@ target-seed scores per upstream seed.
   al. 2021, Sec. 4, via ``rliable``); :func:`performance_profiles` — run-score distributions,
   fraction of runs above τ (Agarwal et al. 2021, Sec. 4, via ``rliable``).
 * :mod:`~policyshare.stats.hierarchical`: :func:`hierarchical_bootstrap`,
-  :func:`hierarchical_difference`, :func:`grouped_bootstrap`, :func:`grouped_improvement` —
+  :func:`hierarchical_difference`, :func:`grouped_bootstrap`, :func:`grouped_difference`,
+  :func:`grouped_improvement` —
   resample upstream seeds (experts, students), then target seeds within each (Davison & Hinkley
   1997, Sec. 3.8; Saravanan et al. 2020).
 * :mod:`~policyshare.stats.verdicts`: :func:`verdict` — "A beats B": supported, refuted, or
@@ -40,6 +41,7 @@ from policyshare.stats.estimates import (
 from policyshare.stats.hierarchical import (
     MIN_UPSTREAM_SEEDS,
     grouped_bootstrap,
+    grouped_difference,
     grouped_improvement,
     hierarchical_bootstrap,
     hierarchical_difference,
@@ -48,6 +50,7 @@ from policyshare.stats.summary import MetricSummary, SeedKey, seed_label, summar
 from policyshare.stats.verdicts import Outcome, Verdict, seeds_to_decide, verdict
 
 __all__ = ["MIN_SEEDS", "MIN_UPSTREAM_SEEDS", "Estimate", "Kind", "MetricSummary", "Outcome", "Profile", "SeedKey",
-           "Statistic", "Verdict", "aggregate", "grouped_bootstrap", "grouped_improvement", "hierarchical_bootstrap",
+           "Statistic", "Verdict", "aggregate", "grouped_bootstrap", "grouped_difference",
+           "grouped_improvement", "hierarchical_bootstrap",
            "hierarchical_difference", "performance_profiles", "probability_of_improvement", "seed_label",
            "seeds_to_decide", "summarise_metrics", "verdict"]

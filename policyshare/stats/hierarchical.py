@@ -248,3 +248,43 @@ def grouped_improvement(groups_x: Sequence[ArrayLike], groups_y: Sequence[ArrayL
     low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     note = f"{confidence:.0%} hierarchical bootstrap CI over {_shape(gx)} and {_shape(gy)}"
     return Estimate(point, float(low), float(high), "confidence interval", n, note, confidence)
+
+
+def grouped_difference(groups_a: Sequence[ArrayLike], groups_b: Sequence[ArrayLike], *, reps: int = 2000,
+                       confidence: float = 0.95, seed: int = 0, min_upstream_seeds: int = MIN_UPSTREAM_SEEDS,
+                       min_seeds: int = MIN_SEEDS) -> Estimate:
+    """mean(A) − mean(B) of unpaired runs, A and B each resampled hierarchically and independently.
+
+    For two methods whose runs hang off upstream seeds of different things (a student's and an
+    expert's), which pair no run with another. Each replication draws A and B as
+    :func:`grouped_bootstrap` does and takes the difference of their means.
+
+    Args:
+        groups_a, groups_b: one 1-D array of scores per upstream seed; finite.
+        reps, confidence, seed, min_upstream_seeds, min_seeds: as in :func:`grouped_bootstrap`;
+            below the minimums (in A or B) the estimate is the range ``[min A − max B, max A − min B]``.
+
+    Returns:
+        An :class:`Estimate` of the difference (the scores' units).
+
+    Raises:
+        ValueError: non-finite scores.
+    """
+    ga, gb = _groups(groups_a, "groups_a"), _groups(groups_b, "groups_b")
+    if not ga or not gb:
+        return _no_values(confidence)
+    a, b = np.concatenate(ga), np.concatenate(gb)
+    point = float(a.mean() - b.mean())
+    n = min(len(ga), len(gb))
+    if a.size == 1 and b.size == 1:
+        return Estimate(point, None, None, "none", 1, "one seed: no interval", confidence)
+    few = _too_few(ga, min_upstream_seeds, min_seeds) or _too_few(gb, min_upstream_seeds, min_seeds)
+    if few is not None:
+        return Estimate(point, float(a.min() - b.max()), float(a.max() - b.min()), "range", n,
+                        f"{few}: a range, not a confidence interval", confidence)
+    rng = np.random.default_rng(seed)
+    boot = np.array([_draw(ga, rng).mean() - _draw(gb, rng).mean() for _ in range(reps)])
+    alpha = 1 - confidence
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    note = f"{confidence:.0%} hierarchical bootstrap CI over {_shape(ga)} and {_shape(gb)}"
+    return Estimate(point, float(low), float(high), "confidence interval", n, note, confidence)

@@ -103,9 +103,10 @@ def verdict(scores_a: ArrayLike, scores_b: ArrayLike, *, env_steps: int, claim: 
     * **refuted**: the difference's interval lies entirely below 0 *and* the upper bound of
       P(A > B)'s interval is below 0.5;
     * **undecided at this budget**: anything else, with :func:`seeds_to_decide`'s rough number of
-      seeds per method from the observed mean difference and its spread — the unpaired number
-      (pooled sd of the runs), or when paired the larger of that and the paired one (sd of the
-      per-seed differences), since P(A > B) ranks runs as independent samples;
+      seeds per method (at least ``min_seeds``) from the observed mean difference and its
+      spread — the unpaired number (pooled sd of the runs), or when paired the larger of that
+      and the paired one (sd of the per-seed differences), since P(A > B) ranks runs as
+      independent samples;
     * **no verdict**: either interval is not a confidence interval (one seed, or fewer than
       ``min_seeds``: a range of seeds decides nothing).
 
@@ -168,6 +169,8 @@ def verdict(scores_a: ArrayLike, scores_b: ArrayLike, *, env_steps: int, claim: 
         else:
             outcome = "undecided at this budget"
             why = f"difference {diff}, P(A > B) {poi}: not both clear of 0 and 0.5"
+    if needed is not None:
+        needed = max(needed, min_seeds)  # no verdict at all below min_seeds
     return Verdict(claim, outcome, diff, poi, seeds or (a.shape[0], b.shape[0]), int(env_steps), needed, why)
 
 
