@@ -167,7 +167,7 @@ def test_a_scratch_curve_at_zero_and_one_below_random_keep_every_method_and_no_n
     assert list(rows) == ["scratch", "finetune", "frozen"]  # no method disappears
     ft = rows["finetune"]
     assert ft["transfer %"] == "187.5 (one seed); undefined: scratch not clearly above random on seeds 1, 2"
-    assert ft["normalised area gain"] == "0.65 (range 0.35–0.85, 3 seeds)"  # 0.35, 0.75, 0.85
+    assert ft["normalised area gain"] == "0.65 (range 0.35 to 0.85, 3 seeds)"  # 0.35, 0.75, 0.85
     assert rows["frozen"]["transfer %"].startswith("0 (one seed); undefined: scratch not clearly above random")
     assert rows["scratch"]["transfer %"] == "— (baseline)"
     undefined = data["methods"]["finetune"]["undefined"]["transfer_percent"]

@@ -71,11 +71,17 @@ from policyshare.comparison.runs import (
     read_runs,
     zoo_expert_return,
 )
-from policyshare.comparison.tables import format_estimate, format_poi, format_summary
+from policyshare.comparison.tables import (
+    definitions,
+    format_estimate,
+    format_interval_record,
+    format_poi,
+    format_summary,
+)
 
-__all__ = ["AREA_GAIN", "CURVE_LABELS", "FORWARD_TRANSFER", "NORMALISED_AREA", "NO_TRAINING_CURVE", "TRANSFER_PERCENT",
-           "Comparison", "Curve", "CurveKind", "MethodResult", "MetricInfo", "Runs", "aggregate_over_tasks",
-           "compare_methods", "format_estimate", "format_poi", "format_summary", "interval_figure", "interval_rows",
-           "load_curve", "markdown_table", "mean_over_seeds", "metric_infos", "plot_curves", "plot_intervals",
-           "plot_profiles", "read_runs", "return_at_key", "save_figure", "transfer_by_seed", "transfer_summary",
-           "zoo_expert_return"]
+__all__ = ["AREA_GAIN", "CURVE_LABELS", "Comparison", "Curve", "CurveKind", "FORWARD_TRANSFER", "MethodResult",
+           "MetricInfo", "NORMALISED_AREA", "NO_TRAINING_CURVE", "Runs", "TRANSFER_PERCENT", "aggregate_over_tasks",
+           "compare_methods", "definitions", "format_estimate", "format_interval_record", "format_poi",
+           "format_summary", "interval_figure", "interval_rows", "load_curve", "markdown_table", "mean_over_seeds",
+           "metric_infos", "plot_curves", "plot_intervals", "plot_profiles", "read_runs", "return_at_key",
+           "save_figure", "transfer_by_seed", "transfer_summary", "zoo_expert_return"]

@@ -123,7 +123,7 @@ class Comparison:
 
         The baseline's relative metrics (against itself) read ``— (baseline)``. Each metric cell
         is the aggregate over seeds (:func:`~policyshare.comparison.tables.format_summary`:
-        ``x [lo, hi]`` a confidence interval, ``x (range lo–hi, n seeds)`` a range,
+        ``x [lo, hi]`` a confidence interval, ``x (range lo to hi, n seeds)`` a range,
         ``undefined: …``); the last is P(method > baseline).
         """
         keys = self.table_keys(metrics)
@@ -152,6 +152,19 @@ class Comparison:
         rows = [[m, seed_label(k), *seed_cells(r, k, keys, self.metrics)]
                 for m, r in self.methods.items() for k in r.seeds()]
         return ["method", "seed", *(self.metrics[k].label for k in keys)], rows
+
+    def record(self, method: str, metric: str) -> dict[str, Any]:
+        """One method's metric as a JSON record: ``curve``, ``per_seed`` (seed → value or
+        ``null``), ``per_seed_why`` (seed → reason, undefined seeds only), ``iqm`` (the point,
+        whatever the statistic), and the aggregate's fields
+        (:meth:`~policyshare.stats.MetricSummary.as_dict`: ``point``, ``low``, ``high``, ``kind``,
+        ``note``, ``n_defined``, ``undefined_seeds`` …)."""
+        r = self.methods[method]
+        by_seed = r.per_seed[metric]
+        return {"curve": self.curve,
+                "per_seed": {seed_label(k): m.value for k, m in by_seed.items()},
+                "per_seed_why": {seed_label(k): m.reason for k, m in by_seed.items() if m.reason},
+                "iqm": r.summary[metric].estimate.point, **r.summary[metric].as_dict()}
 
     # -- profiles and verdicts -----------------------------------------------------------------
     def profiles(self, metric: str = NORMALISED_AREA, taus: Sequence[float] | None = None) -> dict[str, Profile]:

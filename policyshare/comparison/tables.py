@@ -2,15 +2,15 @@
 definitions.
 
 A cell never hides what stands behind it: ``x [lo, hi]`` is a confidence interval (its kind and
-size are in the caption); ``x (range lo–hi, n seeds)`` the smallest and largest of too few seeds
+size are in the caption); ``x (range lo to hi, n seeds)`` the smallest and largest of too few seeds
 for one; ``x (one seed)``; and the seeds where the metric is undefined are named with the reason
 (``undefined: scratch not clearly above random on seeds 0, 2``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from policyshare.stats import Estimate, MetricSummary
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def format_estimate(est: Estimate, spec: str = ".3g") -> str:
-    """``"x [lo, hi]"`` (confidence interval), ``"x (range lo–hi, n seeds)"``, ``"x (one seed)"``,
+    """``"x [lo, hi]"`` (confidence interval), ``"x (range lo to hi, n seeds)"``, ``"x (one seed)"``,
     or ``"—"`` (no value)."""
     if est.point is None:
         return "—"
@@ -29,7 +29,7 @@ def format_estimate(est: Estimate, spec: str = ".3g") -> str:
     if est.kind == "confidence interval":
         return f"{x} [{format(est.low, spec)}, {format(est.high, spec)}]"
     if est.kind == "range":
-        return f"{x} (range {format(est.low, spec)}–{format(est.high, spec)}, {_runs(est)})"
+        return f"{x} (range {format(est.low, spec)} to {format(est.high, spec)}, {_runs(est)})"
     return f"{x} (one seed)" if est.n <= 1 else f"{x} ({_runs(est)}, no interval)"
 
 
@@ -76,7 +76,7 @@ def caption(c: Comparison) -> str:
             f"return {expert}{refs}. Each cell is the {stat} over seeds: `x [lo, hi]` a "
             f"{s['confidence']:.0%} bootstrap confidence interval (rliable's stratified bootstrap; for runs "
             f"keyed by upstream seed, a hierarchical bootstrap over upstream then target seeds); "
-            f"`x (range lo–hi, …)` the smallest and largest of fewer than {s['min_seeds']} seeds (or "
+            f"`x (range lo to hi, …)` the smallest and largest of fewer than {s['min_seeds']} seeds (or "
             f"{s['min_upstream_seeds']} upstream seeds) — a range, not a confidence interval; seeds where a "
             f"metric is undefined are named with the reason and left out of its aggregate. "
             f"P(> {c.baseline}): rliable's probability of improvement of the normalised area over "
@@ -86,3 +86,26 @@ def caption(c: Comparison) -> str:
 def definitions(c: Comparison, metrics: Sequence[str]) -> list[str]:
     """One Markdown bullet per metric: its definition and source."""
     return [f"- **{c.metrics[k].label}**: {c.metrics[k].definition} ({c.metrics[k].source})." for k in metrics]
+
+
+def format_interval_record(d: Mapping[str, Any], spec: str = ".1f") -> str:
+    """An aggregate read back from JSON as a cell.
+
+    A record with a ``kind`` (:meth:`~policyshare.stats.Estimate.as_dict`, with ``point`` or
+    ``iqm``) is formatted as :func:`format_estimate` does, so a range never reads as a confidence
+    interval; an older record (``iqm``, ``low``, ``high`` only) as
+    :func:`policyshare.metrics.format_interval` does.
+    """
+    from policyshare.metrics import format_interval
+
+    point = d.get("point", d.get("iqm"))
+    if "kind" not in d:
+        return format_interval(point, d.get("low"), d.get("high"), spec=spec)
+    est = Estimate(point, d.get("low"), d.get("high"), d["kind"], int(d.get("n", 0)), str(d.get("note", "")),
+                   float(d.get("confidence", 0.95)))
+    cell = format_estimate(est, spec)
+    seeds = d.get("undefined_seeds") or {}
+    reasons = "; ".join(f"{why} on seed{'s' if len(s) > 1 else ''} {', '.join(s)}" for why, s in seeds.items())
+    if point is None:
+        return f"undefined: {reasons}" if reasons else "—"
+    return f"{cell}; undefined: {reasons}" if reasons else cell
