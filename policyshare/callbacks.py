@@ -1,4 +1,5 @@
-"""SB3 callbacks that policyshare adds: periodic evaluation with an atomic learning curve,
+"""SB3 callbacks that policyshare adds: periodic evaluation with an atomic learning curve (greedy
+evaluation returns and the returns of the training episodes between evaluations),
 atomic checkpoints at rollout boundaries (also on an interrupt), and a guard against
 non-finite losses and parameters.
 
@@ -24,15 +25,55 @@ from policyshare.evaluate import EvalResult, evaluate
 from policyshare.io import atomic_write_bytes, atomic_write_json, read_json
 from policyshare.sb3_files import read_sb3_header, save_sb3
 
+#: Why a point of the training-episode curve in ``evaluations.json`` is ``null``.
+NO_TRAINING_EPISODE = "no training episode finished since the previous evaluation"
+
+_CURVE_KEYS = ("timesteps", "mean", "std", "train_mean", "train_episodes")
+
+
+def read_curve(path: Path) -> dict[str, list[float]]:
+    """``evaluations.json`` as lists of the same length (``null`` → ``nan``; ``*_why`` notes dropped).
+
+    A file written before training-episode returns were recorded gets ``train_mean`` ``nan`` and
+    ``train_episodes`` 0 at its points.
+
+    Raises:
+        CheckpointError: missing or corrupt file.
+    """
+    data = read_json(path, "evaluation curve")
+    n = len(data.get("timesteps", []))
+    curve = {k: [math.nan if v is None else v for v in data.get(k, [])] for k in _CURVE_KEYS}
+    curve["train_mean"] += [math.nan] * (n - len(curve["train_mean"]))
+    curve["train_episodes"] += [0] * (n - len(curve["train_episodes"]))
+    return curve
+
+
+def write_curve(path: Path, curve: dict[str, list[float]]) -> None:
+    """Write ``evaluations.json`` atomically; a ``nan`` training mean is ``null`` with its reason."""
+    atomic_write_json(path, curve, why={"train_mean": NO_TRAINING_EPISODE})
+
 
 class PeriodicEvaluation(BaseCallback):
     """Evaluate at env step 0 and every ``freq`` env steps; log ``eval/mean_reward``; keep the best model.
 
-    Writes ``evaluations.json`` (``{"timesteps": [...], "mean": [...], "std": [...]}``)
-    atomically after every evaluation; on resume it continues the existing curve. The curve
-    starts with a step-0 evaluation of the untrained network, as learning curves compared by
-    area do (:mod:`policyshare.comparison`; an initialised trunk's head start counts), so
-    with the evaluation :func:`~policyshare.train.train` adds at its last step every curve has
+    Writes ``evaluations.json`` atomically after every evaluation; on resume it continues the
+    existing curve. Its lists, one entry per evaluation point:
+
+    * ``timesteps`` — env steps of the point;
+    * ``mean``, ``std`` — greedy evaluation return over ``episodes`` episodes on a separately
+      seeded env;
+    * ``train_mean`` — mean return (SB3 ``Monitor``'s ``info["episode"]["r"]``, undiscounted,
+      whole episodes) of the *training* episodes that finished since the previous point, ``null``
+      (with ``train_mean_why``) where none did — always at step 0; the areas of Rusu et al. 2016
+      are over training episodes;
+    * ``train_episodes`` — how many training episodes that mean is over.
+
+    A resumed run's first window counts only the episodes finished after the resume (the
+    envs restart their episodes there).
+
+    The curve starts with a step-0 evaluation of the untrained network, as learning curves
+    compared by area do (:mod:`policyshare.comparison`; an initialised trunk's head start counts),
+    so with the evaluation :func:`~policyshare.train.train` adds at its last step every curve has
     at least two points, even when the budget is shorter than ``freq``.
 
     Args:
@@ -60,9 +101,10 @@ class PeriodicEvaluation(BaseCallback):
         self.curve_path = curve_path
         self.best_path = best_path
         self.header = header
-        self.curve: dict[str, list[float]] = {"timesteps": [], "mean": [], "std": []}
+        self.curve: dict[str, list[float]] = {k: [] for k in _CURVE_KEYS}
         if curve_path.is_file():
-            self.curve = read_json(curve_path, "evaluation curve")
+            self.curve = read_curve(curve_path)
+        self.train_returns: list[float] = []  # training episodes finished since the last point
         self.best_mean = max(self.curve["mean"], default=-math.inf)
         if best_path is not None and best_path.is_file():
             # A resumed run keeps the best model on disk unless it evaluates better; it may come
@@ -80,13 +122,18 @@ class PeriodicEvaluation(BaseCallback):
         self._next = (max(self.num_timesteps, done) // self.freq + 1) * self.freq
 
     def _on_step(self) -> bool:
+        for info in self.locals.get("infos", ()):
+            episode = info.get("episode")  # Monitor / VecMonitor: a whole episode just ended
+            if episode is not None:
+                self.train_returns.append(float(episode["r"]))
         if self.num_timesteps >= self._next:
             self._next += self.freq * max(1, (self.num_timesteps - self._next) // self.freq + 1)
             self.run_evaluation()
         return True
 
     def run_evaluation(self) -> None:
-        """Evaluate now, log, update the curve and the best model."""
+        """Evaluate now, log, update the curve (with the training episodes since the last point)
+        and the best model."""
         step = int(self.model.num_timesteps)  # also right when called outside learn()
         result = evaluate(self.model, self.env_id, self.episodes, self.seed)
         self.logger.record("eval/mean_reward", result.mean)
@@ -96,7 +143,11 @@ class PeriodicEvaluation(BaseCallback):
         self.curve["timesteps"].append(step)
         self.curve["mean"].append(result.mean)
         self.curve["std"].append(result.std)
-        atomic_write_json(self.curve_path, self.curve)
+        self.curve["train_mean"].append(sum(self.train_returns) / len(self.train_returns)
+                                        if self.train_returns else math.nan)
+        self.curve["train_episodes"].append(len(self.train_returns))
+        self.train_returns = []
+        write_curve(self.curve_path, self.curve)
         if result.mean > self.best_mean and self.best_path is not None:
             self.best_mean = result.mean
             save_sb3(self.model, self.best_path, {**self.header, "timesteps": step, "eval_mean": result.mean})
@@ -112,10 +163,10 @@ def trim_curve(curve_path: Path, last_step: int) -> None:
     """
     if not curve_path.is_file():
         return
-    curve = read_json(curve_path, "evaluation curve")
-    keep = sum(1 for t in curve.get("timesteps", []) if t <= last_step)
-    if keep < len(curve.get("timesteps", [])):
-        atomic_write_json(curve_path, {k: list(v[:keep]) for k, v in curve.items()})
+    curve = read_curve(curve_path)
+    keep = sum(1 for t in curve["timesteps"] if t <= last_step)
+    if keep < len(curve["timesteps"]):
+        write_curve(curve_path, {k: list(v[:keep]) for k, v in curve.items()})
 
 
 class Interrupt:

@@ -338,13 +338,19 @@ def _cmd_progressive(a: argparse.Namespace) -> int:
 def _zoo_parser(sub: Any) -> None:
     p = sub.add_parser(
         "zoo", help="list or extend the shipped expert checkpoints",
-        description="The zoo: expert checkpoints for the MinAtar games, shipped with the package, "
-        "each with its provenance (config, seed, command, versions, evaluation score and interval). "
-        "Load one in Python with policyshare.zoo.load('MinAtar/Breakout-v1').")
+        description="The zoo: expert checkpoints for the MinAtar games, several training seeds each, shipped "
+        "with the package, each with its provenance (config, seed, command, versions, git commit, evaluation "
+        "score and interval). Load one in Python with policyshare.zoo.load('MinAtar/Breakout-v1', seed=0); "
+        "name one as a trunk with zoo:MinAtar/Breakout-v1 (seed 0) or zoo:MinAtar/Breakout-v1@s1. "
+        "`make zoo` trains and adds the whole zoo.")
     zsub = p.add_subparsers(dest="zoo_command", metavar="ACTION", parser_class=_Parser, required=True)
-    zsub.add_parser("list", help="print each expert with its score and 95%% interval")
-    add = zsub.add_parser("add", help="copy finished policyshare train runs into the zoo")
+    zsub.add_parser("list", help="print each expert with its score and 95%% interval, then each game's mean "
+                    "over seeds against its published target")
+    add = zsub.add_parser("add", help="copy finished policyshare train runs into the zoo as <env>__s<seed>.zip")
     add.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished train run folders")
+    add.add_argument("--allow-dirty", action="store_true",
+                     help="add runs trained from a tree with uncommitted changes (or outside a git checkout); "
+                     "refused otherwise, since the zoo's provenance should name one clean commit")
     p.set_defaults(handler=_cmd_zoo)
 
 
@@ -352,15 +358,22 @@ def _cmd_zoo(a: argparse.Namespace) -> int:
     from policyshare import zoo
 
     if a.zoo_command == "add":
+        for run in a.runs:  # every run checked before any is added
+            zoo.check_run(run, a.allow_dirty)
         for run in a.runs:
-            print(zoo.describe(zoo.add_expert(run)))
+            print(zoo.describe(zoo.add_expert(run, allow_dirty=a.allow_dirty)))
         return 0
     experts = zoo.list_experts()
     if not experts:
         raise UserError("the zoo is empty; add finished train runs with policyshare zoo add RUN_DIR")
-    print(f"{'env id':28s} {'return':>8s} [95% interval]  trained   (zoo: {zoo.ZOO_DIR})")
+    print(f"{'env id':28s} {'seed':4s} {'return':>8s} [95% interval]  final evaluation, training   "
+          f"(zoo: {zoo.ZOO_DIR})")
     for e in experts:
         print(zoo.describe(e))
+    print()
+    print(f"{'per game':28s} {'mean over seeds':>8s} [95% interval of the mean over seeds]  published target")
+    for s in zoo.summarise(experts):
+        print(zoo.describe_game(s))
     return 0
 
 

@@ -184,6 +184,23 @@ def trained_timesteps(requested: int, size: int) -> int:
     return -(-requested // size) * size
 
 
+def _check_trains_something(algo: str, timesteps: int, n_envs: int, params: Any) -> None:
+    """Refuse a budget that ends before the first gradient update (DQN: SB3 updates only once more
+    than ``learning_starts`` env steps are collected), before anything is written.
+
+    Raises:
+        UserError: the run would train nothing, naming both fixes.
+    """
+    starts = getattr(params, "learning_starts", None)
+    if starts is None:
+        return
+    target = trained_timesteps(timesteps, rollout_size(algo, n_envs, params))
+    if target <= starts:
+        raise UserError(f"--timesteps {timesteps} trains nothing: {algo.upper()} makes its first gradient update "
+                        f"after learning_starts {starts} env steps; set --timesteps above {starts} or lower "
+                        "learning_starts (--set hyperparams.learning_starts=N)")
+
+
 def resume_point(run: RunFolder) -> tuple[Path | None, dict[str, Any]]:
     """The file a resumed run continues from, and its verified header.
 
@@ -363,6 +380,7 @@ def _configure(env_id: str, algo: str, config: str | Path | None, timesteps: int
             raise UserError(f"--timesteps must be > 0, got {timesteps}")
         cfg = with_changes(cfg, "train settings", timesteps=timesteps)
     check_vec_env(env_id, cfg.vec_env)
+    _check_trains_something(algo, cfg.timesteps, cfg.n_envs, params)
     if freeze_trunk and init_trunk is None:
         raise UserError("--freeze-trunk needs a trunk to freeze: pass --init-trunk FILE")
     resolved = _resolved(cfg, params, env_id, algo, seed)

@@ -1,7 +1,9 @@
 """Per-seed transfer metrics: one method's learning curve against scratch's on the same seed.
 
-A *curve* is ``(env steps, mean evaluation return)``, two sequences of shape ``(n,)`` with env
-steps increasing and starting with a step-0 evaluation (the untrained agent). Both curves of a
+A *curve* is ``(env steps, mean return)``, two sequences of shape ``(n,)`` with env steps
+increasing and starting at env step 0 (the untrained agent); the return is that of greedy
+evaluations or of training episodes, whichever the caller compares (:mod:`policyshare.comparison`
+says which in every table). Both curves of a
 comparison are read on ``[0, T]``, ``T`` the budget in env steps; values between evaluations are
 linear interpolations and areas are the trapezoid rule over env steps
 (:func:`policyshare.metrics.auc`). ``random`` and ``expert`` are the random policy's and the
@@ -16,6 +18,8 @@ never ``nan``, so a method whose metric is undefined on some seed stays in every
 * :func:`forward_transfer` — FT = (AUC − AUC_b) / (1 − AUC_b) on expert-normalised curves
   (Wołczyk et al. 2021, "Continual World: a robotic benchmark for continual RL", NeurIPS).
 * :func:`normalised_return_at` — expert-normalised return at fixed fractions of ``T``.
+* :func:`normalised_area` — the expert-normalised area over ``[0, T]`` divided by ``T``, the
+  per-run score that probabilities of improvement and performance profiles rank.
 
 Aggregates over seeds (intervals, verdicts) live in :mod:`policyshare.stats`.
 """
@@ -31,7 +35,7 @@ from numpy.typing import ArrayLike
 from policyshare.metrics import auc
 
 Curve = tuple[ArrayLike, ArrayLike]
-"""``(env steps, mean evaluation return)``, each of shape ``(n,)``."""
+"""``(env steps, mean return)``, each of shape ``(n,)``."""
 
 
 @dataclass(frozen=True)
@@ -40,30 +44,54 @@ class Metric:
 
     Attributes:
         value: the number (units are the metric's own), or ``None`` when undefined.
-        why: ``None`` when defined; otherwise one line saying why it is undefined.
+        why: ``None`` when defined; otherwise a short reason that is the same on every seed it
+            applies to (``"scratch not clearly above random"``), so that tables can group seeds
+            by it.
+        detail: the figures behind ``why`` on this seed (optional), e.g. ``"scratch's mean return
+            over the curve (0) is not above random + 0.1·(expert − random) = 1"``.
     """
 
     value: float | None
     why: str | None = None
+    detail: str | None = None
 
     def __post_init__(self) -> None:
         if (self.value is None) == (self.why is None):
             raise ValueError("a Metric has either a value or a reason it is undefined, not both or neither")
         if self.value is not None and not np.isfinite(self.value):
             raise ValueError(f"a Metric's value must be finite, got {self.value}; give the reason instead")
+        if self.value is not None and self.detail is not None:
+            raise ValueError("a defined Metric has no detail of why it is undefined")
 
     @property
     def defined(self) -> bool:
         """Whether the metric has a value."""
         return self.value is not None
 
+    @property
+    def reason(self) -> str | None:
+        """``why`` with its ``detail``, ``"why: detail"`` (``None`` when defined)."""
+        if self.why is None:
+            return None
+        return f"{self.why}: {self.detail}" if self.detail else self.why
+
     @classmethod
-    def undefined(cls, why: str) -> Metric:
-        """An undefined metric with its reason."""
-        return cls(None, why)
+    def undefined(cls, why: str, detail: str | None = None) -> Metric:
+        """An undefined metric with its (short) reason and, optionally, this seed's figures."""
+        return cls(None, why, detail)
 
     def __str__(self) -> str:
-        return f"{self.value:.4g}" if self.value is not None else f"undefined ({self.why})"
+        return f"{self.value:.4g}" if self.value is not None else f"undefined ({self.reason})"
+
+
+#: The short reasons (:attr:`Metric.why`) of this module.
+NO_STEP_0 = "no step-0 evaluation"
+SHORT_CURVE = "curve shorter than the budget"
+EXPERT_NOT_ABOVE_RANDOM = "expert not above random"
+SCRATCH_NEAR_RANDOM = "scratch not clearly above random"
+SCRATCH_AREA = "scratch's area not positive"
+BASELINE_AT_EXPERT = "baseline already at the expert"
+OUTSIDE_CURVE = "outside the curve's evaluations"
 
 
 def _checked(curve: Curve, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -80,31 +108,31 @@ def _checked(curve: Curve, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _on_budget(curves: dict[str, Curve], budget: float | None
-               ) -> tuple[float, np.ndarray, dict[str, np.ndarray]] | str:
+               ) -> tuple[float, np.ndarray, dict[str, np.ndarray]] | Metric:
     """Read every curve on ``[0, T]`` at the union of their evaluation steps.
 
     Returns:
-        ``(T, steps, name → values)``, or the reason it cannot be done (a missing step-0
-        evaluation, a curve that stops before the budget).
+        ``(T, steps, name → values)``, or an undefined :class:`Metric` saying why it cannot be
+        done (a missing step-0 evaluation, a curve that stops before the budget).
     """
     checked = {name: _checked(c, name) for name, c in curves.items()}
     for name, (t, _) in checked.items():
         if t[0] != 0:
-            return f"{name} has no step-0 evaluation (first at {t[0]:g} env steps)"
+            return Metric.undefined(NO_STEP_0, f"{name}'s first evaluation is at {t[0]:g} env steps")
     T = min(t[-1] for t, _ in checked.values()) if budget is None else float(budget)
     if not T > 0:
         raise ValueError(f"the budget T must be > 0 env steps, got {T:g}")
     for name, (t, _) in checked.items():
         if t[-1] < T:
-            return f"{name} stops at {t[-1]:g} env steps, before the budget T = {T:g}"
+            return Metric.undefined(SHORT_CURVE, f"{name} stops at {t[-1]:g} env steps, before the budget T = {T:g}")
     steps = np.union1d(np.concatenate([t[t <= T] for t, _ in checked.values()]), [T])
     return T, steps, {name: np.interp(steps, t, v) for name, (t, v) in checked.items()}
 
 
-def _gap(random: float, expert: float) -> float | str:
+def _gap(random: float, expert: float) -> float | Metric:
     gap = float(expert) - float(random)
     if not (np.isfinite(gap) and gap > 0):
-        return f"expert return {expert:g} is not above random {random:g}"
+        return Metric.undefined(EXPERT_NOT_ABOVE_RANDOM, f"expert return {expert:g} is not above random {random:g}")
     return gap
 
 
@@ -128,29 +156,63 @@ def transfer_percent(curve: Curve, scratch: Curve, random: float, expert: float,
             ``expert − random``.
 
     Returns:
-        The percentage, or undefined with the reason (scratch not clearly above random, its
-        area not positive, expert not above random, no step-0 evaluation, a curve shorter than
-        the budget).
+        The percentage, or undefined with the reason (:data:`SCRATCH_NEAR_RANDOM`,
+        :data:`SCRATCH_AREA`, :data:`EXPERT_NOT_ABOVE_RANDOM`, :data:`NO_STEP_0`,
+        :data:`SHORT_CURVE`) and this seed's figures.
 
     Raises:
         ValueError: a malformed curve (mismatched shapes, < 2 points, non-finite values, env
             steps not increasing) or a non-positive budget.
     """
     gap = _gap(random, expert)
-    if isinstance(gap, str):
-        return Metric.undefined(gap)
+    if isinstance(gap, Metric):
+        return gap
     read = _on_budget({"curve": curve, "scratch": scratch}, budget)
-    if isinstance(read, str):
-        return Metric.undefined(read)
+    if isinstance(read, Metric):
+        return read
     T, steps, v = read
     a, a_s = auc(steps, v["curve"]), auc(steps, v["scratch"])
     floor = random + margin * gap
     if not a_s / T > floor:
-        return Metric.undefined(f"scratch's mean return over the curve ({a_s / T:.3g}) is not above random "
-                                f"+ {margin:g}·(expert − random) = {floor:.3g}")
+        return Metric.undefined(SCRATCH_NEAR_RANDOM, f"scratch's mean return over the curve ({a_s / T:.3g}) is not "
+                                f"above random + {margin:g}·(expert − random) = {floor:.3g}")
     if not a_s > 0:
-        return Metric.undefined(f"scratch's area ({a_s:.3g}) is not positive, so a ratio of areas is meaningless")
+        return Metric.undefined(SCRATCH_AREA, f"scratch's area ({a_s:.3g}) is not positive, so a ratio of areas "
+                                "is meaningless")
     return Metric(100.0 * a / a_s)
+
+
+def normalised_area(curve: Curve, random: float, expert: float, *, budget: float | None = None) -> Metric:
+    """The expert-normalised area ``(1/T) ∫_0^T (return − random) / (expert − random) dt``.
+
+    The mean expert-normalised return over the budget (0: random throughout, 1: expert from the
+    first env step): Continual World's ``AUC_i`` (Wołczyk et al. 2021) on returns normalised as
+    Parisotto et al. 2016 do. It is the per-run score behind :func:`normalised_area_gain` (the
+    paired difference of two such areas) and :func:`forward_transfer`, and the score that
+    :mod:`policyshare.comparison` ranks runs by for the probability of improvement and the
+    performance profiles.
+
+    Args:
+        curve: ``(env steps, mean return)``, shapes ``(n,)``, starting at env step 0.
+        random: the random policy's mean return on the task.
+        expert: the expert's mean return on the task.
+        budget: ``T`` in env steps; ``None`` is the curve's last evaluation.
+
+    Returns:
+        The area (dimensionless), or undefined with the reason (:data:`EXPERT_NOT_ABOVE_RANDOM`,
+        :data:`NO_STEP_0`, :data:`SHORT_CURVE`).
+
+    Raises:
+        ValueError: a malformed curve or a non-positive budget (see :func:`transfer_percent`).
+    """
+    gap = _gap(random, expert)
+    if isinstance(gap, Metric):
+        return gap
+    read = _on_budget({"curve": curve}, budget)
+    if isinstance(read, Metric):
+        return read
+    T, steps, v = read
+    return Metric(auc(steps, (v["curve"] - random) / gap) / T)
 
 
 def normalised_area_gain(curve: Curve, scratch: Curve, random: float, expert: float, *,
@@ -160,8 +222,9 @@ def normalised_area_gain(curve: Curve, scratch: Curve, random: float, expert: fl
     The area between the two curves over ``[0, T]`` env steps in units of "expert − random held
     for the whole budget": 0 is no gain, 1 is the gap between random and expert closed from the
     first env step on. Unlike :func:`transfer_percent` it is defined whatever scratch learns.
-    (The difference form of the "total reward" / area measures surveyed by Taylor & Stone 2009,
-    JMLR 10, "Transfer learning for RL domains", normalised by the expert's margin over random as
+    It equals the difference of the two curves' :func:`normalised_area`. (The difference form of
+    the "total reward" / area measures surveyed by Taylor & Stone 2009, JMLR 10, "Transfer
+    learning for RL domains", normalised by the expert's margin over random as
     :func:`policyshare.metrics.expert_normalised` is.)
 
     Args:
@@ -172,18 +235,18 @@ def normalised_area_gain(curve: Curve, scratch: Curve, random: float, expert: fl
         budget: ``T`` in env steps; ``None`` reads both curves up to where the shorter ends.
 
     Returns:
-        The gain (dimensionless), or undefined with the reason (expert not above random, no
-        step-0 evaluation, a curve shorter than the budget).
+        The gain (dimensionless), or undefined with the reason (:data:`EXPERT_NOT_ABOVE_RANDOM`,
+        :data:`NO_STEP_0`, :data:`SHORT_CURVE`).
 
     Raises:
         ValueError: a malformed curve or a non-positive budget (see :func:`transfer_percent`).
     """
     gap = _gap(random, expert)
-    if isinstance(gap, str):
-        return Metric.undefined(gap)
+    if isinstance(gap, Metric):
+        return gap
     read = _on_budget({"curve": curve, "scratch": scratch}, budget)
-    if isinstance(read, str):
-        return Metric.undefined(read)
+    if isinstance(read, Metric):
+        return read
     T, steps, v = read
     return Metric((auc(steps, v["curve"]) - auc(steps, v["scratch"])) / (T * gap))
 
@@ -198,11 +261,11 @@ def forward_transfer(curve: Curve, baseline: Curve, random: float, expert: float
 
     Both curves are first expert-normalised, ``(return − random) / (expert − random)``, and
     each area is divided by ``T`` (env steps), so an area lies in ``[0, 1]`` when its curve does:
-    ``AUC = (1/T) ∫_0^T normalised return``. FT is the share of the room the baseline left
-    below the expert (``1 − AUC_b``) that the method gains: 0 is none, 1 is expert from the
-    first step, negative is harm. Continual World's curves are success rates in ``[0, 1]``;
-    normalised returns may leave that range (a method above the expert, a scratch run below
-    random), so FT can exceed 1 or fall below −1; nothing is clipped.
+    ``AUC = (1/T) ∫_0^T normalised return`` (:func:`normalised_area`). FT is the share of the
+    room the baseline left below the expert (``1 − AUC_b``) that the method gains: 0 is none, 1
+    is expert from the first step, negative is harm. Continual World's curves are success rates
+    in ``[0, 1]``; normalised returns may leave that range (a method above the expert, a scratch
+    run below random), so FT can exceed 1 or fall below −1; nothing is clipped.
 
     When ``AUC_b >= 1`` the baseline is already at the expert on average over the budget:
     there is no room to transfer into and the ratio is undefined (reason given).
@@ -215,24 +278,24 @@ def forward_transfer(curve: Curve, baseline: Curve, random: float, expert: float
         budget: ``T`` in env steps; ``None`` reads both curves up to where the shorter ends.
 
     Returns:
-        FT (dimensionless), or undefined with the reason (``AUC_b >= 1``, expert not above
-        random, no step-0 evaluation, a curve shorter than the budget).
+        FT (dimensionless), or undefined with the reason (:data:`BASELINE_AT_EXPERT`,
+        :data:`EXPERT_NOT_ABOVE_RANDOM`, :data:`NO_STEP_0`, :data:`SHORT_CURVE`).
 
     Raises:
         ValueError: a malformed curve or a non-positive budget (see :func:`transfer_percent`).
     """
     gap = _gap(random, expert)
-    if isinstance(gap, str):
-        return Metric.undefined(gap)
+    if isinstance(gap, Metric):
+        return gap
     read = _on_budget({"curve": curve, "baseline": baseline}, budget)
-    if isinstance(read, str):
-        return Metric.undefined(read)
+    if isinstance(read, Metric):
+        return read
     T, steps, v = read
     a = auc(steps, (v["curve"] - random) / gap) / T
     a_b = auc(steps, (v["baseline"] - random) / gap) / T
     if a_b >= 1:
-        return Metric.undefined(f"the baseline's normalised area AUC_b = {a_b:.3g} >= 1: it is at the expert "
-                                "already, no room for forward transfer")
+        return Metric.undefined(BASELINE_AT_EXPERT, f"the baseline's normalised area AUC_b = {a_b:.3g} >= 1: it is "
+                                "at the expert already, no room for forward transfer")
     return Metric((a - a_b) / (1 - a_b))
 
 
@@ -252,8 +315,8 @@ def normalised_return_at(curve: Curve, random: float, expert: float,
         budget: ``T`` in env steps; ``None`` is the curve's last evaluation.
 
     Returns:
-        fraction → normalised return, or undefined with the reason (expert not above random,
-        the point lies outside the curve's evaluations).
+        fraction → normalised return, or undefined with the reason
+        (:data:`EXPERT_NOT_ABOVE_RANDOM`, :data:`OUTSIDE_CURVE`).
 
     Raises:
         ValueError: a malformed curve, a non-positive budget, or a fraction outside ``[0, 1]``.
@@ -269,10 +332,10 @@ def normalised_return_at(curve: Curve, random: float, expert: float,
     out: dict[float, Metric] = {}
     for f in fractions:
         step = f * T
-        if isinstance(gap, str):
-            out[f] = Metric.undefined(gap)
+        if isinstance(gap, Metric):
+            out[f] = gap
         elif not t[0] <= step <= t[-1]:
-            out[f] = Metric.undefined(f"{step:g} env steps lies outside the curve's evaluations "
+            out[f] = Metric.undefined(OUTSIDE_CURVE, f"{step:g} env steps lies outside the curve's evaluations "
                                       f"({t[0]:g} to {t[-1]:g})")
         else:
             out[f] = Metric((float(np.interp(step, t, v)) - random) / gap)

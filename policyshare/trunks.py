@@ -241,6 +241,16 @@ def conv_output_hw(height: int, width: int, layer: LayerSpec) -> tuple[int, int]
     return h, w
 
 
+def _fits(name: str, height: int, width: int) -> bool:
+    """Whether every conv layer of the named spec leaves a non-empty map of a ``height x width`` input."""
+    for layer in TRUNK_SPECS[name]:
+        if layer.kind == "conv":
+            height, width = conv_output_hw(height, width, layer)
+            if height <= 0 or width <= 0:
+                return False
+    return True
+
+
 class Trunk(nn.Module):
     """Shared lower layers built from a :class:`TrunkSpec`.
 
@@ -279,9 +289,12 @@ class Trunk(nn.Module):
                                              layer.padding, bias=spec.bias))
                 h, w = conv_output_hw(h, w, layer)
                 if h <= 0 or w <= 0:
+                    fit = [n for n in TRUNK_SPECS if n != spec.name and _fits(n, spec.height, spec.width)]
+                    fix = (f"; choose a spec that fits (trunk.spec: {' or '.join(fit)})" if fit
+                           else "; no named spec fits an input this small")
                     raise ConfigError(
                         f"trunk {spec.name}: input {spec.height}x{spec.width} is too small for "
-                        f"layer {layer.name} (kernel {layer.kernel}, stride {layer.stride})")
+                        f"layer {layer.name} (kernel {layer.kernel}, stride {layer.stride}){fix}")
                 channels = layer.out
                 self.layer_shapes.append((channels, h, w))
             else:

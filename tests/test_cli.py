@@ -193,3 +193,23 @@ def test_the_python_api_refuses_a_seed_given_twice(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="seed 1 is given twice"):
         transfer(tmp_path / "trunk.safetensors", "MinAtar/Breakout-v1", seeds=[1, 1], run_dir=tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_dqn_budget_below_learning_starts_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """SB3's DQN makes no gradient update until learning_starts env steps are collected: a shorter
+    run would finish, save and report an untrained network."""
+    run = tmp_path / "run"
+    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--algo", "dqn", "--timesteps", "1000",
+                   "--run-dir", str(run))
+    assert_user_error(proc, "trains nothing", "learning_starts 5000", "--set hyperparams.learning_starts=N")
+    assert not run.exists()
+    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--algo", "dqn", "--timesteps", "1000",
+                   "--set", "hyperparams.learning_starts=2000", "--run-dir", str(run))
+    assert_user_error(proc, "learning_starts 2000")
+
+
+def test_a_trunk_spec_too_deep_for_the_input_names_the_specs_that_fit(tmp_path: Path) -> None:
+    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--set", "trunk.spec=nature",
+                   "--run-dir", str(tmp_path / "run"))
+    assert_user_error(proc, "input 10x10 is too small", "trunk.spec: minatar or minatar_deep")
+    assert not (tmp_path / "run").exists()

@@ -13,6 +13,8 @@ from policyshare.metrics import iqm_intervals
 from policyshare.stats import (
     MIN_SEEDS,
     aggregate,
+    grouped_bootstrap,
+    grouped_improvement,
     hierarchical_bootstrap,
     hierarchical_difference,
     performance_profiles,
@@ -221,20 +223,94 @@ def test_a_table_of_per_seed_metrics_keeps_every_method_and_says_why_values_are_
     assert list(rows) == list(table)  # no method disappears
     assert rows["finetune"].estimate.point == pytest.approx(187.5)  # only seed 0 is defined
     assert rows["finetune"].n_defined == 1 and rows["finetune"].n_total == 3
-    assert str(rows["finetune"]).startswith("188 (one seed: no interval); undefined: scratch's mean return")
-    assert "(1 of 3 seeds)" in str(rows["finetune"])
-    assert rows["frozen"].estimate.point is None and str(rows["frozen"]).startswith("undefined (scratch's mean")
+    # Undefined seeds are named, grouped by the short reason (the figures of each are in its Metric).
+    assert str(rows["finetune"]) == ("188 (one seed: no interval); undefined: scratch not clearly above random "
+                                     "on seeds 1, 2")
+    assert str(rows["frozen"]) == "undefined: scratch not clearly above random on seeds 1, 2"
+    assert rows["frozen"].estimate.point is None
     # The gain is defined on every seed: 0.35, 0.75, 0.85 — a range over 3 seeds, not an interval.
     assert rows["gain"].estimate.kind == "range" and rows["gain"].n_defined == 3
     assert (rows["gain"].estimate.low, rows["gain"].estimate.high) == pytest.approx((0.35, 0.85))
     assert rows["ft"].estimate.high == pytest.approx((0.75 + 0.1) / 1.1)
     for row in rows.values():  # nothing is nan
         assert json.dumps(row.as_dict(), allow_nan=False)
-    assert rows["frozen"].as_dict()["undefined"] == {str(table["frozen"][1].why): 1, str(table["frozen"][2].why): 1}
+    assert rows["frozen"].as_dict()["undefined"] == {"scratch not clearly above random": 2}
+    assert rows["frozen"].as_dict()["undefined_seeds"] == {"scratch not clearly above random": ["1", "2"]}
+    assert "(-1) is not above random" in str(table["frozen"][2])  # seed 2's own figures
 
 
 def test_summaries_accept_a_sequence_and_aggregate_many_seeds_with_an_interval() -> None:
     values = [Metric(float(v)) for v in range(1, 9)] + [Metric.undefined("AUC_b >= 1")]
     row = summarise_metrics({"m": values}, reps=REPS)["m"]
     assert row.estimate.point == pytest.approx(4.5) and row.estimate.is_confidence_interval
-    assert row.undefined == {"AUC_b >= 1": 1} and "undefined: AUC_b >= 1 (1 of 9 seeds)" in str(row)
+    assert row.undefined == {"AUC_b >= 1": 1} and str(row).endswith("; undefined: AUC_b >= 1 on seed 8")
+
+
+def test_grouped_bootstrap_of_ragged_groups_covers_the_true_mean_where_a_flat_one_does_not() -> None:
+    """The hierarchical bootstrap over groups of different sizes (some target seeds undefined)."""
+    rng = np.random.default_rng(5)
+    hier = flat = 0
+    for i in range(100):
+        d = _two_level(rng)
+        groups = [row[: 5 - (u % 2)] for u, row in enumerate(d)]  # 5 or 4 target seeds per upstream seed
+        h = grouped_bootstrap(groups, "mean", reps=REPS, seed=i)
+        f = aggregate(np.concatenate(groups), "mean", reps=REPS, seed=i)  # rliable over the runs as independent
+        hier += h.low <= 0 <= h.high
+        flat += f.low <= 0 <= f.high
+    assert hier / 100 >= 0.8 and flat / 100 <= 0.7
+    assert "95% hierarchical bootstrap CI over 8 upstream × 4–5 target seeds" in h.note
+
+
+def test_grouped_bootstrap_agrees_with_the_rectangular_one_and_labels_small_samples() -> None:
+    d = _two_level(np.random.default_rng(6))
+    g = grouped_bootstrap(list(d), "iqm", reps=REPS, seed=0)
+    h = hierarchical_bootstrap(d, "iqm", reps=REPS, seed=0)
+    assert g.point == pytest.approx(h.point) and g.n == h.n == 8
+    assert (g.high - g.low) == pytest.approx(h.high - h.low, rel=0.35)  # other draws, the same spread
+    few = grouped_bootstrap([[1.0, 2.0], [3.0, 4.0]], "mean")  # 2 upstream seeds: a range
+    assert (few.kind, few.low, few.high, few.point) == ("range", 1.0, 4.0, 2.5)
+    assert few.note == ("2 upstream × 2 target seeds: fewer than 3 upstream seeds or 5 runs: a range, not a "
+                        "confidence interval")
+    assert grouped_bootstrap([[1.0], [2.0], [3.0], [4.0]]).kind == "range"  # 4 runs < 5
+    assert grouped_bootstrap([[7.0], []]).note == "one seed: no interval"
+    assert grouped_bootstrap([[], []]).point is None
+    with pytest.raises(ValueError, match="non-finite"):
+        grouped_bootstrap([[1.0, math.nan]])
+
+
+def test_grouped_probability_of_improvement_resamples_both_levels() -> None:
+    rng = np.random.default_rng(7)
+    scratch = rng.normal(0, 1, size=6)
+    better = [rng.normal(1.0, 0.3) + rng.normal(2.0, 1.0, size=5) for _ in range(6)]
+    est = grouped_improvement(better, [[v] for v in scratch], reps=REPS)
+    from rliable import metrics as rmetrics
+
+    point = rmetrics.probability_of_improvement(np.concatenate(better)[:, None], scratch[:, None])
+    assert est.point == pytest.approx(point) and est.is_confidence_interval and est.low > 0.5
+    assert "over 6 upstream × 5 target seeds and 6 seeds" in est.note
+    few = grouped_improvement(better[:2], [[v] for v in scratch])
+    assert few.kind == "none" and few.low is None and "no interval" in few.note
+
+
+def test_hierarchical_keys_are_summarised_with_the_grouped_bootstrap_and_named_in_reasons() -> None:
+    rng = np.random.default_rng(8)
+    per_seed = {(u, s): Metric(float(v)) for u in range(4) for s, v in enumerate(rng.normal(u, 0.2, size=5))}
+    per_seed[(1, 0)] = Metric.undefined("scratch not clearly above random", "figures")
+    row = summarise_metrics({"student": per_seed}, "mean", reps=REPS)["student"]
+    assert row.estimate.is_confidence_interval and "4 upstream × 4–5 target seeds" in row.estimate.note
+    assert row.n_total == 20 and row.n_defined == 19
+    assert str(row).endswith("; undefined: scratch not clearly above random on seed u1-s0")
+    values = [m.value for m in per_seed.values() if m.value is not None]
+    assert row.estimate.point == pytest.approx(np.mean(values))
+
+
+def test_a_verdict_can_take_a_grouped_difference_and_probability_and_report_the_real_seeds() -> None:
+    rng = np.random.default_rng(9)
+    scratch = rng.normal(0, 0.1, size=5)
+    student = scratch + rng.normal(1.0, 0.05, size=(4, 1)) + rng.normal(0, 0.05, size=(4, 5))
+    diff = grouped_bootstrap(list(student - scratch), "mean", reps=REPS)
+    poi = grouped_improvement(list(student), [[v] for v in scratch], reps=REPS)
+    v = verdict(student.ravel(), np.tile(scratch, 4), env_steps=1000, difference=diff, poi=poi, seeds=(20, 5),
+                reps=REPS)
+    assert v.outcome == "supported" and v.difference is diff and v.poi is poi and v.seeds == (20, 5)
+    assert v.as_dict()["text"] == str(v) and json.dumps(v.as_dict(), allow_nan=False)

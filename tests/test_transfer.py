@@ -13,9 +13,11 @@ import pytest
 from conftest import assert_user_error, run_cli
 
 from policyshare.checkpoints import save_trunk
+from policyshare.comparison import zoo_expert_return
 from policyshare.config import parse_overrides
 from policyshare.errors import CheckpointError, ConfigError, UserError
 from policyshare.transfer import check_trunk_fits, transfer
+from policyshare.transfer_metrics import transfer_percent
 from policyshare.trunks import Trunk, TrunkSpec
 
 # Two seeds, 1024 env steps each, evaluated every 512 (two points per curve).
@@ -35,30 +37,55 @@ def read_curve(run: Path) -> tuple[list[float], list[float]]:
 
 
 def test_transfer_smoke_and_resume(breakout_run: Path, tmp_path: Path) -> None:
-    """An expert's trunk to Asterix vs scratch, 2 seeds; transfer % = 100 · AUC ratio per seed."""
+    """An expert's trunk to Asterix vs scratch, 2 seeds: every metric on both curves, per seed and
+    as a range of the two seeds (not a confidence interval), and no verdict."""
     root = tmp_path / "exp"
     proc = run_cli("transfer", "--trunk", str(breakout_run / "trunk.safetensors"), "--env", "MinAtar/Asterix-v1",
                    "--seeds", "0", "1", "--run-dir", str(root), *TINY)
     assert proc.returncode == 0, proc.stderr
     assert "IQM over 2 seeds" in proc.stdout
-    for name in ("summary.json", "report.md", "curves.png", "metrics.json", "config.yaml"):
+    assert "Curve: **greedy evaluation**" in proc.stdout and "Curve: **training episodes**" in proc.stdout
+    assert ("Verdict: finetune learns faster than scratch (normalised area, greedy evaluation): no verdict"
+            in proc.stdout)
+    for name in ("summary.json", "report.md", "curves.png", "curves_training.png", "profiles.png", "metrics.json",
+                 "config.yaml"):
         assert (root / name).is_file(), name
     assert (root / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    summary = json.loads((root / "summary.json").read_text())
+    text = (root / "summary.json").read_text()
+    summary = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in summary.json"))
     assert summary["method"] == "finetune" and summary["seeds"] == [0, 1]
+    expert, source = zoo_expert_return("MinAtar/Asterix-v1")
+    assert summary["expert_return"] == expert and source in summary["references"]
+    random = summary["random_return"]
     for seed in ("0", "1"):
         ft, sc = root / f"finetune__s{seed}", root / f"scratch__s{seed}"
         ft_metrics = json.loads((ft / "metrics.json").read_text())
         assert ft_metrics["init_trunk"] and not json.loads((sc / "metrics.json").read_text())["init_trunk"]
         a, b = read_curve(ft), read_curve(sc)
         assert a[0] == b[0] == [0, 512, 1024]  # same evaluation steps, from step 0
-        expected = 100 * area(a) / area(b) if area(b) > 0 else float("nan")
+        # Transfer % is the paper's ratio only where scratch is clearly above random; else null with the reason.
+        expected = transfer_percent(a, b, random, expert, budget=1024)
         got = summary["transfer_percent"]["per_seed"][seed]
-        assert (np.isnan(expected) and got is None) or got == pytest.approx(expected), seed  # null: no NaN in JSON
+        assert got == pytest.approx(expected.value) if expected.defined else got is None, seed
+        assert summary["transfer_percent"]["per_seed_why"].get(seed) == expected.reason
+        gain = summary["comparison"]["greedy evaluation"]["methods"]["finetune"]["per_seed"]["normalised_area_gain"]
+        assert gain[seed] == pytest.approx((area(a) - area(b)) / (1024 * (expert - random)))
+        # Training-episode returns are recorded beside greedy evaluation.
+        curve = json.loads((ft / "evaluations.json").read_text())
+        assert curve["train_mean"][0] is None and curve["train_episodes"][0] == 0
+        assert len(curve["train_mean"]) == len(curve["timesteps"]) and sum(curve["train_episodes"]) > 0
         assert summary["final_returns"]["scratch"][seed] == json.loads((sc / "metrics.json").read_text())[
             "eval_mean_return"]
         # TensorBoard: the same tags in both runs, told apart by the folder (run) name.
         assert list((ft / "tb").glob("events.out.tfevents.*")) and list((sc / "tb").glob("events.out.tfevents.*"))
+    for curve in ("greedy evaluation", "training episodes"):
+        methods = summary["comparison"][curve]["methods"]
+        assert set(methods) == {"finetune", "scratch"}  # no method disappears, whatever is undefined
+        for key, agg in methods["finetune"]["aggregate"].items():  # two seeds: a range (or fewer), never a CI
+            assert agg["kind"] in ("range", "none"), (curve, key, agg)
+        assert summary["verdicts"][curve]["outcome"] == "no verdict"
+    report = (root / "report.md").read_text()
+    assert "range" in report and "95% stratified bootstrap CI" not in report and "nan" not in report
 
     # Resume: the finished sub-runs are kept bit for bit; only the missing one is trained.
     kept = {p: hashlib.sha256(p.read_bytes()).hexdigest()

@@ -8,8 +8,13 @@ import math
 import pytest
 
 from policyshare.transfer_metrics import (
+    EXPERT_NOT_ABOVE_RANDOM,
+    NO_STEP_0,
+    SCRATCH_NEAR_RANDOM,
+    SHORT_CURVE,
     Metric,
     forward_transfer,
+    normalised_area,
     normalised_area_gain,
     normalised_return_at,
     transfer_percent,
@@ -29,7 +34,7 @@ def test_transfer_percent_is_the_area_ratio_when_scratch_learns() -> None:
 
 def test_transfer_percent_of_a_scratch_curve_exactly_zero_is_undefined_with_a_reason_not_nan() -> None:
     m = transfer_percent(METHOD, ZERO, RANDOM, EXPERT)
-    assert m.value is None and not m.defined
+    assert m.value is None and not m.defined and m.why == SCRATCH_NEAR_RANDOM
     assert "scratch's mean return over the curve (0) is not above random" in str(m)
     assert str(m).startswith("undefined (")
 
@@ -57,6 +62,17 @@ def test_normalised_area_gain_by_hand() -> None:
     assert normalised_area_gain(SCRATCH, SCRATCH, RANDOM, EXPERT) == Metric(0.0)
 
 
+def test_normalised_area_is_the_mean_normalised_return_and_the_gain_is_a_difference_of_two() -> None:
+    assert normalised_area(METHOD, RANDOM, EXPERT).value == pytest.approx(0.75)  # 750 / (100 · 10)
+    assert normalised_area(SCRATCH, RANDOM, EXPERT).value == pytest.approx(0.4)
+    assert normalised_area(ZERO, RANDOM, EXPERT) == Metric(0.0)
+    assert normalised_area((STEPS, [1.0, 1.0, 1.0]), 2.0, EXPERT).value == pytest.approx(-0.125)  # below random
+    assert normalised_area(METHOD, RANDOM, EXPERT, budget=50).value == pytest.approx(250 / 500)
+    gain = normalised_area_gain(METHOD, SCRATCH, RANDOM, EXPERT).value
+    assert gain == pytest.approx(0.75 - 0.4)
+    assert normalised_area(([10, 100], [0.0, 1.0]), RANDOM, EXPERT).why == NO_STEP_0
+
+
 def test_area_gain_reads_both_curves_on_the_budget_and_on_the_union_of_their_steps() -> None:
     # Budget T = 50: method area 250, scratch 100 → (250 − 100) / (50 · 10).
     assert normalised_area_gain(METHOD, SCRATCH, RANDOM, EXPERT, budget=50).value == pytest.approx(0.3)
@@ -71,9 +87,11 @@ def test_area_gain_reads_both_curves_on_the_budget_and_on_the_union_of_their_ste
 def test_a_curve_without_a_step_0_evaluation_or_short_of_the_budget_is_undefined() -> None:
     late = ([10, 50, 100], [0.0, 4.0, 8.0])
     m = normalised_area_gain(METHOD, late, RANDOM, EXPERT)
-    assert m == Metric.undefined("scratch has no step-0 evaluation (first at 10 env steps)")
+    assert m == Metric.undefined(NO_STEP_0, "scratch's first evaluation is at 10 env steps")
     m = forward_transfer(METHOD, SCRATCH, RANDOM, EXPERT, budget=200)
-    assert m == Metric.undefined("curve stops at 100 env steps, before the budget T = 200")
+    assert m == Metric.undefined(SHORT_CURVE, "curve stops at 100 env steps, before the budget T = 200")
+    assert str(m) == ("undefined (curve shorter than the budget: curve stops at 100 env steps, before the "
+                      "budget T = 200)")
 
 
 def test_forward_transfer_as_continual_world_by_hand() -> None:
@@ -103,7 +121,7 @@ def test_normalised_return_at_fractions_of_the_budget_is_interpolated() -> None:
 def test_an_expert_no_better_than_random_makes_every_metric_undefined() -> None:
     for m in (transfer_percent(METHOD, SCRATCH, 5.0, 5.0), normalised_area_gain(METHOD, SCRATCH, 5.0, 5.0),
               forward_transfer(METHOD, SCRATCH, 5.0, 5.0), *normalised_return_at(METHOD, 5.0, 5.0).values()):
-        assert m == Metric.undefined("expert return 5 is not above random 5")
+        assert m == Metric.undefined(EXPERT_NOT_ABOVE_RANDOM, "expert return 5 is not above random 5")
 
 
 def test_a_metric_holds_a_finite_value_or_a_reason_never_nan() -> None:
@@ -113,7 +131,10 @@ def test_a_metric_holds_a_finite_value_or_a_reason_never_nan() -> None:
         Metric(None)
     with pytest.raises(ValueError, match="either a value or a reason"):
         Metric(1.0, "why")
+    with pytest.raises(ValueError, match="no detail"):
+        Metric(1.0, None, "detail")
     assert str(Metric(0.123456)) == "0.1235" and str(Metric.undefined("x")) == "undefined (x)"
+    assert Metric.undefined("x", "y").reason == "x: y" and Metric(1.0).reason is None
 
 
 def test_malformed_curves_are_refused() -> None:

@@ -65,6 +65,14 @@ def test_fewer_than_five_seeds_give_a_range_and_one_seed_no_interval() -> None:
     assert "range" in three.format() and "3 seeds" in three.format()
     v, reason = verdict({"a − b": three})
     assert v == "undecided" and "fewer than 5" in reason
+    # A part with a range cannot support the claim, but a full interval below 0 refutes it.
+    eight_worse = paired_difference(np.linspace(0.1, 0.2, 8), np.linspace(0.3, 0.4, 8) + 0.001 * np.arange(8))
+    assert eight_worse.kind == "ci" and eight_worse.high < 0
+    v, reason = verdict({"a − b": three, "a − c": eight_worse})
+    assert v == "refuted" and "a − c" in reason
+    eight_better = paired_difference(np.linspace(0.3, 0.4, 8) + 0.001 * np.arange(8), np.linspace(0.1, 0.2, 8))
+    v, reason = verdict({"a − b": three, "a − c": eight_better})
+    assert v == "undecided" and "a − b" in reason and "fewer than 5" in reason
     one = summarise([0.8])
     assert one.kind == "single" and math.isnan(one.low)
     assert one.format(pct=True) == "80.0% (one seed: no interval)"
@@ -191,6 +199,14 @@ def test_zoo_references() -> None:
     with pytest.raises(UserError, match="zoo has no expert"):
         load_trunk_ref("zoo:MinAtar/Pong-v1", cfg.trunk, 0)
     assert trunk_label("zoo:MinAtar/Breakout-v1") == "expert-breakout"
+    # Seeds: zoo:ENV is seed 0, as zoo:ENV@s0; another seed is named, and one the zoo lacks is refused.
+    assert trunk_label("zoo:MinAtar/Breakout-v1@s0") == "expert-breakout"
+    assert trunk_label("zoo:MinAtar/Breakout-v1@s1") == "expert-breakout-s1"
+    with pytest.raises(UserError, match=r"no seed 7 of 'MinAtar/Breakout-v1'; its seeds: 0"):
+        load_trunk_ref("zoo:MinAtar/Breakout-v1@s7", cfg.trunk, 0)
+    trunk = load_trunk_ref("zoo:MinAtar/Breakout-v1@s0", cfg.trunk, 0)
+    assert trunk.header["source"]["seed"] == 0
+    assert trunk.header["source"]["copied_from"].endswith("MinAtar-Breakout-v1__s0.zip")
 
 
 # --------------------------------------------------------------------------------------------

@@ -180,31 +180,21 @@ def _check_alignment_fits(game: str, alignment: str) -> None:
 
 
 def zoo_expert(game: str, seed: int) -> Path:
-    """The zoo checkpoint of ``game`` trained with ``seed``: ``<env>__s<seed>.zip``, or the single
-    unseeded ``<env>.zip`` where its provenance records that seed.
+    """The zoo checkpoint of ``game`` trained with ``seed`` (:func:`policyshare.zoo.expert_path`).
 
     Raises:
         UserError: the zoo has no expert of that game and seed (naming the seeds it has, and the fix).
     """
     from policyshare import zoo
     from policyshare.errors import UserError
-    from policyshare.io import read_json, slug
 
-    seeded = zoo.ZOO_DIR / f"{slug(game)}__s{seed}.zip"
-    if seeded.is_file():
-        return seeded
-    plain = zoo.ZOO_DIR / f"{slug(game)}.zip"
-    have = sorted(int(p.stem.rsplit("__s", 1)[1]) for p in zoo.ZOO_DIR.glob(f"{slug(game)}__s*.zip")
-                  if p.stem.rsplit("__s", 1)[1].isdigit())
-    if plain.is_file():
-        plain_seed = int(read_json(plain.with_suffix(".json"), "zoo provenance").get("seed", -1))
-        if plain_seed == seed:
-            return plain
-        have = sorted({*have, plain_seed})
-    has = f"seeds {', '.join(map(str, have))}" if have else "no expert"
-    raise UserError(f"experts.seeds: the zoo has no {game} expert of seed {seed} (it has {has}); list only seeds "
-                    "the zoo has, add experts with `policyshare train --seed S` + `policyshare zoo add RUN`, or set "
-                    "experts.source: train")
+    have = zoo.seeds(game)
+    if seed not in have:
+        has = f"seeds {', '.join(map(str, have))}" if have else "no expert"
+        raise UserError(f"experts.seeds: the zoo has no {game} expert of seed {seed} (it has {has}); list only "
+                        "seeds the zoo has, add experts with `policyshare train --seed S` + `policyshare zoo add RUN` "
+                        "(or `make zoo`), or set experts.source: train")
+    return zoo.expert_path(game, seed)
 
 
 def zoo_alignment(path: Path) -> str:

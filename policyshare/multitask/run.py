@@ -142,19 +142,19 @@ def build_multitask_model(env: MultiTaskVecEnv, cfg: MultiTaskConfig, params: An
 def expert_return(task: str, cfg: MultiTaskConfig, episodes: int, seed: int) -> tuple[float | None, str]:
     """The task's expert return on the evaluation seeds, and where it comes from.
 
-    ``experts: zoo`` evaluates the shipped zoo expert (:mod:`policyshare.zoo`) greedily on the same
-    seeds and episodes as the multi-task network; ``none`` or a task without a zoo expert gives
-    ``(None, reason)``.
+    ``experts: zoo`` evaluates the shipped zoo expert of training seed 0 (:mod:`policyshare.zoo`)
+    greedily on the same seeds and episodes as the multi-task network; ``none`` or a task without
+    a seed-0 zoo expert gives ``(None, reason)``.
     """
     if cfg.experts == "none":
         return None, "experts: none in the config"
     from policyshare import zoo
 
     try:
-        path = zoo.expert_path(task)
+        path = zoo.expert_path(task, seed=0)
     except UserError:
-        return None, f"the zoo has no expert for {task}"
-    return evaluate(zoo.load(task), task, episodes, seed).mean, f"zoo expert {path.name}"
+        return None, f"the zoo has no seed-0 expert for {task}"
+    return evaluate(zoo.load(task, seed=0), task, episodes, seed).mean, f"zoo expert {path.name}"
 
 
 def multitask(tasks: Sequence[str], *, config: str | Path | None = None, timesteps: int | None = None,

@@ -24,7 +24,7 @@ from policyshare.progressive.fisher import fisher_table, plot_fisher_heatmap
 from policyshare.progressive.plan import Plan, method_dirs
 
 if TYPE_CHECKING:
-    from policyshare.comparison import Curve
+    from policyshare.comparison import Comparison, Curve
 
 #: How each compared method is labelled in plots and reports (Rusu et al. 2016's baselines; the
 #: names are those of :mod:`policyshare.methods`).
@@ -62,6 +62,7 @@ class _MethodRuns:
     """
 
     curves: dict[str, dict[int, Curve]] = field(default_factory=dict)
+    train_curves: dict[str, dict[int, Curve | str]] = field(default_factory=dict)
     finals: dict[str, dict[str, float]] = field(default_factory=dict)
     runs: dict[str, dict[str, str]] = field(default_factory=dict)
     steps: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -74,7 +75,7 @@ def _read_runs(plan: Plan, per_seed: Mapping[int, Mapping[str, Any]], methods: l
 
     dirs = {seed: method_dirs(plan, d["dir"]) for seed, d in per_seed.items()}
     runs = read_runs({m: {seed: dirs[seed][m] for seed in per_seed} for m in methods})
-    out = _MethodRuns(runs.curves, runs.finals(),
+    out = _MethodRuns(runs.curves, runs.train_curves, runs.finals(),
                       {m: {str(s): str(p) for s, p in by_seed.items()} for m, by_seed in runs.dirs.items()},
                       {m: {s: int(v) for s, v in by_seed.items()} for m, by_seed in runs.column("timesteps").items()})
     for seed in per_seed:  # the random policy on the target: read from the last method's run, as before
@@ -139,20 +140,14 @@ def summarise(plan: Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]],
     Raises:
         CheckpointError: a run's ``metrics.json`` or learning curve is missing or unreadable.
     """
-    from policyshare.comparison import plot_curves, transfer_summary
+    from policyshare.comparison import TRANSFER_PERCENT
 
     methods = [PROGRESSIVE, *plan.controls]
     runs = _read_runs(plan, per_seed, methods)
-    transfer = transfer_summary(runs.curves, SCRATCH) if SCRATCH in methods else {}
-    for seed, d in per_seed.items():
-        for m, path in method_dirs(plan, d["dir"]).items():
-            value = transfer.get(m, {}).get("per_seed", {}).get(str(seed))
-            if value is not None:
-                _write_tensorboard(path, {"progressive/transfer_percent": value}, runs.steps[m][str(seed)])
-    plot_curves({METHOD_LABELS[m]: [runs.curves[m][s] for s in per_seed] for m in methods},
-                root / "curves.png",
-                f"{_short(plan.target)} after {' → '.join(map(_short, plan.tasks[:-1]))}\n"
-                f"({plan.algo}, seeds {' '.join(map(str, per_seed))}; bands: 95% bootstrap CI)")
+    comparisons = _compare(plan, runs) if SCRATCH in methods else {}
+    transfer = {m: comparisons["greedy"].record(m, TRANSFER_PERCENT) for m in methods} if comparisons else {}
+    _tensorboard_transfer(plan, per_seed, runs, comparisons)
+    _plot_curves(plan, root, runs, [int(s) for s in per_seed], methods)
     k = len(plan.tasks)
     alphas = {str(s): {name: a.alpha.item() for name, a in d["network"].stack.adapters(k - 1).items()}
               for s, d in per_seed.items()}
@@ -162,19 +157,25 @@ def summarise(plan: Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]],
         "tasks": plan.tasks, "target": plan.target, "algo": plan.algo,
         "seeds": [int(s) for s in per_seed], "controls": plan.controls,
         "transfer_baseline": SCRATCH if transfer else None,
-        "transfer_definition": "100 * AUC(target curve) / AUC(scratch curve) per seed (Rusu et al. "
-                               "2016, Table 1); IQM over seeds with a 95% stratified bootstrap CI",
+        "transfer_definition": "100 * AUC(method) / AUC(scratch) of greedy-evaluation returns over the budget, per "
+                               "seed (Rusu et al. 2016, Table 1), defined only where scratch's mean return is above "
+                               "random + 10% of (expert - random); IQM over seeds with a 95% stratified bootstrap CI, "
+                               "or the range of the seeds below 5 seeds",
         "methods": {m: {"label": METHOD_LABELS[m], "runs": runs.runs[m], "timesteps": runs.steps[m],
                         "final_eval_mean_return": runs.finals[m],
                         "final_eval_mean_return_over_seeds": float(np.mean(list(runs.finals[m].values()))),
                         "transfer_percent": transfer.get(m)} for m in methods},
         "target_random_mean_return": runs.random_return,
+        "comparison": {c.curve: c.to_json() for c in comparisons.values()},
+        "tables": {c.curve: c.markdown(definitions_too=False) for c in comparisons.values()},
+        "definitions": _definitions(comparisons),
+        "verdicts": _verdicts(comparisons),
         "no_forgetting": forgetting,
         "no_forgetting_all_identical": all(v["identical"] for f in forgetting.values() for v in f.values()),
         "lateral_alpha": alphas,
         "fisher": fisher,
         "config": dict(resolved),
-        "files": {"curves": "curves.png", "report": "report.md",
+        "files": {"curves": "curves.png", "curves_training": "curves_training.png", "report": "report.md",
                   **({"fisher_table": "fisher.md", "fisher_json": "fisher.json",
                       "fisher_heatmap": "fisher.png"} if fisher else {})},
         "tensorboard": f"tensorboard --logdir {shlex.quote(str(root))}",
@@ -183,14 +184,83 @@ def summarise(plan: Plan, root: Path, per_seed: Mapping[int, Mapping[str, Any]],
     return metrics
 
 
+def _plot_curves(plan: Plan, root: Path, runs: _MethodRuns, seeds: list[int], methods: list[str]) -> None:
+    """``curves.png`` (greedy evaluation) and ``curves_training.png`` (training episodes)."""
+    from policyshare.comparison import plot_curves
+
+    for name, what, by_method in (("curves.png", "greedy evaluation", runs.curves),
+                                  ("curves_training.png", "training episodes", runs.train_curves)):
+        curves = {METHOD_LABELS[m]: [c for s in seeds if not isinstance(c := by_method[m][s], str)] for m in methods}
+        plot_curves(curves, root / name,
+                    f"{_short(plan.target)} after {' → '.join(map(_short, plan.tasks[:-1]))}\n"
+                    f"({plan.algo}, seeds {' '.join(map(str, seeds))}; bands: 95% bootstrap CI)",
+                    ylabel=f"mean return ({what})")
+
+
+def _compare(plan: Plan, runs: _MethodRuns) -> dict[str, Comparison]:
+    """Every control and the progressive column against scratch, on each curve
+    (:func:`~policyshare.comparison.compare_methods`); random: the runs' own, expert: the zoo's."""
+    from policyshare.comparison import CURVE_LABELS, compare_methods, zoo_expert_return
+
+    expert, source = zoo_expert_return(plan.target)
+    random = float(np.mean(list(runs.random_return.values())))
+    refs = f"random: the runs' random-policy return, mean over seeds; expert: {source}"
+    budget = min(int(c[0][-1]) for by_seed in runs.curves.values() for c in by_seed.values())
+    curves: dict[str, Mapping[str, Mapping[int, Curve | str]]] = {"greedy": runs.curves,
+                                                                   "training": runs.train_curves}
+    return {kind: compare_methods(curves[kind], random=random, expert=expert, budget=budget, baseline=SCRATCH,
+                                  curve=CURVE_LABELS[kind], references=refs) for kind in curves}
+
+
+def _tensorboard_transfer(plan: Plan, per_seed: Mapping[int, Mapping[str, Any]], runs: _MethodRuns,
+                          comparisons: Mapping[str, Comparison]) -> None:
+    """``progressive/transfer_percent`` and ``progressive/normalised_area_gain`` (greedy evaluation)
+    in each run's TensorBoard folder, where defined."""
+    from policyshare.comparison import AREA_GAIN, TRANSFER_PERCENT
+
+    if not comparisons:
+        return
+    c = comparisons["greedy"]
+    for seed, d in per_seed.items():
+        for m, path in method_dirs(plan, d["dir"]).items():
+            if m not in c.methods:
+                continue
+            values = {f"progressive/{key}": c.methods[m].per_seed[key][seed].value
+                      for key in (TRANSFER_PERCENT, AREA_GAIN)}
+            _write_tensorboard(path, {k: v for k, v in values.items() if v is not None}, runs.steps[m][str(seed)])
+
+
+def _definitions(comparisons: Mapping[str, Comparison]) -> list[str]:
+    from policyshare.comparison import definitions
+
+    c = comparisons.get("greedy")
+    return definitions(c, c.table_keys()) if c is not None else []
+
+
+#: The claims the report judges, (A, B, wording): Rusu et al. 2016's question and its baseline 4.
+CLAIMS: tuple[tuple[str, str, str], ...] = (
+    (PROGRESSIVE, SCRATCH, "the progressive column learns faster than a column from scratch"),
+    (PROGRESSIVE, RANDOM_COLUMN, "the progressive column beats its random-column control (baseline 4)"),
+)
+
+
+def _verdicts(comparisons: Mapping[str, Comparison]) -> list[dict[str, Any]]:
+    """Each claim of :data:`CLAIMS` whose methods were run, on each curve (normalised area)."""
+    return [c.verdict(a, b, claim=f"{claim} (normalised area, {c.curve})").as_dict()
+            for c in comparisons.values() for a, b, claim in CLAIMS if a in c.methods and b in c.methods]
+
+
 def _transfer_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
-    from policyshare.metrics import format_interval, format_number
+    from policyshare.comparison import format_interval_record
+    from policyshare.metrics import format_number
 
     rows = []
     for m, d in metrics["methods"].items():
         t = d["transfer_percent"]
-        interval = format_interval(t["iqm"], t["low"], t["high"]) if t else "n/a"
-        per_seed = ", ".join(f"s{s}: {format_number(v)}" for s, v in t["per_seed"].items()) if t else "n/a"
+        interval = format_interval_record(t) if t else "n/a"
+        why = t.get("per_seed_why", {}) if t else {}
+        per_seed = ", ".join(f"s{s}: {'undefined' if s in why else format_number(v)}"
+                             for s, v in t["per_seed"].items()) if t else "n/a"
         rows.append((m, interval, per_seed, f"{d['final_eval_mean_return_over_seeds']:.2f}"))
     return rows
 
@@ -199,9 +269,10 @@ def summary_text(metrics: Mapping[str, Any], root: Path) -> str:
     """The figures ``policyshare progressive`` prints at the end."""
     lines = [f"target {metrics['target']} after {' → '.join(metrics['tasks'][:-1])}, "
              f"{metrics['algo']}, seeds {' '.join(map(str, metrics['seeds']))}",
-             f"{'method':<15} {'transfer % IQM [95% CI]':<26} {'per seed':<34} final return"]
+             f"{'method':<15} {'transfer % IQM (greedy evaluation)':<34} {'per seed':<34} final return"]
     for m, interval, per_seed, final in _transfer_rows(metrics):
-        lines.append(f"{m:<15} {interval:<26} {per_seed:<34} {final}")
+        lines.append(f"{m:<15} {interval:<34} {per_seed:<34} {final}")
+    lines += [f"verdict: {v['text']}" for v in metrics.get("verdicts", [])]
     lines.append("earlier columns' returns unchanged after training later ones: "
                  f"{'yes' if metrics['no_forgetting_all_identical'] else 'NO'}")
     if metrics["fisher"]:
@@ -224,11 +295,20 @@ def _report(metrics: Mapping[str, Any]) -> str:
            f"env steps per target run: {', '.join(map(str, steps))}; adapters {cfg['adapter']}.", "",
            "## Transfer to the target (Rusu et al. 2016, Table 1)", "",
            f"{metrics['transfer_definition']}.", "",
-           *markdown_table(["method", "transfer % IQM [95% CI]", "per seed", "final eval return (mean over seeds)"],
+           *markdown_table(["method", "transfer % IQM (greedy evaluation)", "per seed",
+                            "final eval return (mean over seeds)"],
                            [[metrics["methods"][m]["label"], interval, per_seed, final]
                             for m, interval, per_seed, final in _transfer_rows(metrics)], align=["---"] * 4)]
+    for curve, table in metrics.get("tables", {}).items():
+        out += ["", f"### Every metric on the {curve} curve", "", *table]
+    verdicts = metrics.get("verdicts", [])
+    if verdicts:
+        out += ["", "### Verdicts", "", *(f"- {v['text']}" for v in verdicts)]
+    if metrics.get("definitions"):
+        out += ["", "### Definitions", "", *metrics["definitions"]]
     randoms = ", ".join(f"s{s}: {v:.2f}" for s, v in metrics["target_random_mean_return"].items())
-    out += ["", f"Random policy on the target: {randoms}.", "", "![learning curves](curves.png)", "",
+    out += ["", f"Random policy on the target: {randoms}.", "", "![learning curves (greedy evaluation)](curves.png)",
+            "", "![learning curves (training episodes)](curves_training.png)", "",
             "## No forgetting", "",
             "Every earlier column, evaluated through the whole network on its own task with the "
             "seeds and episodes of its evaluation right after training: "

@@ -15,7 +15,7 @@ Modules, in data-flow order:
   textures, scikit-learn sample photos, the user's files and folders, MNIST / CIFAR-10 from
   local standard-format files) and PNG writing.
 * :mod:`~policyshare.vision.inputs` — how images enter a trunk (:class:`ImageInput`) and how a
-  trunk is named on the command line (``random``, ``random:SPEC``, ``zoo:ENV_ID``, a trunk file).
+  trunk is named on the command line (``random``, ``random:SPEC``, ``zoo:ENV_ID[@s<seed>]``, a trunk file).
 * :mod:`~policyshare.vision.probe` — classifier heads on a trunk: linear probe, fine-tuning and
   classification pretraining.
 * :mod:`~policyshare.vision.autoencoder` — generative pretraining of a trunk as a denoising

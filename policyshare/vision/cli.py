@@ -24,8 +24,8 @@ from policyshare.errors import UserError
 log = logging.getLogger(__name__)
 
 TRUNK_HELP = ("random (the configured spec, seeded), random:SPEC (minatar, minatar_deep, nature, image_deep: six conv "
-              "layers deep enough for textures and styles), zoo:ENV_ID (the trunk of the zoo's expert, e.g. "
-              "zoo:MinAtar/Breakout-v1), classify or "
+              "layers deep enough for textures and styles), zoo:ENV_ID (the trunk of the zoo's expert of training "
+              "seed 0, e.g. zoo:MinAtar/Breakout-v1; zoo:ENV_ID@sN for seed N), classify or "
               "autoencoder (trained here on the digits' training split), or a trunk file (.safetensors, e.g. "
               "runs/train/…/trunk.safetensors)")
 

@@ -22,7 +22,8 @@ so every layer's Gramian carries structure); the RL specs keep PyTorch's default
 
 **Trunk references** (:func:`load_trunk_ref`): ``random`` (the configured spec, seeded),
 ``random:SPEC`` (another spec at its native input size), ``zoo:ENV_ID`` (the trunk of the zoo's
-expert for that game, :mod:`policyshare.zoo`), or a trunk file written by
+expert for that game, training seed 0, :mod:`policyshare.zoo`; ``zoo:ENV_ID@s<seed>`` for another
+seed), or a trunk file written by
 ``policyshare train`` / ``policyshare vision pretrain``. ``classify`` and ``autoencoder`` are
 resolved by :func:`policyshare.vision.pretrain.resolve_trunk`, which trains them.
 """
@@ -181,10 +182,10 @@ def random_trunk(cfg: VisionTrunkConfig, seed: int, spec_name: str | None = None
 
 
 def load_trunk_ref(ref: str, cfg: VisionTrunkConfig, seed: int) -> Trunk:
-    """A trunk by reference: ``random``, ``random:SPEC`` or a trunk file.
+    """A trunk by reference: ``random``, ``random:SPEC``, ``zoo:ENV_ID[@s<seed>]`` or a trunk file.
 
     Raises:
-        UserError: unknown reference (no such file).
+        UserError: unknown reference (no such file; a zoo expert the zoo lacks, naming what it has).
         CheckpointError: a trunk file that is corrupt, not a trunk file, or of an unknown spec.
     """
     if ref == "random":
@@ -198,7 +199,7 @@ def load_trunk_ref(ref: str, cfg: VisionTrunkConfig, seed: int) -> Trunk:
     if ref.startswith("zoo:"):
         return zoo_trunk(ref.split(":", 1)[1])
     if not Path(ref).exists():
-        raise UserError(f"trunk {ref!r} not found; pass random, random:SPEC, zoo:ENV_ID, "
+        raise UserError(f"trunk {ref!r} not found; pass random, random:SPEC, zoo:ENV_ID[@sSEED], "
                         f"{', '.join(PRETRAINED_REFS)} or a trunk file (.safetensors)")
     if Path(ref).is_dir():
         candidate = Path(ref) / "trunk.safetensors"
@@ -208,21 +209,28 @@ def load_trunk_ref(ref: str, cfg: VisionTrunkConfig, seed: int) -> Trunk:
     return load_trunk(ref)
 
 
-def zoo_trunk(env_id: str) -> Trunk:
-    """The trunk of the zoo's expert for ``env_id`` (e.g. ``MinAtar/Breakout-v1``), as the experiment's
-    vision stage extracts it: the SB3 policy's features extractor's trunk.
+def zoo_trunk(ref: str) -> Trunk:
+    """The trunk of a zoo expert, as the experiment's vision stage extracts it: the SB3 policy's
+    features extractor's trunk.
+
+    Args:
+        ref: ``ENV_ID`` (the expert of training seed 0, e.g. ``MinAtar/Breakout-v1``) or
+            ``ENV_ID@s<seed>`` (``MinAtar/Breakout-v1@s1``).
 
     Raises:
-        UserError: the zoo has no expert for ``env_id`` (naming the ones it has).
+        UserError: a malformed reference; the zoo has no expert for that env (naming the ones it
+            has) or none with that seed (naming the seeds it has).
     """
     from policyshare import zoo
     from policyshare.sb3_files import load_sb3
 
-    path = zoo.expert_path(env_id)
-    model, header = load_sb3(path)
+    env_id, seed = zoo.parse_ref(ref)
+    expert = zoo.find_expert(env_id, seed)
+    model, header = load_sb3(expert.path)
     trunk: Trunk = model.policy.features_extractor.trunk
     trunk.header = {"spec": trunk.spec.to_dict(),
-                    "source": {"kind": "zoo", "env_id": env_id, "algo": header.get("algo"), "copied_from": str(path)}}
+                    "source": {"kind": "zoo", "env_id": env_id, "seed": expert.seed, "algo": header.get("algo"),
+                               "copied_from": str(expert.path)}}
     return trunk.eval()
 
 
@@ -231,7 +239,10 @@ def trunk_label(ref: str) -> str:
     if ref == "random" or ref.startswith("random:") or ref in PRETRAINED_REFS:
         return slug(ref.replace(":", "-"))
     if ref.startswith("zoo:"):
-        return "expert-" + slug(ref.split("/")[-1].split("-")[0].lower())
+        # zoo:ENV and zoo:ENV@s0 name the same expert: one label; other seeds add theirs.
+        base, _, seed = ref.partition("@s")
+        label = "expert-" + slug(base.split("/")[-1].split("-")[0].lower())
+        return label if seed in ("", "0") else f"{label}-s{slug(seed)}"
     p = Path(ref)
     if p.is_dir():
         return slug(p.name)

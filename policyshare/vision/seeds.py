@@ -144,9 +144,10 @@ def paired_difference(a: Sequence[float], b: Sequence[float], reps: int = 2000, 
 def verdict(differences: Mapping[str, SeedSummary]) -> tuple[Verdict, str]:
     """One verdict on a claim that every difference is positive (A better than each B).
 
-    ``supported`` when every interval lies above 0; ``refuted`` when one lies below 0;
-    ``undecided`` otherwise — and always when a difference has fewer than
-    :data:`MIN_SEEDS_FOR_CI` seeds (ranges are not intervals, so they decide nothing).
+    ``refuted`` when one interval lies below 0 (one failed part refutes an "A beats every B"
+    claim, whatever the other parts show); ``supported`` when every interval lies above 0;
+    ``undecided`` otherwise — and ``undecided``, unless refuted, when a difference has fewer
+    than :data:`MIN_SEEDS_FOR_CI` seeds (ranges are not intervals, so they decide nothing).
 
     Args:
         differences: name of the comparison (``classify − autoencoder``) → paired difference.
@@ -156,14 +157,14 @@ def verdict(differences: Mapping[str, SeedSummary]) -> tuple[Verdict, str]:
     """
     if not differences:
         return "undecided", "nothing to compare"
-    few = [k for k, d in differences.items() if d.kind != "ci"]
-    if few:
-        n = min(d.n for d in differences.values())
-        return "undecided", (f"{n} seed(s) with a defined value: fewer than {MIN_SEEDS_FOR_CI}, so ranges, no "
-                             "intervals and no verdict")
-    below = [k for k, d in differences.items() if d.high < 0]
+    below = [k for k, d in differences.items() if d.kind == "ci" and d.high < 0]
     if below:
         return "refuted", "interval below 0: " + "; ".join(f"{k} = {differences[k].format()}" for k in below)
+    few = [k for k, d in differences.items() if d.kind != "ci"]
+    if few:
+        n = min(differences[k].n for k in few)
+        return "undecided", (f"{', '.join(few)}: {n} seed(s) with a defined value, fewer than {MIN_SEEDS_FOR_CI}, "
+                             "so a range, not an interval; no other difference refutes the claim")
     if all(d.low > 0 for d in differences.values()):
         return "supported", "every interval above 0: " + "; ".join(f"{k} = {d.format()}"
                                                                       for k, d in differences.items())
