@@ -289,5 +289,5 @@ def test_training_episode_curves_are_read_beside_greedy_ones(tmp_path: Path) -> 
 
 def test_expert_return_of_the_zoo_and_a_missing_one() -> None:
     expert, source = comparison.zoo_expert_return("MinAtar/Breakout-v1")
-    assert expert is not None and expert > 0 and source.startswith("zoo expert MinAtar-Breakout-v1.zip")
+    assert expert is not None and expert > 0 and source.startswith("zoo expert MinAtar-Breakout-v1__s0.zip")
     assert comparison.zoo_expert_return("CartPole-v1") == (None, "the zoo has no expert for CartPole-v1")

@@ -169,21 +169,24 @@ def read_runs(folders: Mapping[str, Mapping[Any, str | Path]], *, finished_only:
 
 
 def zoo_expert_return(env_id: str) -> tuple[float | None, str]:
-    """The expert return of ``env_id`` and where it comes from: the shipped zoo expert's recorded
-    greedy evaluation (:mod:`policyshare.zoo`; mean over its episodes, no new evaluation).
+    """The expert return of ``env_id`` and where it comes from: the shipped zoo experts' recorded
+    greedy evaluations (:mod:`policyshare.zoo`; no new evaluation), averaged over the zoo's seeds
+    of that game.
 
     Returns:
-        ``(mean return, "zoo expert <file>: … episodes, seed …")``, or ``(None, reason)`` where
-        the zoo has no expert for the env.
+        ``(mean return, "zoo expert <file>[, <file> …] (greedy, … episodes each, seed …)")``, or
+        ``(None, reason)`` where the zoo has no expert for the env.
     """
     from policyshare import zoo
 
-    for expert in zoo.list_experts():
-        if expert.env_id == env_id:
-            ev = expert.provenance.get("evaluation", {})
-            return expert.eval_mean, (f"zoo expert {expert.path.name} (greedy, {ev.get('episodes', '?')} episodes, "
-                                      f"seed {ev.get('seed', '?')})")
-    return None, f"the zoo has no expert for {env_id}"
+    experts = [e for e in zoo.list_experts() if e.env_id == env_id]
+    if not experts:
+        return None, f"the zoo has no expert for {env_id}"
+    episodes = sorted({str(e.provenance.get("evaluation", {}).get("episodes", "?")) for e in experts})
+    seeds = sorted({str(e.provenance.get("evaluation", {}).get("seed", "?")) for e in experts})
+    mean = float(np.mean([e.eval_mean for e in experts]))
+    return mean, (f"zoo expert {', '.join(e.path.name for e in experts)} (greedy, {'/'.join(episodes)} episodes "
+                  f"each, seed {'/'.join(seeds)}{', mean over the seeds' if len(experts) > 1 else ''})")
 
 
 def mean_over_seeds(values: Mapping[Any, float]) -> float:
