@@ -313,15 +313,15 @@ def render(cfg: ExperimentConfig, est: Estimate, cores: int) -> str:
     lines = [f"{cfg.name}: {len(targets)} target{'s' * (len(targets) > 1)}{loo}, {len(cfg.seeds)} target seeds, "
              f"alignments {', '.join(cfg.alignments)}, upstream seeds ({ups}), methods "
              f"{', '.join(cfg.transfer.methods)}", "",
-             f"{'stage':15s} {'jobs':>5s} {'env steps trained':>18s} {'env steps evaluated':>20s} {'one core':>12s}"]
+             f"{'stage':10s} {'jobs':>5s} {'env steps trained':>18s} {'env steps evaluated':>20s} {'one core':>12s}"]
     for s in STAGES:
         costs = est.costs[s]
         secs = sum(x.seconds for x in costs)
-        lines.append(f"{s:15s} {len(costs):5d} {sum(x.train_steps for x in costs):18,d} "
+        lines.append(f"{s:10s} {len(costs):5d} {sum(x.train_steps for x in costs):18,d} "
                      f"{sum(x.eval_steps for x in costs):20,d} {_duration(secs) if costs else '—':>12s}")
     total = sum(x.seconds for s in STAGES for x in est.costs[s])
     n_jobs = sum(len(v) for v in est.costs.values())
-    lines.append(f"{'total':15s} {n_jobs:5d} {est.env_steps():18,d} "
+    lines.append(f"{'total':10s} {n_jobs:5d} {est.env_steps():18,d} "
                  f"{sum(x.eval_steps for s in STAGES for x in est.costs[s]):20,d} {_duration(total):>12s}")
     by_method: dict[str, list[int]] = {}
     for c in est.costs["transfer"]:
