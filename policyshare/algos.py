@@ -191,12 +191,22 @@ class TrunkConfig(Settings):
         activation: ``relu``, ``trec`` or ``tlin``.
         theta: threshold θ of TRec/TLin.
         alignment: input alignment ``pad``/``stem``/``none``; ``null`` takes the suite's.
+        width: multiplier of every trunk layer's channels or units (1: the spec as named); the
+            ``capacity`` stage sizes shared networks with it.
     """
 
     spec: str | None = None
     activation: Literal["relu", "trec", "tlin"] = "relu"
     theta: NonNegativeFloat = 0.5
     alignment: Literal["pad", "stem", "none"] | None = None
+    width: PositiveFloat = 1.0
+
+    def trunk_kwargs(self, suite_trunk: str) -> dict[str, Any]:
+        """``{"name", "activation", "theta"}`` (and ``"width"`` unless 1) for :func:`policyshare.trunks.spec_after`."""
+        out: dict[str, Any] = {"name": self.spec or suite_trunk, "activation": self.activation, "theta": self.theta}
+        if self.width != 1.0:
+            out["width"] = self.width
+        return out
 
 
 def algo_params(algo: str, raw: Any, where: str) -> Any:
@@ -212,8 +222,7 @@ def algo_params(algo: str, raw: Any, where: str) -> Any:
 
 def extractor_kwargs(trunk: TrunkConfig, suite: Any) -> dict[str, Any]:
     """Plain-data kwargs of :class:`TrunkExtractor` for a trunk config and suite."""
-    return {"trunk": {"name": trunk.spec or suite.trunk, "activation": trunk.activation,
-                      "theta": trunk.theta},
+    return {"trunk": trunk.trunk_kwargs(suite.trunk),
             "alignment": suite.alignment_kwargs(trunk.alignment)}
 
 

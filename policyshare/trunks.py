@@ -32,7 +32,7 @@ and DQN can use it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -375,17 +375,23 @@ def spec_after(align: InputAlignment, trunk: Mapping[str, Any] | None = None) ->
 
     Args:
         align: the input alignment in front of the trunk.
-        trunk: ``{"name", "activation", "theta"}`` (defaults: the ``minatar`` spec, ``relu``,
-            θ = 0.5).
+        trunk: ``{"name", "activation", "theta", "width"}`` (defaults: the ``minatar`` spec, ``relu``,
+            θ = 0.5, width 1). ``width`` multiplies every layer's output channels or units (each
+            rounded, at least 1): the one knob that sizes a network (``capacity`` stage).
 
     Raises:
         ConfigError: an unknown spec name or activation (from :class:`TrunkSpec`).
     """
     trunk = dict(trunk or {})
-    return TrunkSpec(name=str(trunk.get("name", "minatar")), in_channels=align.out_channels,
-                     height=align.height, width=align.width,
+    name = str(trunk.get("name", "minatar"))
+    scale = float(trunk.get("width", 1.0))
+    if not scale > 0:
+        raise ConfigError(f"trunk width must be > 0, got {scale}")
+    layers = (tuple(replace(layer, out=max(1, round(layer.out * scale))) for layer in TRUNK_SPECS[name])
+              if scale != 1.0 and name in TRUNK_SPECS else ())
+    return TrunkSpec(name=name, in_channels=align.out_channels, height=align.height, width=align.width,
                      activation=str(trunk.get("activation", "relu")),
-                     theta=float(trunk.get("theta", 0.5)))
+                     theta=float(trunk.get("theta", 0.5)), layers=layers)
 
 
 def trunk_for_space(observation_space: gym.Space, trunk: Mapping[str, Any] | None = None,

@@ -214,8 +214,7 @@ def build_student(tasks: Sequence[TaskInfo], suite: Suite, cfg: DistillConfig) -
     """
     alignment = suite.alignment_kwargs(cfg.trunk.alignment)
     probe = InputAlignment(tasks[0].obs_shape, **alignment)
-    spec = spec_after(probe, {"name": cfg.trunk.spec or suite.trunk, "activation": cfg.trunk.activation,
-                              "theta": cfg.trunk.theta})
+    spec = spec_after(probe, cfg.trunk.trunk_kwargs(suite.trunk))
     return Student(spec, tasks, len(suite.actions), alignment, cfg.head, cfg.head_hidden)
 
 

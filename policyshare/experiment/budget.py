@@ -189,11 +189,17 @@ def _train_cost(cfg: ExperimentConfig, job: Job, game: str, timesteps: int | Non
 
 
 def _distill_cost(cfg: ExperimentConfig, job: Job, tp: Throughput) -> JobCost:
+    return _distill_steps_cost(job, cfg.distill.steps, cfg.distill.set, tp, cfg.distill.config)
+
+
+def _distill_steps_cost(job: Job, steps_per_task: int | None, overrides: Mapping[str, Any], tp: Throughput,
+                        config: str | None = None) -> JobCost:
+    """A distillation's cost: ``steps_per_task`` env steps per game (``None``: the config's)."""
     from policyshare.distill import load_distill_config
 
     games = job.params["games"]
-    steps = {} if cfg.distill.steps is None else {"steps": cfg.distill.steps}
-    d = load_distill_config(cfg.distill.config, deep_merge({**cfg.distill.set, **steps}, _alignment(job.params)))
+    steps = {} if steps_per_task is None else {"steps": steps_per_task}
+    d = load_distill_config(config, deep_merge({**overrides, **steps}, _alignment(job.params)))
     rounds = -(-d.steps // d.n_envs)
     per_task = rounds * d.n_envs
     evals = (per_task // d.eval.freq) * d.eval.episodes if d.eval.freq else 0
@@ -203,14 +209,20 @@ def _distill_cost(cfg: ExperimentConfig, job: Job, tp: Throughput) -> JobCost:
 
 
 def _multitask_cost(cfg: ExperimentConfig, job: Job, tp: Throughput) -> JobCost:
+    games = job.params["games"]
+    return _multitask_steps_cost(job, multitask_timesteps(cfg, games, job.params["index"]), cfg.multitask.set, tp,
+                                 cfg.multitask.config)
+
+
+def _multitask_steps_cost(job: Job, timesteps: int, overrides: Mapping[str, Any], tp: Throughput,
+                          config: str | None = None) -> JobCost:
+    """A multi-task PPO run's cost: ``timesteps`` env steps over its games."""
     from policyshare.multitask import load_multitask_config
     from policyshare.train import trained_timesteps
 
     games = job.params["games"]
-    mt, params = load_multitask_config(len(games), cfg.multitask.config,
-                                       deep_merge(cfg.multitask.set, _alignment(job.params)))
-    steps = trained_timesteps(multitask_timesteps(cfg, games, job.params["index"]),
-                              params.n_steps * mt.n_envs * len(games))
+    mt, params = load_multitask_config(len(games), config, deep_merge(overrides, _alignment(job.params)))
+    steps = trained_timesteps(timesteps, params.n_steps * mt.n_envs * len(games))
     evals = (steps // mt.eval.freq + 1) * mt.eval.episodes if mt.eval.freq else 0
     eval_steps = sum((evals + mt.eval.final_episodes) * episode_steps(g) for g in games)
     return JobCost(job, steps, eval_steps,
@@ -239,6 +251,11 @@ def job_cost(cfg: ExperimentConfig, job: Job, tp: Throughput = Throughput()) -> 
         speed = tp.progressive if p["method"] in (PROGRESSIVE, RANDOM_COLUMN) else tp.train
         t = cfg.transfer
         return _train_cost(cfg, job, p["env_id"], t.timesteps, t.config, t.set, speed, tp)
+    if job.kind.startswith("capacity_"):
+        from policyshare.experiment.capacity import capacity_cost
+
+        return capacity_cost(cfg, job, tp, {"train": _train_cost, "multitask": _multitask_steps_cost,
+                                            "distill": _distill_steps_cost})
     return JobCost(job, 0, 0, tp.vision_s if job.kind == "vision" else tp.report_s)
 
 

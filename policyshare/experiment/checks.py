@@ -118,6 +118,7 @@ def check_stage_configs(cfg: ExperimentConfig) -> None:
         if not 0 < 2 * t_cfg.eval.freq <= cfg.transfer.timesteps:
             raise ConfigError(f"transfer is measured on learning curves: set transfer.set.eval.freq (now "
                               f"{t_cfg.eval.freq}) to at most half of transfer.timesteps ({cfg.transfer.timesteps})")
+    _check_capacity_configs(cfg)
     if {PROGRESSIVE, RANDOM_COLUMN} & methods:
         from policyshare.progressive import AdapterConfig
 
@@ -207,5 +208,28 @@ def zoo_alignment(path: Path) -> str:
     mode = ((prov.get("config") or {}).get("trunk") or {}).get("alignment")
     return str(mode or check_env_id(str(prov["env_id"])).alignment)
 
+
+
+def _check_capacity_configs(cfg: ExperimentConfig) -> None:
+    """The capacity stages' own configs (training, multi-task, distillation) with their overrides.
+
+    Raises:
+        ConfigError: a bad override in ``capacity.train_set``, ``multitask_set`` or ``distill_set``.
+    """
+    if not cfg.capacity.enabled:
+        return
+    from policyshare.config import deep_merge
+    from policyshare.distill import load_distill_config
+    from policyshare.experiment.capacity import capacity_games
+    from policyshare.multitask import load_multitask_config
+    from policyshare.train import load_train_config
+
+    c = cfg.capacity
+    aligned = {"trunk": {"alignment": cfg.alignments[0]}}
+    games = capacity_games(cfg)
+    for game in games:
+        load_train_config(game, cfg.algo, None, deep_merge(c.train_set, aligned))
+    load_multitask_config(len(games), None, deep_merge(c.multitask_set, aligned))
+    load_distill_config(None, deep_merge({**c.distill_set, "steps": c.distill_steps}, aligned))
 
 __all__ = ["check_stage_configs", "load_experiment_config", "zoo_alignment", "zoo_expert"]

@@ -25,6 +25,7 @@ from pydantic.dataclasses import dataclass
 
 from policyshare.config import SETTINGS, Settings, check_seeds
 from policyshare.errors import ConfigError
+from policyshare.experiment.capacity import CapacityStage, check_capacity
 from policyshare.methods import (
     EXPERIMENT_METHODS,
     FINETUNE,
@@ -37,7 +38,8 @@ from policyshare.methods import (
 )
 
 #: The stages, in order.
-STAGES: tuple[str, ...] = ("experts", "distill", "multitask", "transfer", "vision", "report")
+STAGES: tuple[str, ...] = ("experts", "distill", "multitask", "transfer", "vision", "capacity", "capacity_shared",
+                           "report")
 #: Transfer methods on a target game (named in :mod:`policyshare.methods`); ``scratch`` is the
 #: reference of transfer %.
 METHODS: tuple[str, ...] = EXPERIMENT_METHODS
@@ -214,6 +216,8 @@ class ExperimentConfig(Settings):
         targets: held-out target games, or ``all`` (every game of ``games``).
         seeds: seeds of the transfer runs (target seeds); target seed number ``i`` uses upstream
             seed number ``i mod U`` (:mod:`policyshare.experiment.design`).
+        capacity: data per parameter at a fixed budget
+            (:class:`~policyshare.experiment.capacity.CapacityStage`; off by default).
     """
 
     name: str
@@ -229,6 +233,7 @@ class ExperimentConfig(Settings):
     transfer: TransferStage = field(default_factory=TransferStage)
     vision: VisionStage = field(default_factory=VisionStage)
     report: ReportStage = field(default_factory=ReportStage)
+    capacity: CapacityStage = field(default_factory=CapacityStage)
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, list) and not self.sources:
@@ -247,6 +252,7 @@ class ExperimentConfig(Settings):
         _check_alignment_sets(self)
         if self.resolved:
             _check_games(self)
+            check_capacity(self)
 
     @property
     def resolved(self) -> bool:
@@ -383,5 +389,5 @@ def _check_seed_pairing(cfg: ExperimentConfig) -> None:
                              f"{len(upstream)}); list at least {len(upstream)} target seeds or fewer {where}")
 
 
-__all__ = ["EXPERT_METHODS", "METHODS", "STAGES", "Alignment", "DistillStage", "ExperimentConfig", "ExpertsStage",
-           "MultitaskStage", "ReportStage", "TransferStage", "VisionStage"]
+__all__ = ["EXPERT_METHODS", "METHODS", "STAGES", "Alignment", "CapacityStage", "DistillStage", "ExperimentConfig",
+           "ExpertsStage", "MultitaskStage", "ReportStage", "TransferStage", "VisionStage"]

@@ -231,6 +231,10 @@ def upstreams(cfg: ExperimentConfig) -> dict[str, list[Upstream]]:
                     add(student(cfg, cfg.sources_for(target), alignment, i))
     if cfg.vision.enabled and "expert" in cfg.vision.include:
         add(vision_expert(cfg))
+    if cfg.capacity.enabled:  # the expert returns the capacity variants are normalised by
+        for game in cfg.capacity.games or cfg.sources_for(cfg.target_games[0]):
+            for i in range(len(upstream_seeds(cfg, "expert"))):
+                add(expert(cfg, game, cfg.alignments[0], i))
     for up in list(out["distill"]):
         for t in teachers(cfg, up):
             add(t)

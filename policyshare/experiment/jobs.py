@@ -18,6 +18,8 @@ writes its run folder:
   ``random_column`` (the same with a random frozen column, baseline 4). Every run but ``scratch``
   uses the job's alignment, and records the artifact and upstream seed it started from under
   ``upstream`` in its ``config.yaml``;
+* ``capacity_single``, ``capacity_multitask``, ``capacity_student`` — the data-per-parameter
+  variants (:mod:`policyshare.experiment.capacity`);
 * ``vision`` — the vision thesis table (:func:`policyshare.vision.compare.compare`);
 * ``report`` — :func:`policyshare.experiment.report.build_report`.
 """
@@ -31,6 +33,7 @@ from typing import Any
 from policyshare.config import deep_merge, from_dict, to_dict
 from policyshare.errors import UserError
 from policyshare.experiment.budget import multitask_timesteps
+from policyshare.experiment.capacity import RUNNERS as CAPACITY_RUNNERS
 from policyshare.experiment.checks import zoo_expert
 from policyshare.experiment.config import ExperimentConfig
 from policyshare.experiment.design import Upstream, teachers
@@ -202,7 +205,7 @@ def _report_job(root: Path, cfg: ExperimentConfig, job: Job) -> None:
 #: run folder (resuming an unfinished one).
 RUNNERS: dict[str, Callable[[Path, ExperimentConfig, Job], None]] = {
     "expert": _expert_job, "distill": _distill_job, "multitask": _multitask_job, "transfer": _transfer_job,
-    "vision": _vision_job, "report": _report_job,
+    "vision": _vision_job, "report": _report_job, **CAPACITY_RUNNERS,
 }
 
 

@@ -13,6 +13,8 @@ default, :func:`default_root`)::
     transfer/<env>/<arm>__s<seed>/                  train run folders, TensorBoard under tb/
                                                     (transfer_dir); <arm>: method[__source][__alignment]
     vision_trunks/, vision/                         this run's trunks for the vision stage; its run folder
+    capacity/<variant>/<env or games>__s<seed>/     data per parameter (capacity.py): single, multitask,
+                                                    shared_total, shared_one
     report.md, summary.json, plots/                 the report (rebuilt by ``policyshare report``)
 
 :func:`job_settings` lists the settings a finished job depends on ("resume only with the same
@@ -27,6 +29,7 @@ from typing import Any
 
 from policyshare.config import to_dict
 from policyshare.errors import UserError
+from policyshare.experiment.capacity import capacity_jobs, capacity_settings
 from policyshare.experiment.config import STAGES, ExperimentConfig
 from policyshare.experiment.design import (
     Arm,
@@ -50,7 +53,9 @@ from policyshare.runs import runs_dir, slug
 #: ``--force STAGE``).
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "experts": ("experts",), "distill": ("distill",), "multitask": ("multitask",), "transfer": ("transfer",),
-    "vision": ("vision", "vision_trunks"), "report": ("report.md", "summary.json", "plots")}
+    "vision": ("vision", "vision_trunks"), "capacity": ("capacity/single", "capacity/multitask"),
+    "capacity_shared": ("capacity/shared_total", "capacity/shared_one"),
+    "report": ("report.md", "summary.json", "plots")}
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ def plan(cfg: ExperimentConfig) -> dict[str, list[Job]]:
                     "source": arm.source, "upstream": up.describe() if up is not None else None}))
     if cfg.vision.enabled:
         out["vision"].append(Job("vision", "vision", "vision", {}))
+    out.update(capacity_jobs(cfg))
     out["report"].append(Job("report", "report", "report", {}))
     return out
 
@@ -170,6 +176,8 @@ def job_settings(cfg: ExperimentConfig, job: Job) -> dict[str, Any]:
     """
     if job.kind in ("expert", "distill", "multitask"):
         return upstream_settings(cfg, upstream_of(job.params))
+    if job.kind.startswith("capacity_"):
+        return capacity_settings(cfg, job)
     if job.kind == "transfer":
         d = to_dict(cfg)
         p = job.params
@@ -252,7 +260,8 @@ def default_root(cfg: ExperimentConfig) -> Path:
 #: The result files the report reads (relative to the experiment folder).
 REPORT_INPUTS: tuple[str, ...] = (
     "experts/*/*/metrics.json", "distill/*/*/metrics.json", "multitask/*/*/metrics.json",
-    "transfer/*/*/metrics.json", "transfer/*/*/evaluations.json", "vision/metrics.json", "config.yaml")
+    "transfer/*/*/metrics.json", "transfer/*/*/evaluations.json", "vision/metrics.json", "capacity/*/*/metrics.json",
+    "config.yaml")
 
 
 def report_inputs(root: Path) -> list[list[Any]]:

@@ -124,8 +124,7 @@ def build_multitask_model(env: MultiTaskVecEnv, cfg: MultiTaskConfig, params: An
     policy_kwargs: dict[str, Any] = {
         "features_extractor_class": MultiTaskExtractor,
         "features_extractor_kwargs": {
-            "trunk": {"name": cfg.trunk.spec or suite.trunk, "activation": cfg.trunk.activation,
-                      "theta": cfg.trunk.theta},
+            "trunk": cfg.trunk.trunk_kwargs(suite.trunk),
             "alignment": suite.alignment_kwargs(cfg.trunk.alignment),
             "task_channels": list(env.task_channels)},
         "net_arch": list(cfg.policy.net_arch),
