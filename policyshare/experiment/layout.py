@@ -252,7 +252,8 @@ def default_root(cfg: ExperimentConfig) -> Path:
 #: The result files the report reads (relative to the experiment folder).
 REPORT_INPUTS: tuple[str, ...] = (
     "experts/*/*/metrics.json", "distill/*/*/metrics.json", "multitask/*/*/metrics.json",
-    "transfer/*/*/metrics.json", "transfer/*/*/evaluations.json", "vision/metrics.json", "config.yaml")
+    "transfer/*/*/metrics.json", "transfer/*/*/evaluations.json", "transfer/*/*/config.yaml", "vision/metrics.json",
+    "capacity/summary.json", "config.yaml")
 
 
 def report_inputs(root: Path) -> list[list[Any]]:
