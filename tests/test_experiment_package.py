@@ -10,8 +10,8 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "policyshare" / "experiment"
 #: Data-flow order: a module may import only the ones before it.
-ORDER = ["config", "checks", "design", "layout", "budget", "report_targets", "report_claims", "report", "jobs", "runner",
-         "sweep"]
+ORDER = ["config", "checks", "design", "layout", "budget", "report_targets", "report_claims", "report", "jobs",
+         "runner", "sweep"]
 
 
 def _imported_siblings(module: str) -> set[str]:
