@@ -149,7 +149,8 @@ def test_across_targets_and_the_four_claims(synthetic: Path) -> None:
     assert (synthetic / across["profiles"]["plot"]).read_bytes()[:4] == b"\x89PNG"
     claims = summary["claims"]
     assert claims["a"]["outcome"] == "supported"
-    assert all(claims[k]["outcome"] in OUTCOMES for k in "bc")
+    assert claims["b"]["outcome"] == "supported"  # single_teacher did not run: only vs finetune counts
+    assert claims["c"]["outcome"] in OUTCOMES
     assert claims["d"]["outcome"] == NO_CAPACITY
     report = (synthetic / "report.md").read_text()
     assert "(a) sharing helps transfer to a held-out game: **supported**" in report

@@ -273,7 +273,7 @@ def _resolve(family: str, known: set[str]) -> str:
 def _not_run(claim: str, missing: str, env_steps: int) -> dict[str, Any]:
     text = f"{claim}: no verdict ({missing} has no runs in this experiment)"
     return {"claim": claim, "outcome": "no verdict", "why": f"{missing} has no runs", "text": text,
-            "seeds": [0, 0], "env_steps": env_steps, "seeds_needed": None}
+            "seeds": [0, 0], "env_steps": env_steps, "seeds_needed": None, "not_run": True}
 
 
 def _judge_one(results: Sequence[TargetResult], a: str, b: str, claim: str) -> dict[str, Any]:
@@ -318,7 +318,9 @@ def _across_verdict(results: Sequence[TargetResult], a: str, b: str, claim: str)
 
 
 def _overall(parts: Sequence[Mapping[str, Any]]) -> tuple[str, int | None]:
-    """A claim's outcome from its comparisons' and the seeds per method that would decide it."""
+    """A claim's outcome from its comparisons' (those whose methods ran) and the seeds per method that
+    would decide it."""
+    parts = [p for p in parts if not p.get("not_run")] or list(parts)
     outcomes = {p["outcome"] for p in parts}
     needed = [p["seeds_needed"] for p in parts if p.get("seeds_needed")]
     if outcomes == {"supported"}:
