@@ -10,7 +10,8 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "policyshare" / "experiment"
 #: Data-flow order: a module may import only the ones before it.
-ORDER = ["config", "checks", "design", "layout", "budget", "report", "jobs", "runner", "sweep"]
+ORDER = ["capacity", "config", "checks", "design", "capacity_plan", "layout", "budget", "capacity_run",
+         "report_targets", "report_claims", "capacity_report", "report", "jobs", "runner", "sweep"]
 
 
 def _imported_siblings(module: str) -> set[str]:

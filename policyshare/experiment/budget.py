@@ -252,11 +252,20 @@ def job_cost(cfg: ExperimentConfig, job: Job, tp: Throughput = Throughput()) -> 
         t = cfg.transfer
         return _train_cost(cfg, job, p["env_id"], t.timesteps, t.config, t.set, speed, tp)
     if job.kind.startswith("capacity_"):
-        from policyshare.experiment.capacity import capacity_cost
-
-        return capacity_cost(cfg, job, tp, {"train": _train_cost, "multitask": _multitask_steps_cost,
-                                            "distill": _distill_steps_cost})
+        return _capacity_cost(cfg, job, tp)
     return JobCost(job, 0, 0, tp.vision_s if job.kind == "vision" else tp.report_s)
+
+
+def _capacity_cost(cfg: ExperimentConfig, job: Job, tp: Throughput) -> JobCost:
+    """The planned cost of a capacity job (:mod:`~policyshare.experiment.capacity`) on its settings."""
+    from policyshare.experiment.capacity_plan import single_timesteps
+
+    c = cfg.capacity
+    if job.kind == "capacity_single":
+        return _train_cost(cfg, job, job.params["env_id"], single_timesteps(cfg), None, c.train_set, tp.train, tp)
+    if job.kind == "capacity_multitask":
+        return _multitask_steps_cost(job, c.timesteps, c.multitask_set, tp)
+    return _distill_steps_cost(job, c.distill_steps, c.distill_set, tp)
 
 
 def wall_seconds(costs: Sequence[JobCost], cores: int) -> float:

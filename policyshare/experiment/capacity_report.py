@@ -22,12 +22,8 @@ import numpy as np
 
 from policyshare.comparison.figures import markdown_table, save_figure
 from policyshare.comparison.tables import format_estimate
-from policyshare.experiment.capacity import (
-    VARIANTS,
-    capacity_games,
-    capacity_seeds,
-    run_name,
-)
+from policyshare.experiment.capacity import VARIANTS
+from policyshare.experiment.capacity_plan import capacity_games, capacity_seeds, run_name
 from policyshare.experiment.config import ExperimentConfig
 from policyshare.experiment.design import expert, upstream_seeds
 from policyshare.io import read_json

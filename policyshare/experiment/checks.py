@@ -220,13 +220,12 @@ def _check_capacity_configs(cfg: ExperimentConfig) -> None:
         return
     from policyshare.config import deep_merge
     from policyshare.distill import load_distill_config
-    from policyshare.experiment.capacity import capacity_games
     from policyshare.multitask import load_multitask_config
     from policyshare.train import load_train_config
 
     c = cfg.capacity
     aligned = {"trunk": {"alignment": cfg.alignments[0]}}
-    games = capacity_games(cfg)
+    games = cfg.capacity_games()
     for game in games:
         load_train_config(game, cfg.algo, None, deep_merge(c.train_set, aligned))
     load_multitask_config(len(games), None, deep_merge(c.multitask_set, aligned))

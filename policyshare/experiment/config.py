@@ -25,7 +25,7 @@ from pydantic.dataclasses import dataclass
 
 from policyshare.config import SETTINGS, Settings, check_seeds
 from policyshare.errors import ConfigError
-from policyshare.experiment.capacity import CapacityStage, check_capacity
+from policyshare.experiment.capacity import CapacityStage
 from policyshare.methods import (
     EXPERIMENT_METHODS,
     FINETUNE,
@@ -200,6 +200,31 @@ class ReportStage(Settings):
     confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
 
 
+def _check_capacity(cfg: ExperimentConfig) -> None:
+    """The cross-field checks of the ``capacity`` section (games known).
+
+    Raises:
+        ValueError: fewer than two games, a game listed twice or outside ``games``, no seeds,
+            or a budget below one env step per game.
+    """
+    c = cfg.capacity
+    if not c.enabled:
+        return
+    if c.seeds is not None and not c.seeds:
+        raise ValueError("capacity.seeds: list at least one seed >= 0, or leave it unset (the experiment's seeds)")
+    games = cfg.capacity_games()
+    if len(games) < 2:
+        raise ValueError(f"capacity.games: {len(games)} game; a shared network needs at least two source games")
+    if len(set(games)) < len(games):
+        raise ValueError(f"capacity.games: {games} lists a game twice; list each once")
+    if isinstance(cfg.games, list):
+        unknown = [g for g in games if g not in cfg.games]
+        if unknown:
+            raise ValueError(f"capacity.games: {unknown[0]} is not one of games ({', '.join(cfg.games)})")
+    if c.timesteps < len(games):
+        raise ValueError(f"capacity.timesteps: {c.timesteps} is less than one env step per game ({len(games)})")
+
+
 @dataclass(config=SETTINGS)
 class ExperimentConfig(Settings):
     """An experiment (``configs/sharing.yaml``).
@@ -252,7 +277,7 @@ class ExperimentConfig(Settings):
         _check_alignment_sets(self)
         if self.resolved:
             _check_games(self)
-            check_capacity(self)
+            _check_capacity(self)
 
     @property
     def resolved(self) -> bool:
@@ -271,6 +296,10 @@ class ExperimentConfig(Settings):
         if isinstance(self.targets, list):
             return list(self.targets)
         return list(self._pool("targets: all"))
+
+    def capacity_games(self) -> list[str]:
+        """The capacity study's ``K`` games: ``capacity.games``, or the first target's source games."""
+        return list(self.capacity.games or self.sources_for(self.target_games[0]))
 
     def sources_for(self, target: str) -> list[str]:
         """The source games of ``target``: the listed ones, or with ``sources: others`` every other

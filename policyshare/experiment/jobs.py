@@ -33,7 +33,7 @@ from typing import Any
 from policyshare.config import deep_merge, from_dict, to_dict
 from policyshare.errors import UserError
 from policyshare.experiment.budget import multitask_timesteps
-from policyshare.experiment.capacity import RUNNERS as CAPACITY_RUNNERS
+from policyshare.experiment.capacity_run import RUNNERS as CAPACITY_RUNNERS
 from policyshare.experiment.checks import zoo_expert
 from policyshare.experiment.config import ExperimentConfig
 from policyshare.experiment.design import Upstream, teachers

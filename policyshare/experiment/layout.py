@@ -29,7 +29,7 @@ from typing import Any
 
 from policyshare.config import to_dict
 from policyshare.errors import UserError
-from policyshare.experiment.capacity import capacity_jobs, capacity_settings
+from policyshare.experiment.capacity_plan import capacity_jobs, capacity_settings
 from policyshare.experiment.config import STAGES, ExperimentConfig
 from policyshare.experiment.design import (
     Arm,
@@ -109,7 +109,8 @@ def plan(cfg: ExperimentConfig) -> dict[str, list[Job]]:
                     "source": arm.source, "upstream": up.describe() if up is not None else None}))
     if cfg.vision.enabled:
         out["vision"].append(Job("vision", "vision", "vision", {}))
-    out.update(capacity_jobs(cfg))
+    for stage, specs in capacity_jobs(cfg).items():
+        out[stage] = [Job(*spec) for spec in specs]
     out["report"].append(Job("report", "report", "report", {}))
     return out
 
@@ -177,7 +178,7 @@ def job_settings(cfg: ExperimentConfig, job: Job) -> dict[str, Any]:
     if job.kind in ("expert", "distill", "multitask"):
         return upstream_settings(cfg, upstream_of(job.params))
     if job.kind.startswith("capacity_"):
-        return capacity_settings(cfg, job)
+        return capacity_settings(cfg, job.kind, job.params)
     if job.kind == "transfer":
         d = to_dict(cfg)
         p = job.params
@@ -260,8 +261,8 @@ def default_root(cfg: ExperimentConfig) -> Path:
 #: The result files the report reads (relative to the experiment folder).
 REPORT_INPUTS: tuple[str, ...] = (
     "experts/*/*/metrics.json", "distill/*/*/metrics.json", "multitask/*/*/metrics.json",
-    "transfer/*/*/metrics.json", "transfer/*/*/evaluations.json", "vision/metrics.json", "capacity/*/*/metrics.json",
-    "config.yaml")
+    "transfer/*/*/metrics.json", "transfer/*/*/evaluations.json", "transfer/*/*/config.yaml", "vision/metrics.json",
+    "capacity/*/*/metrics.json", "config.yaml")
 
 
 def report_inputs(root: Path) -> list[list[Any]]:

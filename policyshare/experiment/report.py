@@ -1,30 +1,36 @@
 """The experiment report: ``report.md``, ``summary.json`` and plots, from run folders alone.
 
 :func:`build_report` reads an experiment folder (see :mod:`policyshare.experiment`) — the
-experts' ``metrics.json``, the student's ``metrics.json``, every transfer run's
-``evaluations.json`` and ``metrics.json``, the vision comparison's ``metrics.json`` — and writes:
+experts', students' and multi-task networks' ``metrics.json``, every transfer run's
+``evaluations.json``, ``metrics.json`` and ``config.yaml`` (its ``upstream``), the vision
+comparison's ``metrics.json`` — and writes:
 
-* learning curves per target and arm (method, source, alignment:
-  :class:`~policyshare.experiment.design.Arm`) with bootstrap bands (``plots/curves_<env>.png``);
-* transfer % per arm (area under the learning curve ÷ scratch's, per seed; Rusu et al. 2016)
-  as an interquartile mean with a stratified bootstrap interval (Agarwal et al. 2021, rliable),
-  per target and over all targets (``plots/transfer.png``); for the methods run from every
-  source (``finetune``, ``frozen``) also the mean over sources (per seed) and the best source;
-* the upstream seed each transfer run used (from its ``config.yaml``), for grouping;
-* every student's and multi-task network's expert-normalised IQM over its games;
-* the student's expert-normalised score per game and its IQM (``plots/student.png``);
-* parameter counts (experts, teachers together, student, progressive network);
-* the vision thesis table and its sample grids;
-* a "what this run shows" paragraph written from the numbers: which differences lie outside
-  their intervals;
-* ``summary.json`` with every figure, and the list of inputs it was built from (so a rerun of
-  ``policyshare run`` skips an up-to-date report).
+* **per held-out target** (:mod:`~policyshare.experiment.report_targets`): every arm (method ×
+  source × alignment, and for the methods run from every source the mean over sources and the best
+  source) through :func:`~policyshare.comparison.compare_methods` on the greedy-evaluation curves,
+  and a table on the training-episode curves: every metric (transfer % where scratch is clearly
+  above random, normalised area gain, forward transfer, expert-normalised return at 10/50/100 % of
+  the budget, normalised area), each a value with a confidence interval, a labelled range of too
+  few seeds, or undefined with the reason; runs that start from an upstream artifact keyed by
+  ``(upstream seed, target seed)`` (hierarchical intervals); P(> scratch); the env steps charged
+  upstream to each row beside its score; curves, gain and performance-profile plots;
+* **across targets** (:mod:`~policyshare.experiment.report_claims`): the expert-normalised scores
+  (normalised area, return at 100 %) of every row family aggregated with rliable (IQM,
+  stratified over targets), P(> scratch), performance profiles;
+* **verdicts** on the four claims — (a) sharing helps transfer to a held-out game, (b) the student
+  transfers better than single experts, (c) progressive beats its random-column control, (d)
+  sharing gives more per parameter (from ``summary["capacity"]``, written by the capacity study;
+  :func:`~policyshare.experiment.report_claims.capacity_claim`) — each *supported*, *refuted*,
+  *undecided at this budget* (with about how many seeds would decide it) or *no verdict* (too few
+  runs: ranges, not intervals), with the seeds and env steps behind it;
+* the students' and multi-task networks' scores, parameter counts, experts, the vision table;
+* ``summary.json`` (strict JSON: undefined values are ``null`` with their reasons) with every
+  figure and the list of inputs it was built from (so a rerun of ``policyshare run`` skips an
+  up-to-date report).
 
-Every interval and band uses the config's ``report.confidence`` (default 95 %) and
-``report.bootstrap_reps``, and is labelled with it; with one seed there is no interval, and the
-report says so ("one seed: no interval") instead of printing ``[nan, nan]``.
-
-``policyshare report RUN_DIR`` rebuilds all of it.
+Every interval uses the config's ``report.confidence`` and ``report.bootstrap_reps``, and says
+what it is. ``policyshare report RUN_DIR`` rebuilds all of it; :func:`render` turns a summary (the
+file's contents) back into the Markdown.
 """
 
 from __future__ import annotations
@@ -35,16 +41,23 @@ from typing import Any
 
 import numpy as np
 
-from policyshare.comparison import markdown_table, plot_intervals
+from policyshare.comparison import format_interval_record, markdown_table, plot_intervals, plot_profiles
 from policyshare.config import from_dict, read_yaml
 from policyshare.errors import UserError
 from policyshare.experiment.config import ExperimentConfig
-from policyshare.experiment.design import Arm, arms, vision_student
-from policyshare.experiment.layout import report_inputs, transfer_dir, upstream_dir
+from policyshare.experiment.design import vision_student
+from policyshare.experiment.layout import report_inputs, upstream_dir
+from policyshare.experiment.report_claims import (
+    ACROSS_METRICS,
+    across_profiles,
+    across_targets,
+    capacity_claim,
+    claims,
+)
+from policyshare.experiment.report_targets import TargetResult, target_comparisons, target_summary
 from policyshare.io import atomic_write_json, atomic_write_text, read_json
-from policyshare.methods import PER_SOURCE_METHODS, PROGRESSIVE, RANDOM_COLUMN, SCRATCH
+from policyshare.methods import DESCRIPTIONS
 from policyshare.metrics import confidence_label, format_interval
-from policyshare.runs import slug
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
@@ -64,95 +77,6 @@ def _finite(v: Any) -> bool:
 
 def _iv(d: Mapping[str, Any], digits: int = 1, key: str = "iqm", single: str = "one seed") -> str:
     return format_interval(d.get(key, d.get("point")), d.get("low"), d.get("high"), digits, single=single)
-
-
-def _transfer(root: Path, cfg: ExperimentConfig) -> dict[str, Any]:
-    """Per target: curves, final returns, transfer % per seed and IQM interval per arm (and over
-    sources), the upstream seed of each run; plus the aggregate over targets."""
-    from policyshare.comparison import (
-        aggregate_over_tasks,
-        interval_rows,
-        mean_over_seeds,
-        plot_curves,
-        read_runs,
-        transfer_summary,
-    )
-
-    out: dict[str, Any] = {"targets": {}}
-    level = confidence_label(cfg.report.confidence)
-    reps, confidence = cfg.report.bootstrap_reps, cfg.report.confidence
-    for target in cfg.target_games:
-        target_arms = arms(cfg, target)
-        runs = read_runs({a.label: {s: transfer_dir(root, target, a.label, s) for s in cfg.seeds}
-                          for a in target_arms}, finished_only=True)
-        if SCRATCH not in runs.curves:
-            continue
-        summary = transfer_summary(runs.curves, SCRATCH, seed=0, reps=reps, confidence=confidence)
-        summary.update(_over_sources(summary, target_arms, reps, confidence))
-        plot = plot_curves({m: [c[s] for s in sorted(c)] for m, c in runs.curves.items()},
-                           root / "plots" / f"curves_{slug(target)}.png",
-                           title=f"{target}: learning curves per method (mean, {level} bootstrap band)",
-                           confidence=confidence)
-        tplot = plot_intervals(interval_rows(summary, leave_out=[SCRATCH]),
-                               root / "plots" / f"transfer_{slug(target)}.png",
-                               f"{target}: transfer % (IQM, {level} stratified bootstrap)", "transfer %", 100.0)
-        finals = runs.finals()
-        out["targets"][target] = {
-            "transfer_percent": summary, "final_returns": finals,
-            "final_return_mean": {m: mean_over_seeds(v) for m, v in finals.items()},
-            "parameters": {m: _parameter_counts(list(met.values())[-1]) for m, met in runs.metrics.items()},
-            "upstream_seeds": _upstream_seeds(runs.dirs),
-            "seeds": runs.seeds(),
-            "plots": {"curves": str(plot.relative_to(root)), "transfer": str(tplot.relative_to(root))},
-        }
-    if len(out["targets"]) > 1:
-        out["aggregate"] = aggregate_over_tasks([t["transfer_percent"] for t in out["targets"].values()], cfg.seeds,
-                                                SCRATCH, reps=reps, confidence=confidence)
-    return out
-
-
-def _over_sources(summary: Mapping[str, Mapping[str, Any]], target_arms: list[Arm], reps: int,
-                  confidence: float) -> dict[str, dict[str, Any]]:
-    """For each method run from every source (``finetune``, ``frozen``) and alignment, two rows:
-    ``<method>__mean-over-sources__<alignment>`` (per seed, the mean of the sources' transfer %)
-    and ``<method>__best-source__<alignment>`` (the source with the highest IQM here, chosen on
-    these very runs: an optimistic figure)."""
-    from policyshare.metrics import iqm_intervals
-
-    out: dict[str, dict[str, Any]] = {}
-    groups: dict[tuple[str, str | None], list[Arm]] = {}
-    for a in target_arms:
-        if a.method in PER_SOURCE_METHODS and a.label in summary:
-            groups.setdefault((a.method, a.alignment), []).append(a)
-    for (method, alignment), group in groups.items():
-        if len(group) < 2:
-            continue
-        seeds = sorted({s for a in group for s in summary[a.label]["per_seed"]}, key=int)
-        per_seed = {}
-        for s in seeds:
-            values = [float(summary[a.label]["per_seed"][s]) for a in group
-                      if s in summary[a.label]["per_seed"] and _finite(summary[a.label]["per_seed"][s])]
-            per_seed[s] = float(np.mean(values)) if values else float("nan")
-        finite = np.array([v for v in per_seed.values() if np.isfinite(v)], float)
-        iv = iqm_intervals({"m": finite}, reps=reps, confidence=confidence)["m"]
-        out[f"{method}__mean-over-sources__{alignment}"] = {"per_seed": per_seed, "iqm": iv.point, "low": iv.low,
-                                                            "high": iv.high, "sources": [a.source for a in group]}
-        ranked = [a for a in group if _finite(summary[a.label]["iqm"])]
-        if ranked:
-            best = max(ranked, key=lambda a: float(summary[a.label]["iqm"]))
-            out[f"{method}__best-source__{alignment}"] = {**summary[best.label], "source": best.source}
-    return out
-
-
-def _upstream_seeds(dirs: Mapping[str, Mapping[int, Path]]) -> dict[str, dict[str, int | None]]:
-    """Arm → target seed → the upstream seed its run started from (its ``config.yaml``'s
-    ``upstream.seed``; ``None`` for runs that start from nothing trained)."""
-    out: dict[str, dict[str, int | None]] = {}
-    for label, by_seed in dirs.items():
-        for seed, folder in by_seed.items():
-            up = (read_yaml(Path(folder) / "config.yaml") or {}).get("upstream")
-            out.setdefault(label, {})[str(seed)] = up.get("seed") if isinstance(up, dict) else None
-    return out
 
 
 def _parameter_counts(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -219,43 +143,37 @@ def _vision(root: Path) -> dict[str, Any] | None:
     return {"metrics": m, "images": pngs}
 
 
+def _transfer(root: Path, cfg: ExperimentConfig) -> tuple[dict[str, Any], list[TargetResult]]:
+    """Per target the comparisons (:func:`~policyshare.experiment.report_targets.target_summary`),
+    and across targets the families' aggregates and profiles plot."""
+    results = [r for r in (target_comparisons(root, cfg, t) for t in cfg.target_games) if r is not None]
+    out: dict[str, Any] = {"targets": {r.target: target_summary(root, r, cfg.report.confidence) for r in results}}
+    if not results:
+        return out, results
+    out["across_targets"] = {"n_targets": len(results), "scores": across_targets(results),
+                             "metrics": dict(ACROSS_METRICS), "curve": "greedy evaluation"}
+    profiles = across_profiles(results)
+    if profiles:
+        path = plot_profiles(profiles, root / "plots" / "profiles.png",
+                             f"performance profiles over {len(results)} held-out target(s) (greedy evaluation)",
+                             "normalised area: mean (return − random) / (expert − random) over the budget")
+        out["across_targets"]["profiles"] = {
+            "plot": str(path.relative_to(root)), "taus": next(iter(profiles.values())).taus.tolist(),
+            "families": {f: {"fraction": p.fraction.tolist(), "low": p.low.tolist(), "high": p.high.tolist()}
+                         for f, p in profiles.items()}}
+    return out, results
+
+
 def _findings(summary: Mapping[str, Any]) -> list[str]:
-    """Sentences stating which differences lie outside their intervals."""
-    lines: list[str] = []
-    for target, t in summary["transfer"]["targets"].items():
-        tp = t["transfer_percent"]
-        n = len(t["seeds"])
-        for method, v in tp.items():
-            if method == SCRATCH:
-                continue
-            iv = f"{_fmt(v['iqm'])}% [{_fmt(v['low'])}, {_fmt(v['high'])}]"
-            if not (_finite(v["low"]) and _finite(v["high"])):
-                seeds = "one seed" if n == 1 else f"{n} seeds"
-                lines.append(f"On {target}, **{method}** reaches a transfer % of {_fmt(v['iqm'])} with {seeds}: "
-                             "no interval, so no claim either way; run more seeds.")
-                continue
-            if v["low"] > 100:
-                verdict = "learns faster than from scratch: the interval lies above 100%"
-            elif v["high"] < 100:
-                verdict = "learns slower than from scratch (negative transfer): the interval lies below 100%"
-            else:
-                verdict = "is not distinguishable from training from scratch: the interval contains 100%"
-            caveat = (f" — with only {n} seeds the interval is little more than their range: indicative, "
-                      "not conclusive" if n < 3 else "")
-            lines.append(f"On {target}, **{method}** ({iv}, {n} seeds) {verdict}{caveat}.")
-        for label in [m for m in tp if m.split("__")[0] == PROGRESSIVE]:
-            control = f"{RANDOM_COLUMN}__{label.rsplit('__', 1)[-1]}"
-            if control in tp:
-                lines += _progressive_finding(target, tp[label], tp[control])
+    """The claims' sentences, then what the student and the vision stage show (no claim from them)."""
+    lines = [c["text"] for c in summary["claims"].values()]
     s = summary.get("student")
     if s:
         iv = s["expert_normalised_iqm"]
-        lines.append(f"The student reaches an expert-normalised IQM of {_iv(iv, 2, single='one game')} "
-                     f"over {len(s['per_task'])} games with "
-                     f"{s['student_parameters']:,} parameters, {100 * s['student_to_teachers_ratio']:.0f}% of "
-                     f"its teachers' {s['teacher_parameters']:,} together"
-                     + (" — more data per parameter without losing the experts' skill."
-                        if _finite(iv["low"]) and iv["low"] >= 0.9 else "."))
+        lines.append(f"The student ({s['run']}) reaches an expert-normalised IQM of {_iv(iv, 2, single='one game')} "
+                     f"over {len(s['per_task'])} games with {s['student_parameters']:,} parameters, "
+                     f"{100 * s['student_to_teachers_ratio']:.0f}% of its teachers' {s['teacher_parameters']:,} "
+                     "together; whether that is more per parameter is claim (d)'s to say.")
     v = summary.get("vision")
     if v:
         res = v["metrics"]["results"]
@@ -263,9 +181,8 @@ def _findings(summary: Mapping[str, Any]) -> list[str]:
                   if r.get("generate", {}).get("accuracy") is not None}
         probe = {k: r.get("probe", {}).get("accuracy") for k, r in res.items()
                  if r.get("probe", {}).get("accuracy") is not None}
-        if guided:
-            best = max(guided, key=lambda k: guided[k])
-            worst = min(guided, key=lambda k: guided[k])
+        if guided and probe:
+            best, worst = max(guided, key=lambda k: guided[k]), min(guided, key=lambda k: guided[k])
             lines.append(f"Vision (one seed, so no intervals): guided generation is most accurate with "
                          f"`{best}` ({100 * guided[best]:.1f}%) and least with `{worst}` ({100 * guided[worst]:.1f}%); "
                          f"linear probes range {100 * min(probe.values()):.1f}–{100 * max(probe.values()):.1f}%. "
@@ -273,25 +190,37 @@ def _findings(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _progressive_finding(target: str, p: Mapping[str, Any], r: Mapping[str, Any]) -> list[str]:
-    """The sentence comparing a progressive column with its random-frozen-column control."""
-    if not all(_finite(x) for x in (p["low"], p["high"], r["low"], r["high"])):
-        return []
-    if p["low"] > r["high"]:
-        return [f"On {target}, the progressive network with a trained expert column beats the random-frozen-column "
-                "control outside both intervals: the gain is transfer, not extra capacity."]
-    if p["high"] < r["low"]:
-        return [f"On {target}, the random-frozen-column control beats the progressive network outside both "
-                "intervals: the expert column's features hurt here."]
-    return [f"On {target}, the progressive network and the random-frozen-column control overlap: their difference "
-            "cannot be told from extra capacity at this budget."]
+def _load_config(root: Path) -> ExperimentConfig:
+    if not (root / "config.yaml").is_file():
+        raise UserError(f"{root} is not an experiment folder (no config.yaml of policyshare run); pass "
+                        "the folder `policyshare run` printed, e.g. runs/quickstart")
+    try:
+        return from_dict(ExperimentConfig, read_yaml(root / "config.yaml"), str(root / "config.yaml"))
+    except UserError as e:
+        raise UserError(f"{root} is not an experiment folder of policyshare run ({e}); pass the folder "
+                        "`policyshare run` printed, e.g. runs/quickstart") from None
 
 
-def build_report(root: str | Path) -> dict[str, Any]:
+def _capacity(root: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The capacity study's section (:mod:`~policyshare.experiment.capacity_report`) with its
+    Markdown table and plot, or ``None`` where the experiment has no capacity stage."""
+    from policyshare.experiment.capacity_report import capacity_markdown, capacity_summary, plot_capacity
+
+    cap = capacity_summary(root, cfg)
+    if cap is None:
+        return None
+    plot = plot_capacity(cap, root / "plots" / "capacity.png")
+    return {**cap, "table": [*capacity_markdown(cap), "", f"![capacity]({plot.relative_to(root)})"]}
+
+
+def build_report(root: str | Path, capacity: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write ``report.md``, ``summary.json`` and ``plots/`` of an experiment folder.
 
     Args:
         root: the experiment folder (it must hold the ``config.yaml`` of ``policyshare run``).
+        capacity: the capacity study's section (``summary["capacity"]``; see
+            :func:`~policyshare.experiment.report_claims.capacity_claim`); default: the one the
+            folder's ``capacity/summary.json`` holds, if any.
 
     Returns:
         The summary (also ``summary.json``).
@@ -301,16 +230,15 @@ def build_report(root: str | Path) -> dict[str, Any]:
         CheckpointError: a corrupt result file.
     """
     root = Path(root)
-    if not (root / "config.yaml").is_file():
-        raise UserError(f"{root} is not an experiment folder (no config.yaml of policyshare run); pass "
-                        "the folder `policyshare run` printed, e.g. runs/quickstart")
-    raw = read_yaml(root / "config.yaml")
-    try:
-        cfg = from_dict(ExperimentConfig, raw, str(root / "config.yaml"))
-    except UserError as e:
-        raise UserError(f"{root} is not an experiment folder of policyshare run ({e}); pass the folder "
-                        "`policyshare run` printed, e.g. runs/quickstart") from None
+    cfg = _load_config(root)
     inputs = report_inputs(root)
+    if capacity is None and (root / "capacity" / "summary.json").is_file():
+        capacity = read_json(root / "capacity" / "summary.json", "capacity study")
+    if capacity is None:
+        capacity = _capacity(root, cfg)
+    transfer, results = _transfer(root, cfg)
+    if not results:
+        raise UserError(f"{root} has no finished transfer runs to report; run the experiment first")
     summary: dict[str, Any] = {
         "name": cfg.name, "description": cfg.description, "algo": cfg.algo,
         "sources": {t: cfg.sources_for(t) for t in cfg.target_games}, "targets": cfg.target_games,
@@ -320,10 +248,10 @@ def build_report(root: str | Path) -> dict[str, Any]:
                                                          "distill": cfg.distill.seeds or cfg.experts.seeds,
                                                          "multitask": cfg.multitask.seeds or cfg.experts.seeds},
         "experts": _experts(root, cfg), "student": _student(root, cfg), "upstream_runs": _upstream_runs(root),
-        "transfer": _transfer(root, cfg), "vision": _vision(root),
+        "transfer": transfer, "vision": _vision(root),
+        **({"capacity": dict(capacity)} if capacity else {}),
+        "claims": claims(results, cfg.alignments, capacity),
     }
-    if not summary["transfer"]["targets"]:
-        raise UserError(f"{root} has no finished transfer runs to report; run the experiment first")
     summary["parameters"] = _parameters(summary)
     summary["findings"] = _findings(summary)
     summary["inputs"] = inputs
@@ -380,73 +308,159 @@ def _networks_sections(summary: Mapping[str, Any]) -> list[str]:
     return L
 
 
-def render(summary: Mapping[str, Any]) -> str:
-    """The Markdown report of a summary."""
-    level = confidence_label(summary.get("confidence", 0.95))
-    L: list[str] = [f"# {summary['name']}: does sharing the lower conv layers pay off?", ""]
-    if summary["description"]:
-        L += [summary["description"], ""]
+def _steps_cell(parts: Mapping[str, int]) -> str:
+    """``"1,000,448 (experts)"``, ``"2,001,920 (experts 2,000,896 + distillation 1,024)"`` or ``"0"``."""
+    parts = {k: int(v) for k, v in parts.items() if v}
+    if not parts:
+        return "0"
+    total = sum(parts.values())
+    if len(parts) == 1:
+        return f"{total:,} ({next(iter(parts))})"
+    return f"{total:,} (" + " + ".join(f"{k} {v:,}" for k, v in parts.items()) + ")"
+
+
+def _setup(summary: Mapping[str, Any]) -> list[str]:
     sources = {", ".join(v) for v in summary["sources"].values()}
     where = (f"Sources: {sources.pop()}" if len(sources) == 1 else
              "Sources: for each target the other games (leave-one-game-out)")
     ups = summary.get("upstream_seeds", {})
-    L += [f"{where}. Held-out targets: {', '.join(summary['targets'])}. "
-          f"Algorithm: {summary['algo']}. Target seeds: {', '.join(map(str, summary['seeds']))}; upstream seeds: "
-          + "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in ups.items())
-          + f" (target seed number i uses upstream seed number i mod U). Alignments: "
-          f"{', '.join(summary.get('alignments', []))}. Transfer runs: {summary['transfer_timesteps']:,} env steps "
-          "each.", "",
-          "## What this run shows", ""]
-    L += [f"- {line}" for line in summary["findings"]] + [""]
+    return [f"{where}. Held-out targets: {', '.join(summary['targets'])}. "
+            f"Algorithm: {summary['algo']}. Target seeds: {', '.join(map(str, summary['seeds']))}; upstream seeds: "
+            + "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in ups.items())
+            + " (target seed number i uses upstream seed number i mod U; a run that starts from an upstream "
+            "artifact is keyed `u<upstream seed>-s<target seed>` and its intervals resample upstream seeds, then "
+            f"target seeds). Alignments: {', '.join(summary.get('alignments', []))}. Transfer runs: "
+            f"{summary['transfer_timesteps']:,} env steps each.", ""]
 
-    L += ["## Transfer to the held-out games", "",
-          "Transfer % = area under the learning curve ÷ the from-scratch run's of the same seed × 100 "
-          "(Rusu et al. 2016, Table 1); 100 % = no transfer. Aggregates: interquartile mean over seeds with a "
-          f"{level} stratified bootstrap interval (Agarwal et al. 2021, rliable); one seed gives no interval. "
-          "Rows are arms: method, source game, alignment. `<method>__mean-over-sources__<alignment>` averages "
-          "the sources' transfer % per seed; `<method>__best-source__<alignment>` repeats the source with the "
-          "highest IQM here (chosen on these very runs: an optimistic figure).", ""]
+
+def _claims_section(summary: Mapping[str, Any]) -> list[str]:
+    cl = dict(summary.get("claims", {}))
+    cl["d"] = capacity_claim(summary.get("capacity"))
+    L = ["## Verdicts on the four claims", "",
+         "Each claim is judged on the normalised area of the greedy-evaluation curves: *supported* when the "
+         f"{confidence_label(summary.get('confidence', 0.95))} interval of the difference lies above 0 and that of "
+         "P(A > B) above 0.5, *refuted* when both lie below, *undecided at this budget* otherwise (with about how "
+         "many seeds per method would decide it), and *no verdict* when there are too few runs for a confidence "
+         "interval (the figures are then ranges of the seeds). Env steps charged upstream (experts, distillation, "
+         "multi-task training) are given beside each method.", ""]
+    for c in cl.values():
+        L.append(f"- {c['text']}")
+        L += [f"  - {p['text']}" for p in c.get("parts", []) if p.get("text")]
+    cap = summary.get("capacity")
+    if cap:
+        L += ["", "### Data per parameter (capacity study)", "", *cap.get("table", []), *cap.get("notes", [])]
+    return [*L, ""]
+
+
+def _across_section(summary: Mapping[str, Any]) -> list[str]:
+    a = summary["transfer"].get("across_targets")
+    if not a:
+        return []
+    level = confidence_label(summary.get("confidence", 0.95))
+    n = a["n_targets"]
+    L = [f"## Across the held-out targets ({n} target{'s' if n != 1 else ''})", "",
+         "Curve: **greedy evaluation**. Per row family (the row without its source game, which differs between "
+         "targets) the expert-normalised scores of every run on every target: IQM with a "
+         f"{level} bootstrap interval stratified over targets (rliable; runs that start from an upstream artifact "
+         "resampled by upstream seed, then target seed), or a labelled range with too few runs; P(> scratch): the "
+         "mean over targets of rliable's probability of improvement of the normalised area.", ""]
+    head = ["family", "targets", "runs", *a["metrics"].values(), "P(> scratch), normalised area",
+            "env steps charged upstream"]
+    rows = []
+    for fam, v in a["scores"].items():
+        poi = v.get("poi_over_scratch")
+        rows.append([fam, str(len(v["targets"])), str(v.get("runs") or 0),
+                     *(format_interval_record(v[m], ".3g") for m in a["metrics"]),
+                     "baseline" if poi is None else format_interval_record(poi, ".2f"),
+                     _steps_cell(v["upstream_env_steps"])])
+    L += markdown_table(head, rows, align=["---"] * len(head))
+    prof = a.get("profiles")
+    if prof:
+        L += ["", f"![performance profiles, greedy evaluation, all targets]({prof['plot']})"]
+    return [*L, ""]
+
+
+def _target_section(target: str, t: Mapping[str, Any]) -> list[str]:
+    L = [f"### {target}", "",
+         f"Budget T = {t['budget_env_steps']:,} env steps; random return {t['random_return']:.3g}, expert return "
+         + ("none" if t["expert_return"] is None else f"{t['expert_return']:.3g}") + f" ({t['references']}).", ""]
+    rows = [[label, r["method"], r["source"] or "—", r["alignment"] or "—",
+             _steps_cell(r["upstream_env_steps"]), _fmt(t["final_return_mean"].get(label), 2),
+             ", ".join(t["comparison"]["greedy evaluation"]["methods"][label]["seeds"])]
+            for label, r in t["rows"].items()]
+    L += markdown_table(["row", "method", "source", "alignment", "env steps charged upstream",
+                         "final return (mean)", "seeds"], rows, align=["---"] * 7)
+    for curve, table in t["tables"].items():
+        L += ["", f"**Every metric, {curve} curve.**", "", *table]
+    st = t.get("seed_table")
+    if st:
+        L += ["", "<details><summary>Every run (greedy evaluation)</summary>", "",
+              *markdown_table(st["head"], st["rows"], align=["---"] * len(st["head"])), "", "</details>"]
+    captions = {"curves": "learning curves (greedy evaluation)", "curves_training": "learning curves "
+                "(training episodes)", "gain": "normalised area gain over scratch (greedy evaluation)",
+                "profiles": "performance profiles of the normalised area (greedy evaluation)"}
+    L += [""] + [f"![{captions[k]}]({p})" for k, p in t["plots"].items() if k in captions]
+    return [*L, ""]
+
+
+def _definitions(summary: Mapping[str, Any]) -> list[str]:
+    first = next(iter(summary["transfer"]["targets"].values()))
+    metrics = first["comparison"]["greedy evaluation"]["metrics"]
+    return [f"- **{m['label']}**: {m['definition']} ({m['source']})." for m in metrics.values()]
+
+
+def render(summary: Mapping[str, Any]) -> str:
+    """The Markdown report of a summary (claim (d) from its ``capacity`` section, if any)."""
+    L: list[str] = [f"# {summary['name']}: does sharing the lower conv layers pay off?", ""]
+    if summary["description"]:
+        L += [summary["description"], ""]
+    L += _setup(summary)
+    L += ["## What this run shows", ""]
+    findings = list(summary["findings"])
+    cap = capacity_claim(summary.get("capacity"))["text"]
+    L += [f"- {line if not line.startswith('(d) ') else cap}" for line in findings] + [""]
+    L += _claims_section(summary)
+    L += _across_section(summary)
+    L += ["## Transfer to each held-out game", "",
+          "Rows are arms: method, source game, alignment; `<method>__mean-over-sources__<alignment>` is per seed the "
+          "mean of the sources' curves, `<method>__best-source__<alignment>` repeats the source with the largest "
+          "area under its greedy curve (chosen on these very runs: an optimistic figure). Figures, verdicts and "
+          "profiles use the **greedy-evaluation** curves; the training-episode table (the curve whose area Rusu et "
+          "al. 2016 report) stands beside them. Methods:", ""]
+    L += [f"- `{m}`: {d}" for m, d in DESCRIPTIONS.items()] + ["", "Metrics:", "", *_definitions(summary), ""]
     for target, t in summary["transfer"]["targets"].items():
-        tp = t["transfer_percent"]
-        rows = [[m, _iv(tp[m]) if m != SCRATCH else "100 (reference)",
-                 " ".join(f"{_fmt(v)}" for v in tp[m]["per_seed"].values()),
-                 _fmt(t["final_return_mean"].get(m), 2)] for m in tp]
-        L += [f"### {target}", ""]
-        L += markdown_table(["method", f"transfer % IQM [{level} CI]", "per seed", "final return (mean over seeds)"],
-                            rows)
-        L += ["", f"![learning curves]({t['plots']['curves']})", f"![transfer %]({t['plots']['transfer']})", ""]
-    if "aggregate" in summary["transfer"]:
-        rows = [[m, _iv(v, key="point")] for m, v in summary["transfer"]["aggregate"].items()]
-        L += ["### All targets together", ""] + markdown_table(["method", f"transfer % IQM [{level} CI]"], rows) + [""]
-
+        L += _target_section(target, t)
     s = summary.get("student")
     if s:
         L += ["## The Actor-Mimic student", "",
               "Expert-normalised score = (student − random) / (teacher − random), per game; IQM over games with a "
-              f"{level} bootstrap interval over games.", ""]
+              f"{confidence_label(summary.get('confidence', 0.95))} bootstrap interval over games.", ""]
         rows = [[t, _fmt(r["student_return"], 2), _fmt(r["teacher_return"], 2), _fmt(r["random_return"], 2),
                  _fmt(r["expert_normalised"], 3), _fmt(r.get("agreement"), 3)] for t, r in s["per_task"].items()]
         L += markdown_table(["game", "student", "teacher", "random", "expert-normalised", "agreement"], rows)
-        iv = s["expert_normalised_iqm"]
-        L += ["", f"IQM: {_iv(iv, 3, single='one game')}; "
+        L += ["", f"IQM: {_iv(s['expert_normalised_iqm'], 3, single='one game')}; "
               f"{s['env_steps_per_task']:,} env steps per game.", "", f"![student]({s['plot']})", ""]
-
     L += _networks_sections(summary)
-
-    v = summary.get("vision")
-    if v:
-        from policyshare.vision.compare import TEXTURE_LEGEND, texture_gallery_markdown
-        from policyshare.vision.compare import markdown_table as vision_table
-
-        L += ["## Vision: the same trunks classify and guide generation", "", vision_table(v["metrics"]), "",
-              TEXTURE_LEGEND, ""]
-        L += [f"![{Path(img).stem}]({img})" for img in v["images"] if "grid" in img or "sample" in img][:12]
-        L += ["", texture_gallery_markdown(v["metrics"], prefix="vision/").replace("## Textures", "### Textures")]
+    L += _vision_section(summary)
     L += ["## Where everything is", "",
           "- `experts/<env>/<alignment>__s<seed>/`, `distill/<games>/<alignment>__s<seed>/`, "
           "`multitask/<games>/<alignment>__s<seed>/`, `transfer/<env>/<method>[__<source>][__<alignment>]__s<seed>/`, "
           "`vision/`: the run folders (config, TensorBoard events, checkpoints, metrics); a transfer run's "
           "`config.yaml` names the upstream run and seed it started from (`upstream`).",
           "- `tensorboard --logdir .` overlays every run by name; compared runs share tag names.",
-          "- `summary.json`: every figure of this report; `policyshare report .` rebuilds it.", ""]
+          "- `summary.json`: every figure of this report (strict JSON: undefined values are `null` with their "
+          "reasons); `policyshare report .` rebuilds it.", ""]
     return "\n".join(L)
+
+
+def _vision_section(summary: Mapping[str, Any]) -> list[str]:
+    v = summary.get("vision")
+    if not v:
+        return []
+    from policyshare.vision.compare import TEXTURE_LEGEND, texture_gallery_markdown
+    from policyshare.vision.compare import markdown_table as vision_table
+
+    L = ["## Vision: the same trunks classify and guide generation", "", vision_table(v["metrics"]), "",
+         TEXTURE_LEGEND, ""]
+    L += [f"![{Path(img).stem}]({img})" for img in v["images"] if "grid" in img or "sample" in img][:12]
+    return L + ["", texture_gallery_markdown(v["metrics"], prefix="vision/").replace("## Textures", "### Textures")]
