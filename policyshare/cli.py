@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -572,6 +573,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind = "" if isinstance(e, Interrupted) else "error: "
         print(f"policyshare {args.command}: {kind}{e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:
+        # The reader of stdout left (`policyshare zoo list | head -1`): stop quietly, as Unix tools
+        # do, with Python's status for a broken pipe, and keep the interpreter from reporting it again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         # Commands that train save on Ctrl-C themselves; this covers the other moments.
         hint = "; rerun the same command with --resume to continue" if hasattr(args, "resume") else ""

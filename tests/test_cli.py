@@ -213,3 +213,24 @@ def test_a_trunk_spec_too_deep_for_the_input_names_the_specs_that_fit(tmp_path: 
                    "--run-dir", str(tmp_path / "run"))
     assert_user_error(proc, "input 10x10 is too small", "trunk.spec: minatar or minatar_deep")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    """`policyshare zoo list | head -1`: the reader leaves early; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "policyshare", "zoo", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the command writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_the_rollout_rounding_note_goes_to_stderr(tmp_path: Path) -> None:
+    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--timesteps", "1000", "--set", "n_envs=8",
+                   "--set", "vec_env=dummy", *TINY[:-1], "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr
+    assert "1024 env steps (1000 rounded up)" in proc.stderr and "rounded up" not in proc.stdout

@@ -158,6 +158,9 @@ def test_seeds_to_decide_follows_the_normal_approximation() -> None:
     assert seeds_to_decide(0.5, 1.0, paired=True) == 32
     assert seeds_to_decide(0.5, 1.0, paired=False) == 63
     assert seeds_to_decide(-0.5, 1.0, paired=True) == 32
+    # A difference that is a rounding error of 0 (an identical pair of methods) needs no count of seeds.
+    assert seeds_to_decide(1e-17, 0.1, paired=True) is None
+    assert seeds_to_decide(0.01, 1.0, paired=True) is None  # about 78,000: beyond any budget
     assert seeds_to_decide(0.0, 1.0, paired=True) is None
 
 

@@ -257,3 +257,13 @@ def test_sweep_reports_a_job_failing_on_its_input_without_retrying_it(tmp_path: 
     assert "2 of 2 experts trials failed" in last and f"{tmp_path / 'nowhere'}" in last, last
     assert "retrying" not in proc.stdout + proc.stderr
     assert not (tmp_path / "exp" / "transfer").exists()
+
+
+def test_an_unreachable_address_writes_nothing(tmp_path: Path) -> None:
+    """A wrong --address is refused before the experiment folder is opened."""
+    from conftest import assert_user_error
+
+    exp = tmp_path / "exp"
+    proc = run_cli("sweep", "configs/quickstart.yaml", "--address", "127.0.0.1:1", "--run-dir", str(exp))
+    assert_user_error(proc, "no Ray cluster at --address 127.0.0.1:1")
+    assert not exp.exists()

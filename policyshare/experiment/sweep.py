@@ -215,5 +215,7 @@ def sweep(config: str | Path, *, seeds: Sequence[int] | None = None, address: st
             raise UserError("--max-failures is Ray Tune's retry of a lost trial; with --backend local rerun the "
                             "command instead (finished jobs are kept, unfinished ones resume)")
         return run_experiment(config, run_dir=run_dir, overrides=merged)
+    if address is not None:
+        _check_reachable(address)  # before the experiment folder is opened: a wrong address writes nothing
     executor = ray_executor(address, max_failures=DEFAULT_MAX_FAILURES if max_failures is None else max_failures)
     return run_experiment(config, run_dir=run_dir, overrides=merged, executor=executor)

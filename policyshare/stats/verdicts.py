@@ -67,7 +67,14 @@ class Verdict:
              f"{self.env_steps:,} env steps)")
         if self.seeds_needed is not None:
             s += f"; about {self.seeds_needed} seeds per method would decide it"
+        elif self.outcome not in ("supported", "refuted"):
+            s += (f"; at the observed difference not even {MAX_SEEDS_TO_DECIDE:,} seeds per method would decide it "
+                  "(a longer budget might)")
         return s
+
+
+#: Above this many seeds per method, :func:`seeds_to_decide` says no budget decides the claim.
+MAX_SEEDS_TO_DECIDE = 10_000
 
 
 def seeds_to_decide(effect: float, sd: float, *, paired: bool, confidence: float = 0.95,
@@ -81,7 +88,9 @@ def seeds_to_decide(effect: float, sd: float, *, paired: bool, confidence: float
     experiments"). A rough guide only: it takes the observed effect at face value.
 
     Returns:
-        ``ceil(n)`` (at least 2), or ``None`` when the observed effect is 0.
+        ``ceil(n)`` (at least 2), or ``None`` when the observed effect is 0 or so small next to
+        the spread that more than :data:`MAX_SEEDS_TO_DECIDE` seeds would be needed (no seed
+        budget decides it; the effect is indistinguishable from none).
     """
     from scipy.stats import norm
 
@@ -89,7 +98,7 @@ def seeds_to_decide(effect: float, sd: float, *, paired: bool, confidence: float
         return None
     z = norm.ppf(1 - (1 - confidence) / 2) + norm.ppf(power)
     n = (z * sd / effect) ** 2 * (1 if paired else 2)
-    return max(2, math.ceil(n))
+    return max(2, math.ceil(n)) if n <= MAX_SEEDS_TO_DECIDE else None
 
 
 def verdict(scores_a: ArrayLike, scores_b: ArrayLike, *, env_steps: int, claim: str = "A beats B",

@@ -91,7 +91,8 @@ def _texture(sub: Any) -> None:
         description="Match the Gram matrices (Gatys et al. 2015) and, with --shifts, the shifted Gram matrices "
         "(Berger & Memisevic 2016) of the trunk's conv layers — and, with --mirror, Gramians between the features "
         "and their mirror images (symmetric textures) — optimising the pixels with L-BFGS-B or Adam (pixels stay in "
-        "[0, 1]). A one-conv-layer MinAtar trunk cannot carry a brick; random:image_deep can. Writes "
+        "[0, 1]). A one-conv-layer MinAtar trunk cannot carry a brick; random:image_deep can (with --shifts 2: its "
+        "deepest maps are 4x4 at the default size, too small for the default shifts of 4 and 8). Writes "
         "<image>_source.png, <image>_reference.png (a held-out crop) and <image>_result.png, the loss curve and the "
         "scores of the ensemble texture judge (ratios to the held-out crop; lower is better, 1 = as close as real "
         "texture) to metrics.json, and TensorBoard.")
