@@ -424,7 +424,7 @@ def _prepare(s: _Session, resume: bool, new_model: Callable[[Any], Any]) -> _Ses
     size = rollout_size(s.algo, cfg.n_envs, s.params)
     s.target = trained_timesteps(cfg.timesteps, size)
     if s.target != cfg.timesteps and not resume:
-        log.warning(f"note: {s.algo.upper()} collects {size} env steps per rollout, so this run trains "
+        log.info(f"note: {s.algo.upper()} collects {size} env steps per rollout, so this run trains "
                  f"{s.target} env steps ({cfg.timesteps} rounded up)")
     s.ckpt, ckpt_header = resume_point(run) if resume else (None, {})
     if s.ckpt is not None:

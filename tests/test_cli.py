@@ -227,10 +227,3 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
-
-
-def test_the_rollout_rounding_note_goes_to_stderr(tmp_path: Path) -> None:
-    proc = run_cli("train", "--env", "MinAtar/Breakout-v1", "--timesteps", "1000", "--set", "n_envs=8",
-                   "--set", "vec_env=dummy", *TINY[:-1], "--run-dir", str(tmp_path / "run"))
-    assert proc.returncode == 0, proc.stderr
-    assert "1024 env steps (1000 rounded up)" in proc.stderr and "rounded up" not in proc.stdout

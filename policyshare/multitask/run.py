@@ -229,7 +229,7 @@ def _train_and_report(run: RunFolder, env: MultiTaskVecEnv, fresh: Any, tasks: l
     size = rollout_size("ppo", cfg.n_envs * len(tasks), params)
     target = trained_timesteps(budget, size)
     if target != budget and not resume:
-        log.warning(f"note: a rollout is {size} env steps over {len(tasks)} tasks, so this run trains {target} env "
+        log.info(f"note: a rollout is {size} env steps over {len(tasks)} tasks, so this run trains {target} env "
               f"steps ({budget} rounded up)")
     model, from_checkpoint = _open_model(run, env, fresh, tasks, action_maps, cfg, params, suite, seed, resume)
     callbacks, evaluator = _callbacks(run, env, tasks, action_maps, cfg, seed, header)
